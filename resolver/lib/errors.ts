@@ -1,0 +1,54 @@
+/** Errors with a stable `.code`, in the style of Node core's errors. */
+
+export type CapaErrorCode =
+  | 'ERR_CAPA_MALFORMED'
+  | 'ERR_CAPA_INVALID_ARG'
+  | 'ERR_CAPA_NOT_FOUND'
+  | 'ERR_CAPA_REFUSED'
+  | 'ERR_CAPA_EXHAUSTED'
+  | 'ERR_CAPA_QUOTA'
+  | 'ERR_CAPA_SERVER_FAILURE'
+  | 'ERR_CAPA_TIMEOUT'
+  | 'ERR_CAPA_NO_SERVERS';
+
+export interface CapaErrorDetails {
+  /** Extended DNS Error info-code sent by the server, if any. */
+  ede?: number;
+  /** Extended DNS Error text sent by the server, if any. */
+  edeText?: string;
+  /** The server that gave the answer, as host:port. */
+  server?: string;
+  /** DNS rcode name of the answer, if the error came from one. */
+  rcode?: string;
+  cause?: unknown;
+}
+
+export class CapaError extends Error {
+  readonly code: CapaErrorCode;
+  readonly ede: number | undefined;
+  readonly edeText: string | undefined;
+  readonly server: string | undefined;
+  readonly rcode: string | undefined;
+
+  constructor(code: CapaErrorCode, message: string, details: CapaErrorDetails = {}) {
+    super(message, details.cause === undefined ? undefined : { cause: details.cause });
+    this.name = 'CapaError';
+    this.code = code;
+    this.ede = details.ede;
+    this.edeText = details.edeText;
+    this.server = details.server;
+    this.rcode = details.rcode;
+  }
+}
+
+export function malformed(message: string): CapaError {
+  return new CapaError('ERR_CAPA_MALFORMED', message);
+}
+
+export function invalidArg(message: string): CapaError {
+  return new CapaError('ERR_CAPA_INVALID_ARG', message);
+}
+
+export function isCapaError(err: unknown, code?: CapaErrorCode): err is CapaError {
+  return err instanceof CapaError && (code === undefined || err.code === code);
+}

@@ -1,0 +1,70 @@
+/** CAPA query names: `_<port>._<tcp|udp>.<host>` (RFC 6698 §3 style), bare host, reverse names. Pure. */
+import type { Protocol } from './constants.js';
+import { invalidArg } from './errors.js';
+import { addressFromReverseName, ipFamily, reverseName } from './ip.js';
+
+export interface QueryTarget {
+  /** Destination host name (or IP literal when building). */
+  host: string;
+  /** Destination port; absent for a bare host (destination port unknown). */
+  port?: number;
+  protocol?: Protocol;
+}
+
+const MAX_NAME = 253; // text length of a 255-octet wire name without the trailing dot
+const LABEL = /^[A-Za-z0-9_*](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/;
+
+/** Lower-cased, without trailing dot; IP literals become their reverse name. Throws on bad names. */
+export function normalizeHost(host: string): string {
+  const h = ipFamily(host) ? reverseName(host) : host.replace(/\.$/, '').toLowerCase();
+  checkName(h);
+  return h;
+}
+
+export function checkName(name: string): void {
+  if (name.length === 0 || name.length > MAX_NAME) throw invalidArg(`DNS name must be 1-${MAX_NAME} characters: "${name}"`);
+  for (const label of name.split('.')) {
+    if (!LABEL.test(label)) throw invalidArg(`bad DNS label "${label}" in "${name}" (1-63 of letters, digits, "-", "_")`);
+  }
+}
+
+export function buildQueryName(target: QueryTarget): string {
+  const host = normalizeHost(target.host);
+  if (target.port === undefined) return host;
+  if (!Number.isInteger(target.port) || target.port < 1 || target.port > 65535) {
+    throw invalidArg(`destination port must be 1-65535, got ${target.port}`);
+  }
+  const protocol = target.protocol ?? 'tcp';
+  if (protocol !== 'tcp' && protocol !== 'udp') throw invalidArg(`protocol must be tcp or udp, got "${String(protocol)}"`);
+  const name = `_${target.port}._${protocol}.${host}`;
+  checkName(name);
+  return name;
+}
+
+export interface ParsedQueryName {
+  host: string;
+  port?: number;
+  protocol?: Protocol;
+  /** The destination address when host is a complete reverse name. */
+  address?: string;
+}
+
+/** Inverse of buildQueryName. A name without the `_port._proto` prefix is a bare host. */
+export function parseQueryName(qname: string): ParsedQueryName {
+  const name = qname.replace(/\.$/, '').toLowerCase();
+  checkName(name);
+  const m = /^_(\d{1,5})\._(tcp|udp)\.(.+)$/.exec(name);
+  const parsed: ParsedQueryName = { host: name };
+  if (m) {
+    const port = Number(m[1]);
+    if (port < 1 || port > 65535 || m[1]!.startsWith('0')) throw invalidArg(`bad destination port label "_${m[1]}" in "${qname}"`);
+    parsed.host = m[3]!;
+    parsed.port = port;
+    parsed.protocol = m[2] as Protocol;
+  } else if (/^_[^.]*\._/.test(name)) {
+    throw invalidArg(`"${qname}" is not _<port>._<tcp|udp>.<host>`);
+  }
+  const address = addressFromReverseName(parsed.host);
+  if (address !== undefined) parsed.address = address;
+  return parsed;
+}

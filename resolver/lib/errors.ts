@@ -9,7 +9,11 @@ export type CapaErrorCode =
   | 'ERR_CAPA_QUOTA'
   | 'ERR_CAPA_SERVER_FAILURE'
   | 'ERR_CAPA_TIMEOUT'
-  | 'ERR_CAPA_NO_SERVERS';
+  | 'ERR_CAPA_NO_SERVERS'
+  | 'ERR_CAPA_NO_ALLOCATION'
+  | 'ERR_CAPA_NOT_OWNER'
+  | 'ERR_CAPA_PERMISSION'
+  | 'ERR_CAPA_CONFIG';
 
 export interface CapaErrorDetails {
   /** Extended DNS Error info-code sent by the server, if any. */

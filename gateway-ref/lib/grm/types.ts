@@ -1,0 +1,87 @@
+/**
+ * The GRM's vocabulary, shared by the allocator (pure core), the DNS front end and the data
+ * planes. Times are milliseconds from an injected clock.
+ */
+
+/** IANA protocol number: 6 TCP, 17 UDP. */
+export type ProtoNumber = 6 | 17;
+
+/** Where a terminal wants to go. `port` undefined: destination port unknown (partial state). */
+export interface Destination {
+  proto: ProtoNumber;
+  /** aOB: the outside host's address (IPv4 or IPv6 text, canonical). */
+  address: string;
+  /** pB, or undefined for a bare-host query. */
+  port?: number;
+}
+
+/** (proto, aOB, pB, aOG, pA); pB undefined for a partial state. */
+export interface OutsideTuple {
+  proto: ProtoNumber;
+  remoteAddress: string;
+  remotePort: number | undefined;
+  localAddress: string;
+  localPort: number;
+}
+
+export type AllocationState = 'pending' | 'complete';
+
+export interface Allocation {
+  /** Unique while the allocation lives; stable handle for confirm/release. */
+  id: number;
+  /** The inside terminal that owns it (its inside address). */
+  terminal: string;
+  tuple: OutsideTuple;
+  state: AllocationState;
+  /** When a pending allocation is reclaimed (lease end); Infinity once complete. */
+  leaseExpiresAt: number;
+  createdAt: number;
+}
+
+export type PortStrategy = 'random' | 'sequential';
+
+export interface AllocatorOptions {
+  /** Pool of outside addresses (aOG), canonical text, in rotation order. */
+  pool: string[];
+  portStrategy?: PortStrategy; // default 'random'
+  /** Most live allocations per terminal; default Infinity. */
+  quota?: number;
+  /** Lease of a pending allocation; default 30 000 ms. */
+  leaseMs?: number;
+  /** Hold-down before a released (aOG, pA) is reissued for the same destination; default 60 000 ms. */
+  holdDownMs?: number;
+  /** Injected clock (ms); default Date.now. */
+  now?: () => number;
+  /** Injected randomness in [0, 1); default crypto-backed. */
+  random?: () => number;
+}
+
+export type AllocationEventKind = 'allocate' | 'confirm' | 'release' | 'expire';
+
+/** One line of the operators' JSON-lines journal. */
+export interface AllocationEvent {
+  event: AllocationEventKind;
+  time: number;
+  terminal: string;
+  tuple: OutsideTuple;
+}
+
+/**
+ * A gateway data plane: makes allocated states real (or, for `loopback`, only watches them).
+ * install() resolves once the state is in place, before the CAPA answer leaves the GRM.
+ */
+export interface DataPlane {
+  readonly name: string;
+  start(events: FlowEvents): Promise<void>;
+  install(allocation: Allocation): Promise<void>;
+  remove(allocation: Allocation): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** What a data plane reports back to the GRM. */
+export interface FlowEvents {
+  /** The flow's first packet / pinned socket was seen: pending -> complete (pB filled for partial states). */
+  flowStarted(tuple: OutsideTuple): void;
+  /** The flow ended (socket gone, conntrack DESTROY). */
+  flowEnded(tuple: OutsideTuple): void;
+}

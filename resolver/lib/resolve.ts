@@ -1,0 +1,296 @@
+/**
+ * The stub resolver: ask the GRM for a CAPA allocation and turn the reply into a pinned endpoint,
+ * or into plain addresses when the server does not know CAPA (DESIGN "Errors" table). A CAPA
+ * failure never becomes a plain result. Also release(), which hands an allocation back.
+ */
+import { capaRrtype, dnsPacketTypeName, EDE, IPPROTO, type Protocol } from './constants.js';
+import { CapaError, type CapaErrorCode, type CapaErrorDetails, invalidArg, malformed } from './errors.js';
+import { canonicalIp, ipFamily, type Family } from './ip.js';
+import { type CapaAnswer, capaAnswers, encodeQuery, extendedErrors, type ExtendedError, type Message, type WireRecord } from './message.js';
+import { buildQueryName, normalizeHost } from './qname.js';
+import type { CapaRecord } from './rdata.js';
+import { formatServer, parseServer, resolveServers, type ServerAddress, type ServerSpec } from './servers.js';
+import { askServers, type Reply, startTiming, type Timing, type TimingOptions, type Verdict } from './transport.js';
+import { encodeRelease } from './update.js';
+
+export interface Endpoint {
+  address: string;
+  port: number;
+}
+
+/** An allocation: bind the socket to `local` (aOG, pA), connect it to `remote` (aOB, pB). */
+export interface CapaEndpoint {
+  kind: 'capa';
+  local: Endpoint;
+  /** Port 0 when the query was for the bare host (destination port unknown, a partial allocation). */
+  remote: Endpoint;
+  protocol: Protocol;
+  /** The CAPA TTL: the lease, in seconds, within which the flow must start. */
+  ttl: number;
+  /** The GRM that made the allocation, as host:port; release() goes there. */
+  server: string;
+  /** The queried host, normalized (IP literals as their reverse name): the zone of a release. */
+  host: string;
+  qname: string;
+  /** The CAPA RDATA as received; a release must repeat it exactly. */
+  record: CapaRecord;
+}
+
+/** The server does not know CAPA (or the destination needs no gateway): connect normally. */
+export interface PlainResult {
+  kind: 'plain';
+  addresses: string[];
+}
+
+export type Resolution = CapaEndpoint | PlainResult;
+
+export interface ResolveOptions extends TimingOptions {
+  host: string;
+  /** Destination port; omit to ask for the bare host (partial allocation). */
+  port?: number;
+  /** Default 'tcp'. */
+  protocol?: Protocol;
+  /** Default: CAPA_SERVER, else the nameservers of /etc/resolv.conf. */
+  servers?: readonly ServerSpec[];
+  /** Default: capaRrtype(process.env). */
+  rrtype?: number;
+}
+
+interface Target {
+  host: string;
+  qname: string;
+  port: number | undefined;
+  protocol: Protocol;
+  /** The destination when the caller gave an IP literal. */
+  literal: string | undefined;
+  rrtype: number;
+}
+
+type CapaOutcome =
+  | { kind: 'allocation'; answer: CapaAnswer; reply: Reply }
+  | { kind: 'fallback'; reply: Reply };
+
+function sameName(a: string, b: string): boolean {
+  return a.replace(/\.$/, '').toLowerCase() === b.replace(/\.$/, '').toLowerCase();
+}
+
+function rcodeError(code: CapaErrorCode, what: string, message: Message, server: ServerAddress, ede?: ExtendedError): CapaError {
+  const details: CapaErrorDetails = { server: formatServer(server), rcode: message.rcode };
+  let text = `${what} (${message.rcode} from ${formatServer(server)}`;
+  if (ede !== undefined) {
+    details.ede = ede.code;
+    details.edeText = ede.text;
+    text += `, EDE ${ede.code}${ede.text === '' ? '' : `: ${ede.text}`}`;
+  }
+  return new CapaError(code, `${text})`, details);
+}
+
+/** The CAPA RR of a NOERROR answer, checked against the question; undefined when there is none (NODATA). */
+function allocationOf(message: Message, target: Target): CapaAnswer | undefined {
+  const all = capaAnswers(message, target.rrtype);
+  if (all.length === 0) return undefined;
+  const answer = all.find((a) => sameName(a.name, target.qname));
+  if (answer === undefined) throw malformed(`CAPA answer is owned by "${all[0]!.name}", not by the question "${target.qname}"`);
+  const { proto, port, address } = answer.record;
+  if (proto !== IPPROTO[target.protocol] && proto !== IPPROTO.any) {
+    throw malformed(`CAPA answer is for protocol ${proto}, the question asked for ${target.protocol} (${IPPROTO[target.protocol]})`);
+  }
+  if (port === 0) throw malformed(`CAPA answer allocates port 0 on ${address}`);
+  return answer;
+}
+
+/** The CAPA column of the DESIGN error table. */
+function judgeCapa(reply: Reply, target: Target): Verdict<CapaOutcome> {
+  const { message, server } = reply;
+  const edes = extendedErrors(message);
+  const withEde = (code: number): ExtendedError | undefined => edes.find((e) => e.code === code);
+  switch (message.rcode) {
+    case 'NOERROR': {
+      let answer: CapaAnswer | undefined;
+      try {
+        answer = allocationOf(message, target);
+      } catch (err) {
+        return { fail: new CapaError('ERR_CAPA_MALFORMED', `${(err as Error).message} (from ${formatServer(server)})`, { server: formatServer(server), cause: err }) };
+      }
+      return { done: answer === undefined ? { kind: 'fallback', reply } : { kind: 'allocation', answer, reply } };
+    }
+    case 'NOTIMP':
+    case 'FORMERR':
+      return { done: { kind: 'fallback', reply } };
+    case 'NXDOMAIN':
+      return { fail: rcodeError('ERR_CAPA_NOT_FOUND', `${target.host} does not exist`, message, server, edes[0]) };
+    case 'REFUSED':
+      return { fail: rcodeError('ERR_CAPA_REFUSED', `CAPA refused for ${target.qname}`, message, server, withEde(EDE.PROHIBITED) ?? edes[0]) };
+    case 'SERVFAIL': {
+      const quota = withEde(EDE.QUOTA_EXCEEDED);
+      if (quota) return { fail: rcodeError('ERR_CAPA_QUOTA', 'this terminal is over its CAPA quota', message, server, quota) };
+      const pool = withEde(EDE.POOL_EXHAUSTED);
+      if (pool) return { next: rcodeError('ERR_CAPA_EXHAUSTED', `no free CAPA allocation for ${target.qname}`, message, server, pool) };
+      return { next: rcodeError('ERR_CAPA_SERVER_FAILURE', `server failure for ${target.qname}`, message, server, edes[0]) };
+    }
+    default:
+      return { next: rcodeError('ERR_CAPA_SERVER_FAILURE', `unexpected answer to ${target.qname}`, message, server, edes[0]) };
+  }
+}
+
+type AddressType = 'A' | 'AAAA';
+
+const typeOf = (family: Family): AddressType => (family === 4 ? 'A' : 'AAAA');
+
+/** Addresses of `type` for `name` among records, following a CNAME chain (bounded) from `name`. */
+function addressesOf(records: WireRecord[], name: string, type: AddressType): string[] {
+  let owner = name;
+  for (let hops = 0; hops < 8; hops++) {
+    const cname = records.find((rr) => rr.type === 'CNAME' && sameName(rr.name, owner) && typeof rr.data === 'string');
+    if (cname === undefined) break;
+    owner = cname.data as string;
+  }
+  return records
+    .filter((rr) => rr.type === type && sameName(rr.name, owner) && typeof rr.data === 'string')
+    .map((rr) => canonicalIp(rr.data as string));
+}
+
+/** Addresses owned by <host> in the additional section (the only ones a stub may take from there). */
+function additionalAddresses(message: Message, host: string, type: AddressType): string[] {
+  return message.additionals
+    .filter((rr) => rr.type === type && sameName(rr.name, host) && typeof rr.data === 'string')
+    .map((rr) => canonicalIp(rr.data as string));
+}
+
+function judgeAddresses(reply: Reply, host: string, type: AddressType): Verdict<string[]> {
+  const { message, server } = reply;
+  const edes = extendedErrors(message);
+  switch (message.rcode) {
+    case 'NOERROR':
+      return { done: addressesOf(message.answers, host, type) };
+    case 'NXDOMAIN':
+      return { fail: rcodeError('ERR_CAPA_NOT_FOUND', `${host} does not exist`, message, server, edes[0]) };
+    case 'REFUSED':
+      return { next: rcodeError('ERR_CAPA_REFUSED', `${type} query for ${host} refused`, message, server, edes[0]) };
+    default:
+      return { next: rcodeError('ERR_CAPA_SERVER_FAILURE', `${type} query for ${host} failed`, message, server, edes[0]) };
+  }
+}
+
+/** A or AAAA of host, RD=1: the fallback may go to a plain recursive server. */
+function lookup(host: string, family: Family, servers: ServerAddress[], timing: Timing): Promise<string[]> {
+  const type = typeOf(family);
+  return askServers(servers, timing, {
+    encode: (id) => encodeQuery({ id, name: host, type, rd: true }),
+    question: { name: host, type, class: 'IN' },
+  }, (reply) => judgeAddresses(reply, host, type));
+}
+
+/** Both families at once; addresses of either are enough, IPv4 first. */
+async function lookupBoth(host: string, servers: ServerAddress[], timing: Timing): Promise<string[]> {
+  const results = await Promise.allSettled([lookup(host, 4, servers, timing), lookup(host, 6, servers, timing)]);
+  const addresses = results.flatMap((r) => (r.status === 'fulfilled' ? r.value : []));
+  if (addresses.length > 0) return addresses;
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  throw new CapaError('ERR_CAPA_NOT_FOUND', `${host} has no A or AAAA record`);
+}
+
+/** aOB: the literal, else A/AAAA owned by <host> in ADDITIONAL, else asked of the same server. */
+async function remoteAddress(outcome: CapaOutcome & { kind: 'allocation' }, target: Target, timing: Timing): Promise<string> {
+  const family = ipFamily(outcome.answer.record.address) as Family;
+  const server = formatServer(outcome.reply.server);
+  if (target.literal !== undefined) {
+    if (ipFamily(target.literal) !== family) {
+      throw new CapaError('ERR_CAPA_MALFORMED', `CAPA answer gives an IPv${family} source for IPv${ipFamily(target.literal)} destination ${target.literal}`, { server });
+    }
+    return target.literal;
+  }
+  const known = additionalAddresses(outcome.reply.message, target.host, typeOf(family));
+  const addresses = known.length > 0 ? known : await lookup(target.host, family, [outcome.reply.server], timing);
+  if (addresses.length === 0) {
+    throw new CapaError('ERR_CAPA_NOT_FOUND', `${target.host} has no ${typeOf(family)} record to go with its IPv${family} CAPA allocation`, { server });
+  }
+  return addresses[0]!;
+}
+
+async function plainAddresses(reply: Reply, target: Target, servers: ServerAddress[], timing: Timing): Promise<string[]> {
+  if (target.literal !== undefined) return [target.literal];
+  const known = [...additionalAddresses(reply.message, target.host, 'A'), ...additionalAddresses(reply.message, target.host, 'AAAA')];
+  if (known.length > 0) return known;
+  const answering = reply.server;
+  return lookupBoth(target.host, [answering, ...servers.filter((s) => s !== answering)], timing);
+}
+
+function targetOf(options: ResolveOptions): Target {
+  if (typeof options.host !== 'string') throw invalidArg('host must be a string');
+  const protocol = options.protocol ?? 'tcp';
+  return {
+    host: normalizeHost(options.host),
+    qname: buildQueryName({ host: options.host, port: options.port, protocol }),
+    port: options.port,
+    protocol,
+    literal: ipFamily(options.host) === 0 ? undefined : canonicalIp(options.host),
+    rrtype: options.rrtype ?? capaRrtype(),
+  };
+}
+
+/** Asks for a CAPA allocation for (host, port, protocol); see the DESIGN error table. */
+export async function resolve(options: ResolveOptions): Promise<Resolution> {
+  const target = targetOf(options);
+  const timing = startTiming(options);
+  const servers = await resolveServers(options.servers);
+  const type = dnsPacketTypeName(target.rrtype);
+  const outcome = await askServers(servers, timing, {
+    encode: (id) => encodeQuery({ id, name: target.qname, type, rd: false }),
+    question: { name: target.qname, type, class: 'IN' },
+    rrtype: target.rrtype,
+  }, (reply) => judgeCapa(reply, target));
+  if (outcome.kind === 'fallback') {
+    return { kind: 'plain', addresses: await plainAddresses(outcome.reply, target, servers, timing) };
+  }
+  const { record, ttl } = outcome.answer;
+  return {
+    kind: 'capa',
+    local: { address: record.address, port: record.port },
+    remote: { address: await remoteAddress(outcome, target, timing), port: target.port ?? 0 },
+    protocol: target.protocol,
+    ttl,
+    server: formatServer(outcome.reply.server),
+    host: target.host,
+    qname: target.qname,
+    record,
+  };
+}
+
+export interface ReleaseOptions extends TimingOptions {
+  /** Default: capaRrtype(process.env). */
+  rrtype?: number;
+}
+
+function judgeRelease(reply: Reply, endpoint: CapaEndpoint): Verdict<void> {
+  const { message, server } = reply;
+  const ede = extendedErrors(message)[0];
+  const where = `${endpoint.record.address}:${endpoint.record.port} for ${endpoint.qname}`;
+  switch (message.rcode) {
+    case 'NOERROR':
+      return { done: undefined };
+    case 'NXRRSET':
+      return { fail: rcodeError('ERR_CAPA_NO_ALLOCATION', `no allocation ${where} to release`, message, server, ede) };
+    case 'REFUSED':
+      return { fail: rcodeError('ERR_CAPA_NOT_OWNER', `allocation ${where} belongs to another terminal`, message, server, ede) };
+    default:
+      return { fail: rcodeError('ERR_CAPA_SERVER_FAILURE', `release of ${where} failed`, message, server, ede) };
+  }
+}
+
+/**
+ * Hands an allocation back to the GRM that made it (DNS UPDATE, see update.ts). Over UDP a lost
+ * reply is retried, so a release that did happen may then come back as ERR_CAPA_NO_ALLOCATION.
+ */
+export async function release(endpoint: CapaEndpoint, options: ReleaseOptions = {}): Promise<void> {
+  if (endpoint.kind !== 'capa') throw invalidArg('only a CAPA endpoint can be released');
+  const rrtype = options.rrtype ?? capaRrtype();
+  const timing = startTiming(options);
+  await askServers([parseServer(endpoint.server)], timing, {
+    encode: (id) => encodeRelease({ id, zone: endpoint.host, qname: endpoint.qname, record: endpoint.record, rrtype }),
+    question: { name: endpoint.host, type: 'SOA', class: 'IN' },
+    opcode: 'UPDATE',
+    rrtype,
+  }, (reply) => judgeRelease(reply, endpoint));
+}

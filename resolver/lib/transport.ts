@@ -1,0 +1,332 @@
+/**
+ * DNS transport of the stub (RFC 5452, RFC 7766): one exchange with one server over a fresh UDP
+ * socket (TCP when the reply is truncated), and the policy of asking several servers in turn
+ * within one overall deadline.
+ */
+import { randomInt } from 'node:crypto';
+import dgram from 'node:dgram';
+import net from 'node:net';
+import { DEFAULT_CAPA_RRTYPE } from './constants.js';
+import { CapaError, invalidArg, isCapaError } from './errors.js';
+import { canonicalIp } from './ip.js';
+import { decodeMessage, type Message } from './message.js';
+import { formatServer, type ServerAddress } from './servers.js';
+
+export const DEFAULT_TIMEOUT_MS = 1000;
+export const DEFAULT_DEADLINE_MS = 5000;
+
+const HEADER = 12;
+const QR = 0x80; // in the third header octet
+const TC = 0x02; // in the third header octet
+
+export interface Question {
+  name: string;
+  /** dns-packet type name ('A', 'UNKNOWN_65280', 'SOA'). */
+  type: string;
+  class: string;
+}
+
+/** What a reply must carry to be the answer to our query. */
+export interface Expectation {
+  id: number;
+  question: Question;
+  /** dns-packet opcode name; the reply must have the query's opcode. */
+  opcode: string;
+  rrtype: number;
+}
+
+export type ReplyCheck =
+  | { kind: 'accept'; message: Message }
+  | { kind: 'truncated' }
+  | { kind: 'ignore'; reason: string; malformed: boolean };
+
+function sameName(a: string, b: string): boolean {
+  return a.replace(/\.$/, '').toLowerCase() === b.replace(/\.$/, '').toLowerCase();
+}
+
+/**
+ * RFC 5452 matching of a datagram or TCP frame against the query we sent. Pure.
+ * A truncated reply is judged on its header alone: it may be cut anywhere, and if a spoofer
+ * sets TC the only cost is the retry over TCP, where spoofing is much harder.
+ */
+export function checkReply(bytes: Uint8Array, expect: Expectation): ReplyCheck {
+  if (bytes.length < HEADER) return { kind: 'ignore', reason: 'shorter than a DNS header', malformed: true };
+  if (((bytes[0]! << 8) | bytes[1]!) !== expect.id) return { kind: 'ignore', reason: 'wrong ID', malformed: false };
+  if ((bytes[2]! & QR) === 0) return { kind: 'ignore', reason: 'not a response', malformed: false };
+  if ((bytes[2]! & TC) !== 0) return { kind: 'truncated' };
+  let message: Message;
+  try {
+    message = decodeMessage(bytes, expect.rrtype);
+  } catch (err) {
+    if (!isCapaError(err, 'ERR_CAPA_MALFORMED')) throw err;
+    return { kind: 'ignore', reason: err.message, malformed: true };
+  }
+  if (message.opcode !== expect.opcode) return { kind: 'ignore', reason: `opcode ${message.opcode}`, malformed: false };
+  const q = message.questions;
+  const want = expect.question;
+  if (q.length !== 1 || !sameName(q[0]!.name, want.name) || q[0]!.type !== want.type || q[0]!.class !== want.class) {
+    return { kind: 'ignore', reason: 'wrong question', malformed: false };
+  }
+  return { kind: 'accept', message };
+}
+
+/** True when a datagram came from the server's address and port. */
+export function fromServer(from: { address: string; port: number }, server: ServerAddress): boolean {
+  const bare = (a: string): string => canonicalIp(a.replace(/%.*$/, ''));
+  return from.port === server.port && bare(from.address) === bare(server.address);
+}
+
+export function randomId(): number {
+  return randomInt(0x10000);
+}
+
+export type TransportName = 'udp' | 'tcp';
+
+export interface Reply {
+  message: Message;
+  /** The reply as received (its size is what dig calls MSG SIZE). */
+  bytes: Buffer;
+  transport: TransportName;
+  server: ServerAddress;
+}
+
+export interface ExchangeRequest {
+  server: ServerAddress;
+  /** Encodes the query under the given ID; each try gets a fresh random ID. */
+  encode: (id: number) => Buffer;
+  question: Question;
+  /** Default 'QUERY'. */
+  opcode?: string;
+  /** Default DEFAULT_CAPA_RRTYPE. */
+  rrtype?: number;
+  /** Time for the whole try, the TCP retry after a truncated reply included. */
+  timeoutMs: number;
+  signal?: AbortSignal;
+  /** Skip UDP and ask over TCP at once. */
+  tcp?: boolean;
+}
+
+interface Pending<T> {
+  resolve(value: T): void;
+  reject(err: unknown): void;
+}
+
+/**
+ * Runs one socket conversation: `start` opens it and returns its cleanup; the conversation ends
+ * on the first resolve/reject, on the timer (error from `onTimeout`) or on the abort signal.
+ */
+function converse<T>(timeoutMs: number, signal: AbortSignal | undefined, onTimeout: () => Error,
+  start: (pending: Pending<T>) => () => void): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    if (signal?.aborted) { reject(signal.reason); return; }
+    let cleanup = (): void => {};
+    let done = false;
+    const finish = (): void => {
+      done = true;
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      cleanup();
+    };
+    const pending: Pending<T> = {
+      resolve: (value) => { if (!done) { finish(); resolve(value); } },
+      reject: (err) => { if (!done) { finish(); reject(err); } },
+    };
+    const onAbort = (): void => pending.reject(signal?.reason);
+    const timer = setTimeout(() => pending.reject(onTimeout()), Math.max(0, timeoutMs));
+    signal?.addEventListener('abort', onAbort, { once: true });
+    cleanup = start(pending);
+    if (done) cleanup();
+  });
+}
+
+function noReply(server: ServerAddress, transport: TransportName, timeoutMs: number, sawMalformed: boolean): CapaError {
+  const where = `${formatServer(server)} (${transport})`;
+  return sawMalformed
+    ? new CapaError('ERR_CAPA_MALFORMED', `only malformed replies from ${where} within ${Math.round(timeoutMs)} ms`, { server: formatServer(server) })
+    : new CapaError('ERR_CAPA_TIMEOUT', `no reply from ${where} within ${Math.round(timeoutMs)} ms`, { server: formatServer(server) });
+}
+
+function unreachable(server: ServerAddress, transport: TransportName, err: unknown): CapaError {
+  const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+  const why = code === 'ECONNREFUSED' ? 'refused the connection (nothing listens on that port)' : `could not be reached (${code})`;
+  return new CapaError('ERR_CAPA_SERVER_FAILURE', `DNS server ${formatServer(server)} (${transport}) ${why}`,
+    { server: formatServer(server), cause: err });
+}
+
+type UdpOutcome = { kind: 'accept'; message: Message; bytes: Buffer } | { kind: 'truncated' };
+
+function udpTry(req: ExchangeRequest, expect: Expectation, query: Buffer, timeoutMs: number): Promise<UdpOutcome> {
+  let sawMalformed = false;
+  return converse<UdpOutcome>(timeoutMs, req.signal, () => noReply(req.server, 'udp', timeoutMs, sawMalformed), (pending) => {
+    // A fresh socket per query: the kernel picks a random ephemeral port (RFC 5452 §9.2), and
+    // connect() lets ICMP port-unreachable come back as ECONNREFUSED.
+    const socket = dgram.createSocket(net.isIPv6(req.server.address) ? 'udp6' : 'udp4');
+    socket.on('error', (err) => pending.reject(unreachable(req.server, 'udp', err)));
+    socket.on('message', (bytes, from) => {
+      // connect() already makes the kernel drop other sources; checked again so the rule does not rest on it.
+      if (!fromServer(from, req.server)) return;
+      const check = checkReply(bytes, expect);
+      if (check.kind === 'accept') pending.resolve({ kind: 'accept', message: check.message, bytes });
+      else if (check.kind === 'truncated') pending.resolve(check);
+      else sawMalformed ||= check.malformed;
+    });
+    socket.connect(req.server.port, req.server.address, () => {
+      socket.send(query, (err) => { if (err) pending.reject(unreachable(req.server, 'udp', err)); });
+    });
+    return () => socket.close();
+  });
+}
+
+/** RFC 7766 §8: each message is preceded by its length as a 2-octet field. */
+export function frame(message: Uint8Array): Buffer {
+  const out = Buffer.alloc(2 + message.length);
+  out.writeUInt16BE(message.length, 0);
+  out.set(message, 2);
+  return out;
+}
+
+/** Splits complete frames off the front of a TCP byte stream; returns them and the remainder. */
+export function unframe(stream: Buffer): { frames: Buffer[]; rest: Buffer } {
+  const frames: Buffer[] = [];
+  let off = 0;
+  while (stream.length - off >= 2) {
+    const len = stream.readUInt16BE(off);
+    if (stream.length - off - 2 < len) break;
+    frames.push(stream.subarray(off + 2, off + 2 + len));
+    off += 2 + len;
+  }
+  return { frames, rest: stream.subarray(off) };
+}
+
+function tcpTry(req: ExchangeRequest, expect: Expectation, query: Buffer, timeoutMs: number): Promise<Reply> {
+  let sawMalformed = false;
+  return converse<Reply>(timeoutMs, req.signal, () => noReply(req.server, 'tcp', timeoutMs, sawMalformed), (pending) => {
+    const socket = net.connect({ host: req.server.address, port: req.server.port });
+    let stream: Buffer = Buffer.alloc(0);
+    socket.on('connect', () => socket.write(frame(query)));
+    socket.on('error', (err) => pending.reject(unreachable(req.server, 'tcp', err)));
+    socket.on('data', (chunk: Buffer) => {
+      const { frames, rest } = unframe(Buffer.concat([stream, chunk]));
+      stream = rest;
+      for (const bytes of frames) {
+        const check = checkReply(bytes, expect);
+        if (check.kind === 'accept') pending.resolve({ message: check.message, bytes, transport: 'tcp', server: req.server });
+        else sawMalformed ||= check.kind === 'ignore' && check.malformed;
+      }
+    });
+    socket.on('end', () => pending.reject(sawMalformed
+      ? noReply(req.server, 'tcp', timeoutMs, true)
+      : new CapaError('ERR_CAPA_SERVER_FAILURE', `DNS server ${formatServer(req.server)} (tcp) closed the connection without an answer`,
+        { server: formatServer(req.server) })));
+    return () => socket.destroy();
+  });
+}
+
+/** One query to one server: fresh socket, fresh random ID; TC=1 over UDP -> the same query over TCP. */
+export async function exchange(req: ExchangeRequest): Promise<Reply> {
+  const id = randomId();
+  const query = req.encode(id);
+  const expect: Expectation = { id, question: req.question, opcode: req.opcode ?? 'QUERY', rrtype: req.rrtype ?? DEFAULT_CAPA_RRTYPE };
+  const until = performance.now() + req.timeoutMs;
+  if (!req.tcp) {
+    const outcome = await udpTry(req, expect, query, req.timeoutMs);
+    if (outcome.kind === 'accept') return { message: outcome.message, bytes: outcome.bytes, transport: 'udp', server: req.server };
+  }
+  return tcpTry(req, expect, query, until - performance.now());
+}
+
+/** How the caller judges a reply: an answer, a reason to ask the next server, or a final failure. */
+export type Verdict<T> = { done: T } | { next: CapaError } | { fail: CapaError };
+
+export interface TimingOptions {
+  /** Per-try timeout in ms (default 1000). */
+  timeout?: number;
+  /** Overall deadline in ms for everything one call does (default 5000). */
+  deadline?: number;
+  signal?: AbortSignal;
+}
+
+export interface Timing {
+  timeoutMs: number;
+  deadlineMs: number;
+  /** performance.now() value at which the overall deadline passes. */
+  deadlineAt: number;
+  signal?: AbortSignal;
+}
+
+function positiveMs(value: number | undefined, fallback: number, name: string): number {
+  if (value === undefined) return fallback;
+  if (!Number.isFinite(value) || value <= 0) throw invalidArg(`${name} must be a positive number of milliseconds, got ${value}`);
+  return value;
+}
+
+export function startTiming(options: TimingOptions): Timing {
+  const timeoutMs = positiveMs(options.timeout, DEFAULT_TIMEOUT_MS, 'timeout');
+  const deadlineMs = positiveMs(options.deadline, DEFAULT_DEADLINE_MS, 'deadline');
+  const timing: Timing = { timeoutMs, deadlineMs, deadlineAt: performance.now() + deadlineMs };
+  if (options.signal) timing.signal = options.signal;
+  return timing;
+}
+
+interface Failure {
+  error: CapaError;
+  /** The server answered (a DNS rcode), as opposed to silence or an unreachable port. */
+  answered: boolean;
+}
+
+/** The most telling failure: an answer beats malformed replies, which beat unreachable servers, then silence. */
+function worst(failures: Failure[]): Failure | undefined {
+  const rank = (f: Failure): number => {
+    if (f.answered) return 3;
+    if (f.error.code === 'ERR_CAPA_MALFORMED') return 2;
+    return f.error.code === 'ERR_CAPA_TIMEOUT' ? 0 : 1;
+  };
+  let best: Failure | undefined;
+  for (const f of failures) if (best === undefined || rank(f) > rank(best)) best = f;
+  return best;
+}
+
+function finalError(failures: Failure[], servers: ServerAddress[], timing: Timing): CapaError {
+  const best = worst(failures);
+  if (best !== undefined && best.error.code !== 'ERR_CAPA_TIMEOUT') return best.error;
+  const list = servers.map(formatServer).join(', ');
+  return new CapaError('ERR_CAPA_TIMEOUT',
+    `no reply from ${list} (${failures.length} tries of up to ${timing.timeoutMs} ms, deadline ${timing.deadlineMs} ms)`,
+    best?.error.server === undefined ? {} : { server: best.error.server });
+}
+
+/**
+ * Asks the servers in order, round after round, until a reply is judged `done` or `fail`, or
+ * the deadline passes. A server that answered `next` or is unreachable is not asked again; one
+ * that stayed silent (or sent only malformed replies) is asked again in the next round.
+ */
+export async function askServers<T>(servers: ServerAddress[], timing: Timing,
+  request: Omit<ExchangeRequest, 'server' | 'timeoutMs' | 'signal'>,
+  judge: (reply: Reply) => Verdict<T> | Promise<Verdict<T>>): Promise<T> {
+  const failures: Failure[] = [];
+  let candidates = servers;
+  while (candidates.length > 0) {
+    const again: ServerAddress[] = [];
+    for (const server of candidates) {
+      const left = timing.deadlineAt - performance.now();
+      if (left <= 0) throw finalError(failures, servers, timing);
+      let reply: Reply;
+      try {
+        const req: ExchangeRequest = { ...request, server, timeoutMs: Math.min(timing.timeoutMs, left) };
+        if (timing.signal) req.signal = timing.signal;
+        reply = await exchange(req);
+      } catch (err) {
+        if (!isCapaError(err)) throw err;
+        failures.push({ error: err, answered: false });
+        if (err.code !== 'ERR_CAPA_SERVER_FAILURE') again.push(server);
+        continue;
+      }
+      const verdict = await judge(reply);
+      if ('done' in verdict) return verdict.done;
+      if ('fail' in verdict) throw verdict.fail;
+      failures.push({ error: verdict.next, answered: true });
+    }
+    candidates = again;
+  }
+  throw finalError(failures, servers, timing);
+}

@@ -104,6 +104,8 @@ export interface ExchangeRequest {
   signal?: AbortSignal;
   /** Skip UDP and ask over TCP at once. */
   tcp?: boolean;
+  /** Source address of the query (IP literal); default: the kernel's choice. */
+  localAddress?: string;
 }
 
 interface Pending<T> {
@@ -170,9 +172,14 @@ function udpTry(req: ExchangeRequest, expect: Expectation, query: Buffer, timeou
       else if (check.kind === 'truncated') pending.resolve(check);
       else sawMalformed ||= check.malformed;
     });
-    socket.connect(req.server.port, req.server.address, () => {
-      socket.send(query, (err) => { if (err) pending.reject(unreachable(req.server, 'udp', err)); });
-    });
+    const ask = (): void => {
+      socket.connect(req.server.port, req.server.address, () => {
+        socket.send(query, (err) => { if (err) pending.reject(unreachable(req.server, 'udp', err)); });
+      });
+    };
+    // Still a random ephemeral port: only the address is chosen.
+    if (req.localAddress === undefined) ask();
+    else socket.bind({ address: req.localAddress, port: 0 }, ask);
     return () => socket.close();
   });
 }
@@ -201,7 +208,7 @@ export function unframe(stream: Buffer): { frames: Buffer[]; rest: Buffer } {
 function tcpTry(req: ExchangeRequest, expect: Expectation, query: Buffer, timeoutMs: number): Promise<Reply> {
   let sawMalformed = false;
   return converse<Reply>(timeoutMs, req.signal, () => noReply(req.server, 'tcp', timeoutMs, sawMalformed), (pending) => {
-    const socket = net.connect({ host: req.server.address, port: req.server.port });
+    const socket = net.connect({ host: req.server.address, port: req.server.port, localAddress: req.localAddress });
     let stream: Buffer = Buffer.alloc(0);
     socket.on('connect', () => socket.write(frame(query)));
     socket.on('error', (err) => pending.reject(unreachable(req.server, 'tcp', err)));
@@ -244,6 +251,11 @@ export interface TimingOptions {
   /** Overall deadline in ms for everything one call does (default 5000). */
   deadline?: number;
   signal?: AbortSignal;
+  /**
+   * Source address of every query of the call (IP literal). A GRM knows a terminal by the
+   * address its queries come from, so several terminals can share one host (loopback demos).
+   */
+  localAddress?: string;
 }
 
 export interface Timing {
@@ -252,6 +264,7 @@ export interface Timing {
   /** performance.now() value at which the overall deadline passes. */
   deadlineAt: number;
   signal?: AbortSignal;
+  localAddress?: string;
 }
 
 function positiveMs(value: number | undefined, fallback: number, name: string): number {
@@ -265,6 +278,10 @@ export function startTiming(options: TimingOptions): Timing {
   const deadlineMs = positiveMs(options.deadline, DEFAULT_DEADLINE_MS, 'deadline');
   const timing: Timing = { timeoutMs, deadlineMs, deadlineAt: performance.now() + deadlineMs };
   if (options.signal) timing.signal = options.signal;
+  if (options.localAddress !== undefined) {
+    if (net.isIP(options.localAddress) === 0) throw invalidArg(`localAddress must be an IP address, got ${JSON.stringify(options.localAddress)}`);
+    timing.localAddress = options.localAddress;
+  }
   return timing;
 }
 
@@ -275,7 +292,7 @@ interface Failure {
 }
 
 /** The most telling failure: an answer beats malformed replies, which beat unreachable servers, then silence. */
-function worst(failures: Failure[]): Failure | undefined {
+function mostTelling(failures: Failure[]): Failure | undefined {
   const rank = (f: Failure): number => {
     if (f.answered) return 3;
     if (f.error.code === 'ERR_CAPA_MALFORMED') return 2;
@@ -287,12 +304,15 @@ function worst(failures: Failure[]): Failure | undefined {
 }
 
 function finalError(failures: Failure[], servers: ServerAddress[], timing: Timing): CapaError {
-  const best = worst(failures);
-  if (best !== undefined && best.error.code !== 'ERR_CAPA_TIMEOUT') return best.error;
+  const best = mostTelling(failures);
   const list = servers.map(formatServer).join(', ');
+  if (best === undefined) {
+    return new CapaError('ERR_CAPA_TIMEOUT', `the ${timing.deadlineMs} ms deadline passed before ${list} could be asked`);
+  }
+  if (best.error.code !== 'ERR_CAPA_TIMEOUT') return best.error;
   return new CapaError('ERR_CAPA_TIMEOUT',
     `no reply from ${list} (${failures.length} tries of up to ${timing.timeoutMs} ms, deadline ${timing.deadlineMs} ms)`,
-    best?.error.server === undefined ? {} : { server: best.error.server });
+    best.error.server === undefined ? {} : { server: best.error.server });
 }
 
 /**
@@ -301,7 +321,7 @@ function finalError(failures: Failure[], servers: ServerAddress[], timing: Timin
  * that stayed silent (or sent only malformed replies) is asked again in the next round.
  */
 export async function askServers<T>(servers: ServerAddress[], timing: Timing,
-  request: Omit<ExchangeRequest, 'server' | 'timeoutMs' | 'signal'>,
+  request: Omit<ExchangeRequest, 'server' | 'timeoutMs' | 'signal' | 'localAddress'>,
   judge: (reply: Reply) => Verdict<T> | Promise<Verdict<T>>): Promise<T> {
   const failures: Failure[] = [];
   let candidates = servers;
@@ -314,6 +334,7 @@ export async function askServers<T>(servers: ServerAddress[], timing: Timing,
       try {
         const req: ExchangeRequest = { ...request, server, timeoutMs: Math.min(timing.timeoutMs, left) };
         if (timing.signal) req.signal = timing.signal;
+        if (timing.localAddress !== undefined) req.localAddress = timing.localAddress;
         reply = await exchange(req);
       } catch (err) {
         if (!isCapaError(err)) throw err;

@@ -9,8 +9,6 @@ import { malformed } from './errors.js';
 const HEADER = 12;
 const MAX_WIRE_NAME = 255;
 
-const T = { A: 1, NS: 2, CNAME: 5, SOA: 6, PTR: 12, MX: 15, TXT: 16, AAAA: 28, SRV: 33, DNAME: 39, OPT: 41 } as const;
-
 function u16(buf: Uint8Array, off: number): number {
   return (buf[off]! << 8) | buf[off + 1]!;
 }
@@ -46,46 +44,88 @@ export function skipName(buf: Uint8Array, start: number): number {
   }
 }
 
-function expectLength(type: number, rdlength: number, want: number): void {
-  if (rdlength !== want) throw malformed(`type ${type} RDLENGTH must be ${want}, got ${rdlength}`);
+/** Repeated items that must fill the RDATA: header size, where their length is, its size, allowed lengths. */
+interface ItemFrame {
+  header: number;
+  lengthAt: number;
+  wide: boolean;
+  min: number;
+  max: number;
 }
 
-function expectEnd(type: number, off: number, end: number): void {
-  if (off !== end) throw malformed(`type ${type} RDATA does not fill its RDLENGTH`);
+const TXT_STRINGS: ItemFrame = { header: 1, lengthAt: 0, wide: false, min: 0, max: 255 };
+const EDNS_OPTIONS: ItemFrame = { header: 4, lengthAt: 2, wide: true, min: 0, max: 65535 };
+const BITMAP_WINDOWS: ItemFrame = { header: 2, lengthAt: 1, wide: false, min: 1, max: 32 };
+
+type Step = number | 'N' | 'S' | 'T' | 'O' | 'B' | '*';
+
+/**
+ * RDATA shapes of the types dns-packet decodes field by field. It frames those records by their
+ * fields, not by RDLENGTH, so a record whose fields end anywhere but at its RDLENGTH would make it
+ * read bytes the validator framed differently (a record smuggled past the checks). Digits: that
+ * many octets; N a name; S a character-string; * any octets to the end; repeated to the end:
+ * T character-strings, O EDNS options, B type-bitmap windows. Other types are opaque here.
+ * native/core/capa_codec.c keeps the same table.
+ */
+const SHAPES: ReadonlyMap<number, readonly Step[]> = new Map(
+  Object.entries({
+    1: '4', 28: '16', // A, AAAA
+    2: 'N', 5: 'N', 12: 'N', 39: 'N', // NS, CNAME, PTR, DNAME
+    15: '2N', 33: '6N', 6: 'NN20', // MX, SRV, SOA
+    16: 'T', 41: 'O', // TXT, OPT
+    13: 'SS', 17: 'NN', 35: '4SSSN', // HINFO, RP, NAPTR
+    46: '18N*', 43: '4*', 48: '4*', 52: '3*', 44: '2*', 257: '1S*', // RRSIG, DS, DNSKEY, TLSA, SSHFP, CAA
+    47: 'NB', 50: '4SSB', // NSEC, NSEC3
+  }).map(([type, shape]) => [Number(type), (shape.match(/\d+|\D/g) ?? []).map((t) => (/\d/.test(t) ? Number(t) : t as Step))]),
+);
+
+const SSHFP = 44;
+/** SSHFP fingerprint length per hash type (RFC 4255, RFC 6594): dns-packet slices by these. */
+const SSHFP_FINGERPRINT: Readonly<Record<number, number>> = { 1: 20, 2: 32 };
+
+function skipItems(buf: Uint8Array, off: number, end: number, frame: ItemFrame, type: number): number {
+  let p = off;
+  while (p < end) {
+    if (p + frame.header > end) throw malformed(`type ${type} RDATA item at offset ${p} is cut short`);
+    const n = frame.wide ? u16(buf, p + frame.lengthAt) : buf[p + frame.lengthAt]!;
+    if (n < frame.min || n > frame.max) throw malformed(`type ${type} RDATA item at offset ${p} has length ${n}`);
+    p += frame.header + n;
+  }
+  return p;
 }
 
-/** Checks the RDATA of the types dns-packet decodes field by field; others are opaque bytes here. */
+/** Offset after one step of a shape; throws when the step does not fit before end. */
+function skipStep(buf: Uint8Array, step: Step, off: number, end: number, type: number): number {
+  if (typeof step === 'number') {
+    if (off + step > end) throw malformed(`type ${type} RDATA is shorter than its fixed fields`);
+    return off + step;
+  }
+  switch (step) {
+    case 'N': return skipName(buf, off);
+    case 'S':
+      if (off >= end || off + 1 + buf[off]! > end) throw malformed(`type ${type} character-string at offset ${off} runs past its RDATA`);
+      return off + 1 + buf[off]!;
+    case 'T': return skipItems(buf, off, end, TXT_STRINGS, type);
+    case 'O': return skipItems(buf, off, end, EDNS_OPTIONS, type);
+    case 'B': return skipItems(buf, off, end, BITMAP_WINDOWS, type);
+    default:
+      if (off > end) throw malformed(`type ${type} RDATA is shorter than its fixed fields`);
+      return end;
+  }
+}
+
 function checkRdata(buf: Uint8Array, type: number, off: number, end: number, rrtype: number): void {
   const rdlength = end - off;
-  if (type === rrtype) {
-    if (rdlength !== RDLENGTH_V4 && rdlength !== RDLENGTH_V6) {
-      throw malformed(`CAPA RDLENGTH must be ${RDLENGTH_V4} or ${RDLENGTH_V6}, got ${rdlength}`);
-    }
-    return;
+  if (type === rrtype && rdlength !== RDLENGTH_V4 && rdlength !== RDLENGTH_V6) {
+    throw malformed(`CAPA RDLENGTH must be ${RDLENGTH_V4} or ${RDLENGTH_V6}, got ${rdlength}`);
   }
-  switch (type) {
-    case T.A: return expectLength(type, rdlength, 4);
-    case T.AAAA: return expectLength(type, rdlength, 16);
-    case T.NS: case T.CNAME: case T.PTR: case T.DNAME:
-      return expectEnd(type, skipName(buf, off), end);
-    case T.MX:
-      return expectEnd(type, rdlength < 3 ? -1 : skipName(buf, off + 2), end);
-    case T.SRV:
-      return expectEnd(type, rdlength < 7 ? -1 : skipName(buf, off + 6), end);
-    case T.SOA: {
-      const afterNames = skipName(buf, skipName(buf, off));
-      return expectEnd(type, afterNames + 20, end);
-    }
-    case T.TXT: case T.OPT: {
-      const header = type === T.TXT ? 1 : 4;
-      let p = off;
-      while (p < end) {
-        if (p + header > end) throw malformed(`type ${type} RDATA item at offset ${p} is cut short`);
-        p += header + (type === T.TXT ? buf[p]! : u16(buf, p + 2));
-      }
-      return expectEnd(type, p, end);
-    }
-    default:
+  const shape = SHAPES.get(type);
+  if (shape === undefined) return;
+  let p = off;
+  for (const step of shape) p = skipStep(buf, step, p, end, type);
+  if (p !== end) throw malformed(`type ${type} RDATA does not fill its RDLENGTH`);
+  if (type === SSHFP && SSHFP_FINGERPRINT[buf[off + 1]!] !== rdlength - 2) {
+    throw malformed(`SSHFP fingerprint of ${rdlength - 2} octets does not match hash type ${buf[off + 1]}`);
   }
 }
 

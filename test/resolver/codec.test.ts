@@ -1,0 +1,361 @@
+/** The TypeScript codec against the shared vectors and the contract's rules, bad input included. */
+import { expect } from 'chai';
+import dnsPacket from 'dns-packet';
+import { capaRrtype, dnsPacketTypeName } from '../../resolver/lib/constants.js';
+import { CapaError, type CapaErrorCode } from '../../resolver/lib/errors.js';
+import { addressFromReverseName, bytesToIp, canonicalIp, ipToBytes, reverseName } from '../../resolver/lib/ip.js';
+import { capaAnswers, decodeMessage, encodeExtendedError, encodeQuery, extendedErrors } from '../../resolver/lib/message.js';
+import {
+  formatGenericRdata, formatRR, formatRdata, parseRR, parseRdata,
+} from '../../resolver/lib/presentation.js';
+import { buildQueryName, normalizeHost, parseQueryName } from '../../resolver/lib/qname.js';
+import { decode as decodeRdata, encode as encodeRdata, encodingLength } from '../../resolver/lib/rdata.js';
+import { validateMessage } from '../../resolver/lib/validate.js';
+import { hex, vectors } from '../helpers/vectors.js';
+import { walkMessage } from '../helpers/wire-fuzz.js';
+
+function expectCode(fn: () => unknown, code: CapaErrorCode): void {
+  expect(fn).to.throw(CapaError).with.property('code', code);
+}
+
+const CAPA = dnsPacketTypeName(65280);
+
+describe('codec: CAPA RDATA vectors', function () {
+  for (const v of vectors.rdata.valid) {
+    describe(v.name, function () {
+      it('wire -> fields', function () {
+        expect(decodeRdata(hex(v.wire))).to.deep.equal(v.fields);
+      });
+      it('fields -> wire', function () {
+        expect(Buffer.from(encodeRdata(v.fields)).toString('hex')).to.equal(v.wire);
+        expect(encodingLength(v.fields)).to.equal(v.wire.length / 2);
+      });
+      it('fields <-> presentation', function () {
+        expect(formatRdata(v.fields)).to.equal(v.presentation);
+        expect(parseRdata(v.presentation)).to.deep.equal(v.fields);
+      });
+      it('fields <-> RFC 3597 generic form, also split over white space and in lower case', function () {
+        expect(formatGenericRdata(v.fields)).to.equal(v.generic);
+        expect(parseRdata(v.generic)).to.deep.equal(v.fields);
+        const [mark, length, digits] = v.generic.split(' ') as [string, string, string];
+        const split = `  ${mark}\t${length}  ${digits.slice(0, 3)} ${digits.slice(3, 10).toLowerCase()}\n${digits.slice(10)} `;
+        expect(parseRdata(split)).to.deep.equal(v.fields);
+      });
+    });
+  }
+
+  for (const v of vectors.rdata.malformed) {
+    it(`malformed: ${v.name} -> ${v.error}`, function () {
+      expectCode(() => decodeRdata(hex(v.wire)), v.error as CapaErrorCode);
+    });
+  }
+
+  for (const v of vectors.rdata.badPresentation) {
+    it(`bad presentation: ${v.name} -> ${v.error}`, function () {
+      expectCode(() => parseRdata(v.text), v.error as CapaErrorCode);
+    });
+  }
+
+  it('decodes RDATA in place inside a larger buffer', function () {
+    const v = vectors.rdata.valid[0]!;
+    const buf = Buffer.concat([Buffer.from([0xaa, 0xbb]), hex(v.wire), Buffer.from([0xcc])]);
+    expect(decodeRdata(buf, 2, 8)).to.deep.equal(v.fields);
+    expectCode(() => decodeRdata(buf, 6, 8), 'ERR_CAPA_MALFORMED');
+  });
+
+  it('refuses fields it cannot encode', function () {
+    const ok = vectors.rdata.valid[0]!.fields;
+    for (const bad of [
+      { ...ok, flags: 256 }, { ...ok, proto: -1 }, { ...ok, port: 65536 }, { ...ok, port: 1.5 },
+      { ...ok, address: '129.94.230' }, { ...ok, address: 'fe80::1%eth0' }, { ...ok, address: 'apricot' },
+    ]) {
+      expectCode(() => encodeRdata(bad), 'ERR_CAPA_INVALID_ARG');
+    }
+    expectCode(() => encodeRdata(ok, new Uint8Array(10), 3), 'ERR_CAPA_INVALID_ARG');
+  });
+
+  it('rejects more bad presentation text', function () {
+    for (const text of ['', '0 6 80 129.94.230.85 extra', '0 6 -1 129.94.230.85', '0 6 0x50 129.94.230.85',
+      '0 6 80 fe80::1%eth0', '\\# 8 00062134815EE65', '\\# 8 00062134815EE655ZZ', '\\# 20 00062134815EE655', '\\#']) {
+      expectCode(() => parseRdata(text), 'ERR_CAPA_INVALID_ARG');
+    }
+  });
+});
+
+describe('codec: message vectors', function () {
+  for (const v of vectors.messages) {
+    if (v.valid) {
+      it(`valid: ${v.name}`, function () {
+        const message = decodeMessage(hex(v.wire), vectors.rrtype);
+        expect(message.rcode).to.equal(v.rcode);
+        expect(capaAnswers(message, vectors.rrtype).map((a) => a.record)).to.deep.equal(v.capa);
+        expect(extendedErrors(message)).to.deep.equal(v.ede);
+      });
+    } else {
+      it(`invalid: ${v.name}`, function () {
+        expectCode(() => validateMessage(hex(v.wire), vectors.rrtype), 'ERR_CAPA_MALFORMED');
+        expectCode(() => decodeMessage(hex(v.wire), vectors.rrtype), 'ERR_CAPA_MALFORMED');
+      });
+    }
+  }
+
+  it('reads the CAPA answer with its owner and TTL (the lease)', function () {
+    const [answer] = capaAnswers(decodeMessage(hex(vectors.messages[0]!.wire)));
+    expect(answer).to.deep.include({ name: '_80._tcp.apricot.ee.unsw.edu.au', ttl: 30 });
+  });
+
+  it('takes the CAPA type number as a parameter: another number makes the vector record opaque', function () {
+    const capa7 = vectors.messages.find((m) => m.name.startsWith('CAPA RDLENGTH 7'))!;
+    expect(decodeMessage(hex(capa7.wire), 65281).answers[0]!.type).to.equal(CAPA);
+    expect(capaAnswers(decodeMessage(hex(vectors.messages[0]!.wire), 65281), 65281)).to.deep.equal([]);
+  });
+
+  it('reads CAPA_RRTYPE and rejects values that are not RR type numbers', function () {
+    expect(capaRrtype({})).to.equal(65280);
+    expect(capaRrtype({ CAPA_RRTYPE: '65281' })).to.equal(65281);
+    for (const bad of ['0', '65536', 'CAPA', '1.5']) expect(() => capaRrtype({ CAPA_RRTYPE: bad })).to.throw(RangeError);
+  });
+
+  it('round-trips an Extended DNS Error through a real OPT record', function () {
+    const wire = dnsPacket.encode({
+      type: 'response', id: 7, flags: 2, questions: [{ name: 'x', type: 'A', class: 'IN' }],
+      additionals: [{ type: 'OPT', name: '.', udpPayloadSize: 1232, flags: 0, options: [encodeExtendedError({ code: 49153, text: 'CAPA quota exceeded' })] }],
+    } as unknown as dnsPacket.Packet);
+    const message = decodeMessage(wire);
+    expect(message.rcode).to.equal('SERVFAIL');
+    expect(extendedErrors(message)).to.deep.equal([{ code: 49153, text: 'CAPA quota exceeded' }]);
+  });
+});
+
+/** One answer of each type, encoded by dns-packet (the decoder's own idea of each RDATA). */
+const WELL_FORMED: dnsPacket.Answer[] = [
+  { type: 'A', name: 'a.example', data: '192.0.2.1' },
+  { type: 'AAAA', name: 'a.example', data: '2001:db8::1' },
+  { type: 'NS', name: 'example', data: 'ns1.example' },
+  { type: 'CNAME', name: 'www.example', data: 'a.example' },
+  { type: 'PTR', name: '1.2.0.192.in-addr.arpa', data: 'a.example' },
+  { type: 'DNAME', name: 'old.example', data: 'example' },
+  { type: 'MX', name: 'example', data: { preference: 10, exchange: 'mail.example' } },
+  { type: 'SRV', name: '_sip._udp.example', data: { priority: 1, weight: 2, port: 5060, target: 'sip.example' } },
+  { type: 'SOA', name: 'example', data: { mname: 'ns1.example', rname: 'admin.example', serial: 1, refresh: 2, retry: 3, expire: 4, minimum: 5 } },
+  { type: 'TXT', name: 'example', data: ['v=spf1 -all', ''] },
+  { type: 'HINFO', name: 'a.example', data: { cpu: 'x86', os: 'linux' } },
+  { type: 'RP', name: 'example', data: { mbox: 'admin.example', txt: 'info.example' } },
+  { type: 'NAPTR', name: 'example', data: { order: 1, preference: 2, flags: 'S', services: 'SIP+D2U', regexp: '', replacement: '_sip._udp.example' } },
+  { type: 'SSHFP', name: 'a.example', data: { algorithm: 1, hash: 1, fingerprint: 'ab'.repeat(20) } },
+  { type: 'SSHFP', name: 'a.example', data: { algorithm: 4, hash: 2, fingerprint: 'cd'.repeat(32) } },
+  { type: 'DS', name: 'example', data: { keyTag: 1, algorithm: 8, digestType: 2, digest: Buffer.alloc(32, 1) } },
+  { type: 'DNSKEY', name: 'example', data: { flags: 257, algorithm: 8, key: Buffer.alloc(64, 2) } },
+  { type: 'TLSA', name: '_443._tcp.example', data: { usage: 3, selector: 1, matchingType: 1, certificate: Buffer.alloc(32, 3) } },
+  { type: 'RRSIG', name: 'example', data: { typeCovered: 'A', algorithm: 8, labels: 1, originalTTL: 60, expiration: 2, inception: 1, keyTag: 9, signersName: 'example', signature: Buffer.alloc(64, 4) } },
+  { type: 'NSEC', name: 'a.example', data: { nextDomain: 'b.example', rrtypes: ['A', 'AAAA', 'RRSIG', 'CAA'] } },
+  { type: 'NSEC3', name: 'example', data: { algorithm: 1, flags: 0, iterations: 0, salt: Buffer.alloc(4, 5), nextDomain: Buffer.alloc(20, 6), rrtypes: ['A'] } },
+  { type: 'CAA', name: 'example', data: { flags: 0, tag: 'issue', value: 'ca.example' } },
+  { type: 'NULL', name: 'example', data: Buffer.alloc(3, 7) },
+] as unknown as dnsPacket.Answer[];
+
+function responseWith(answers: dnsPacket.Answer[]): Buffer {
+  return dnsPacket.encode({ type: 'response', id: 1, flags: 0, questions: [], answers });
+}
+
+/** RDATA of the only record of a message dns-packet encoded. */
+function rdataOf(answer: dnsPacket.Answer): Buffer {
+  const wire = responseWith([answer]);
+  const rr = walkMessage(wire)!.records[0]!;
+  return wire.subarray(rr.rdataOffset, rr.rdataOffset + rr.rdlength);
+}
+
+function record(type: number, rdata: Buffer): Buffer {
+  const fixed = Buffer.alloc(11);
+  fixed.writeUInt16BE(type, 1);
+  fixed.writeUInt16BE(1, 3);
+  fixed.writeUInt16BE(rdata.length, 9);
+  return Buffer.concat([fixed, rdata]);
+}
+
+/**
+ * Record 1 has type `type`, RDATA = its fields + 20 octets; record 2 is an opaque 11-octet record.
+ * Framed by its fields instead of its RDLENGTH, record 1 ends early and the next bytes read as a
+ * CAPA record whose 20-octet RDATA swallows record 2: the RDLENGTHs say [type, 4660], a field
+ * reader would see [type, CAPA].
+ */
+function smuggler(type: number, fields: Buffer): Buffer {
+  const header = Buffer.from('123484000000000200000000', 'hex');
+  const capaHeader = Buffer.from('00ff000001000000' + '1e0014', 'hex');
+  const capaStart = Buffer.from('000601bb20010db800', 'hex');
+  const second = record(0x1234, Buffer.alloc(0));
+  return Buffer.concat([header, record(type, Buffer.concat([fields, capaHeader, capaStart])), second]);
+}
+
+describe('codec: RDATA framing of the types dns-packet reads field by field', function () {
+  it('accepts a well-formed record of every such type, and decodes them all', function () {
+    const message = decodeMessage(responseWith(WELL_FORMED));
+    expect(message.answers.map((a) => a.type)).to.deep.equal(WELL_FORMED.map((a) => a.type));
+  });
+
+  const exact = WELL_FORMED.filter((a) => !['DS', 'DNSKEY', 'TLSA', 'RRSIG', 'CAA', 'NULL', 'TXT'].includes(a.type));
+  for (const answer of exact) {
+    it(`${answer.type}: fields that end before RDLENGTH cannot smuggle a record past the validator`, function () {
+      const typeNumber = walkMessage(responseWith([answer]))!.records[0]!.type;
+      const wire = smuggler(typeNumber, rdataOf(answer));
+      expect(walkMessage(wire)!.records.map((r) => r.type)).to.deep.equal([typeNumber, 0x1234]);
+      expectCode(() => decodeMessage(wire), 'ERR_CAPA_MALFORMED');
+    });
+  }
+
+  const minimum: [string, number, number][] = [['DS', 43, 4], ['DNSKEY', 48, 4], ['TLSA', 52, 3], ['RRSIG', 46, 19], ['CAA', 257, 1], ['SSHFP', 44, 22]];
+  for (const [name, type, least] of minimum) {
+    it(`${name}: RDATA shorter than its fixed fields (${least - 1} octets) is malformed`, function () {
+      const wire = Buffer.concat([Buffer.from('123484000000000100000000', 'hex'), record(type, Buffer.alloc(least - 1, 1))]);
+      expectCode(() => decodeMessage(wire), 'ERR_CAPA_MALFORMED');
+    });
+  }
+
+  it('SSHFP fingerprint must match its hash type; NSEC bitmap windows must be 1-32 octets and fill the RDATA', function () {
+    const sshfp = rdataOf(WELL_FORMED.find((a) => a.type === 'SSHFP')!);
+    const wrongHash = Buffer.from(sshfp);
+    wrongHash[1] = 2;
+    const nsec = rdataOf(WELL_FORMED.find((a) => a.type === 'NSEC')!);
+    const emptyWindow = Buffer.concat([nsec.subarray(0, nsec.length - 3), Buffer.from([1, 0])]);
+    const cutWindow = nsec.subarray(0, nsec.length - 1);
+    for (const [type, rdata] of [[44, wrongHash], [44, Buffer.concat([sshfp, Buffer.from([0])])], [47, emptyWindow], [47, cutWindow]] as const) {
+      const wire = Buffer.concat([Buffer.from('123484000000000100000000', 'hex'), record(type, rdata)]);
+      expectCode(() => decodeMessage(wire), 'ERR_CAPA_MALFORMED');
+    }
+  });
+
+  it('TXT strings and OPT options must fill their RDATA exactly', function () {
+    for (const [type, rdata] of [[16, '0461626364ff'], [16, '05616263'], [41, '000f0002c0'], [41, '000f']] as const) {
+      const wire = Buffer.concat([Buffer.from('123484000000000100000000', 'hex'), record(type, hex(rdata))]);
+      expectCode(() => decodeMessage(wire), 'ERR_CAPA_MALFORMED');
+    }
+  });
+});
+
+describe('codec: query encoding', function () {
+  it('lays out header, question and OPT(1232) as the contract says', function () {
+    const wire = encodeQuery({ id: 0xbeef, name: '_80._tcp.apricot.ee.unsw.edu.au', type: CAPA });
+    const expected = 'beef00000001000000000001'
+      + '035f3830045f7463700761707269636f7402656504756e73770365647502617500' + 'ff000001'
+      + '00' + '0029' + '04d0' + '00000000' + '0000';
+    expect(wire.toString('hex')).to.equal(expected);
+  });
+
+  it('sets RD only when asked and leaves OPT out when edns is false', function () {
+    const wire = encodeQuery({ id: 1, name: 'a.example', type: 'A', rd: true, edns: false });
+    expect(wire.toString('hex')).to.equal('000101000001000000000000' + '0161076578616d706c6500' + '00010001');
+  });
+});
+
+describe('codec: IP addresses and reverse names', function () {
+  const canonical: [string, string][] = [
+    ['2001:DB8:0:0:0:0:0:1', '2001:db8::1'], ['2001:db8:0:0:1:0:0:1', '2001:db8::1:0:0:1'],
+    ['2001:0:0:1:0:0:0:1', '2001:0:0:1::1'], ['2001:db8:0:1:1:1:1:1', '2001:db8:0:1:1:1:1:1'],
+    ['0:0:0:0:0:0:0:0', '::'], ['::1', '::1'], ['1::', '1::'], ['::ffff:1.2.3.4', '::ffff:102:304'],
+    ['1:2:3:4:5:6:7::', '1:2:3:4:5:6:7:0'], ['0.0.0.0', '0.0.0.0'],
+  ];
+  for (const [input, want] of canonical) {
+    it(`canonical ${input} -> ${want}`, function () {
+      expect(canonicalIp(input)).to.equal(want);
+      const bytes = ipToBytes(input);
+      expect(bytesToIp(bytes, 0, bytes.length as 4 | 16)).to.equal(want);
+    });
+  }
+
+  it('rejects text that is not an address', function () {
+    for (const bad of ['', '1.2.3', '256.1.1.1', '01.2.3.4', 'fe80::1%eth0', '1:2:3:4:5:6:7:8:9', '::1::', 'example.com', ' 1.2.3.4']) {
+      expectCode(() => ipToBytes(bad), 'ERR_CAPA_INVALID_ARG');
+    }
+  });
+
+  it('builds and reads reverse names both ways', function () {
+    expect(reverseName('129.94.230.85')).to.equal('85.230.94.129.in-addr.arpa');
+    const v6 = reverseName('2001:db8::1');
+    expect(v6).to.equal(`1.${'0.'.repeat(23)}8.b.d.0.1.0.0.2.ip6.arpa`);
+    expect(addressFromReverseName(v6)).to.equal('2001:db8::1');
+    expect(addressFromReverseName('85.230.94.129.IN-ADDR.ARPA.')).to.equal('129.94.230.85');
+    expect(addressFromReverseName(v6.toUpperCase())).to.equal('2001:db8::1');
+  });
+
+  it('treats incomplete or bad reverse names as ordinary names', function () {
+    for (const name of ['1.1.1.in-addr.arpa', '256.1.1.1.in-addr.arpa', '01.1.1.1.in-addr.arpa', '1.1.1.1.1.in-addr.arpa',
+      `${'0.'.repeat(31)}ip6.arpa`, `${'0.'.repeat(31)}g.ip6.arpa`, `${'00.'.repeat(32)}ip6.arpa`, 'example.com', 'in-addr.arpa']) {
+      expect(addressFromReverseName(name), name).to.equal(undefined);
+    }
+  });
+});
+
+describe('codec: CAPA query names', function () {
+  it('builds _<port>._<proto>.<host>, lower case, without the trailing dot, TCP by default', function () {
+    expect(buildQueryName({ host: 'Apricot.EE.unsw.edu.au.', port: 80 })).to.equal('_80._tcp.apricot.ee.unsw.edu.au');
+    expect(buildQueryName({ host: 'dns.example', port: 53, protocol: 'udp' })).to.equal('_53._udp.dns.example');
+    expect(buildQueryName({ host: 'x', port: 65535, protocol: 'tcp' })).to.equal('_65535._tcp.x');
+  });
+
+  it('a bare host stands for an unknown destination port', function () {
+    expect(buildQueryName({ host: 'apricot.ee.unsw.edu.au' })).to.equal('apricot.ee.unsw.edu.au');
+    expect(parseQueryName('apricot.ee.unsw.edu.au')).to.deep.equal({ host: 'apricot.ee.unsw.edu.au' });
+  });
+
+  it('turns IP literals into reverse names and reads them back', function () {
+    const v4 = buildQueryName({ host: '129.94.230.85', port: 80 });
+    expect(v4).to.equal('_80._tcp.85.230.94.129.in-addr.arpa');
+    expect(parseQueryName(v4)).to.deep.equal({ host: '85.230.94.129.in-addr.arpa', port: 80, protocol: 'tcp', address: '129.94.230.85' });
+    const v6 = buildQueryName({ host: '2001:DB8::1', port: 443, protocol: 'udp' });
+    expect(v6).to.equal(`_443._udp.${reverseName('2001:db8::1')}`);
+    expect(parseQueryName(v6).address).to.equal('2001:db8::1');
+    expect(normalizeHost('::1')).to.equal(reverseName('::1'));
+  });
+
+  it('parses its own names back, case-insensitively and with a trailing dot', function () {
+    expect(parseQueryName('_8500._UDP.Apricot.example.')).to.deep.equal({ host: 'apricot.example', port: 8500, protocol: 'udp' });
+  });
+
+  it('rejects bad ports and protocols', function () {
+    for (const port of [0, -1, 65536, 1.5, Number.NaN]) expectCode(() => buildQueryName({ host: 'a.example', port }), 'ERR_CAPA_INVALID_ARG');
+    expectCode(() => buildQueryName({ host: 'a.example', port: 80, protocol: 'sctp' as 'tcp' }), 'ERR_CAPA_INVALID_ARG');
+    for (const name of ['_0._tcp.a.example', '_080._tcp.a.example', '_65536._tcp.a.example', '_80._sctp.a.example', '_x._tcp.a.example']) {
+      expectCode(() => parseQueryName(name), 'ERR_CAPA_INVALID_ARG');
+    }
+  });
+
+  it('rejects bad labels and names that are too long', function () {
+    const label63 = 'a'.repeat(63);
+    const name253 = [label63, label63, label63, 'a'.repeat(61)].join('.');
+    expect(buildQueryName({ host: name253 })).to.equal(name253);
+    expectCode(() => buildQueryName({ host: name253, port: 80 }), 'ERR_CAPA_INVALID_ARG');
+    for (const host of ['', '.', 'a..b', '-a.example', 'a-.example', `${label63}a.example`, `${name253}a`, 'ex ample.com', 'caf\u00e9.example', 'fe80::1%eth0']) {
+      expectCode(() => buildQueryName({ host, port: 80 }), 'ERR_CAPA_INVALID_ARG');
+    }
+  });
+});
+
+describe('codec: presentation lines', function () {
+  const fields = vectors.rdata.valid[0]!.fields;
+
+  it('formats and parses `owner TTL IN CAPA rdata`', function () {
+    const line = 'apricot.ee.unsw.edu.au. 30 IN CAPA 0 6 8500 129.94.230.85';
+    expect(formatRR({ name: 'apricot.ee.unsw.edu.au', ttl: 30, record: fields })).to.equal(line);
+    expect(parseRR(line)).to.deep.equal({ name: 'apricot.ee.unsw.edu.au', ttl: 30, record: fields });
+    expect(formatRR(parseRR(line))).to.equal(line);
+  });
+
+  it('takes TTL and class in either order, either may be missing (TTL 0)', function () {
+    for (const line of ['a.example IN 30 CAPA 0 6 8500 129.94.230.85', 'a.example 30 CAPA 0 6 8500 129.94.230.85']) {
+      expect(parseRR(line).ttl, line).to.equal(30);
+    }
+    expect(parseRR('a.example in capa 0 6 8500 129.94.230.85')).to.deep.equal({ name: 'a.example', ttl: 0, record: fields });
+  });
+
+  it('reads the generic type and RDATA, split across white space', function () {
+    expect(parseRR('a.example. 30 IN TYPE65280 \\# 8 0006 2134\t815E E655').record).to.deep.equal(fields);
+    expect(parseRR('a.example 30 IN TYPE65281 0 6 8500 129.94.230.85', 65281).record).to.deep.equal(fields);
+  });
+
+  it('rejects other types, empty lines and out-of-range TTLs', function () {
+    for (const line of ['', '   ', 'a.example 30 IN A 129.94.230.85', 'a.example 30 IN TYPE65281 0 6 8500 129.94.230.85',
+      'a.example 2147483648 IN CAPA 0 6 8500 129.94.230.85', 'a.example 30 IN CAPA 0 6 8500']) {
+      expectCode(() => parseRR(line), 'ERR_CAPA_INVALID_ARG');
+    }
+  });
+});

@@ -1,0 +1,244 @@
+// Node binding of the CAPA C core (native/core): pinned sockets and interface
+// addresses. Argument checking lives here so the C core can trust its input;
+// failures become Node-style errors (.code, .errno, .syscall) as libuv's are.
+#include <napi.h>
+#include <uv.h>
+
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <string>
+
+extern "C" {
+#include "../core/netlink.h"
+#include "../core/pin.h"
+}
+
+namespace {
+
+struct Address {
+  int family = 0;
+  uint8_t bytes[16] = {};
+  std::string text;
+  unsigned HostPrefix() const { return family == AF_INET ? 32 : 128; }
+};
+
+[[noreturn]] void ThrowArg(Napi::Env env, const char* code, const std::string& message) {
+  Napi::Error err = Napi::TypeError::New(env, message);
+  err.Set("code", Napi::String::New(env, code));
+  throw err;
+}
+
+Napi::Error SystemError(Napi::Env env, int negErrno, const char* syscall,
+                        const std::string& message) {
+  Napi::Error err = Napi::Error::New(env, message);
+  err.Set("code", Napi::String::New(env, uv_err_name(negErrno)));
+  err.Set("errno", Napi::Number::New(env, negErrno));
+  err.Set("syscall", Napi::String::New(env, syscall));
+  return err;
+}
+
+std::string ErrnoText(int negErrno) {
+  return std::string(uv_err_name(negErrno)) + " (" + uv_strerror(negErrno) + ")";
+}
+
+std::string Quoted(const Napi::Value& value) {
+  return value.IsString() ? "\"" + value.As<Napi::String>().Utf8Value() + "\""
+                          : value.ToString().Utf8Value();
+}
+
+// Parses `text` as an address of `family` (AF_INET, AF_INET6, or 0 for either).
+Address ParseAddress(Napi::Env env, const Napi::Value& value, const char* what,
+                     int family) {
+  if (!value.IsString()) {
+    ThrowArg(env, "ERR_INVALID_ARG_TYPE",
+             std::string("The \"") + what + "\" argument must be an IP address string");
+  }
+  Address addr;
+  addr.text = value.As<Napi::String>().Utf8Value();
+  for (int candidate : {AF_INET, AF_INET6}) {
+    if ((family == 0 || family == candidate) &&
+        inet_pton(candidate, addr.text.c_str(), addr.bytes) == 1) {
+      addr.family = candidate;
+      return addr;
+    }
+  }
+  const char* expected = family == AF_INET ? "an IPv4" : family == AF_INET6 ? "an IPv6" : "an IP";
+  ThrowArg(env, "ERR_INVALID_ARG_VALUE",
+           std::string("The \"") + what + "\" argument must be " + expected +
+               " address, got " + Quoted(value));
+}
+
+uint32_t ParseInteger(Napi::Env env, const Napi::Value& value, const char* what,
+                      double max) {
+  double n = value.IsNumber() ? value.As<Napi::Number>().DoubleValue() : -1;
+  if (!value.IsNumber() || n < 0 || n > max || n != static_cast<double>(static_cast<uint64_t>(n))) {
+    ThrowArg(env, "ERR_INVALID_ARG_VALUE",
+             std::string("The \"") + what + "\" argument must be an integer from 0 to " +
+                 std::to_string(static_cast<uint64_t>(max)) + ", got " + Quoted(value));
+  }
+  return static_cast<uint32_t>(n);
+}
+
+std::string ParseIfname(Napi::Env env, const Napi::Value& value, const char* what) {
+  std::string name = value.IsString() ? value.As<Napi::String>().Utf8Value() : "";
+  if (name.empty() || name.size() >= IFNAMSIZ || name.find('\0') != std::string::npos) {
+    ThrowArg(env, "ERR_INVALID_ARG_VALUE",
+             std::string("The \"") + what + "\" argument must be an interface name of 1 to " +
+                 std::to_string(IFNAMSIZ - 1) + " characters, got " + Quoted(value));
+  }
+  return name;
+}
+
+int ParseFamily(Napi::Env env, const Napi::Value& value) {
+  if (value.IsNumber() && value.As<Napi::Number>().DoubleValue() == 4) return AF_INET;
+  if (value.IsNumber() && value.As<Napi::Number>().DoubleValue() == 6) return AF_INET6;
+  ThrowArg(env, "ERR_INVALID_ARG_VALUE",
+           "The \"options.family\" argument must be 4 or 6, got " + Quoted(value));
+}
+
+int ParseSocketType(Napi::Env env, const Napi::Value& value) {
+  std::string type = value.IsString() ? value.As<Napi::String>().Utf8Value() : "";
+  if (type == "tcp") return SOCK_STREAM;
+  if (type == "udp") return SOCK_DGRAM;
+  ThrowArg(env, "ERR_INVALID_ARG_VALUE",
+           "The \"options.type\" argument must be 'tcp' or 'udp', got " + Quoted(value));
+}
+
+std::string Endpoint(const Address& addr, uint32_t port) {
+  return addr.family == AF_INET6 ? "[" + addr.text + "]:" + std::to_string(port)
+                                 : addr.text + ":" + std::to_string(port);
+}
+
+// Node's own wording for socket failures ("bind EADDRINUSE 127.0.0.1:80"),
+// naming the socket option that failed and what to do about it.
+std::string PinMessage(int rc, capa_pin_step step, const Address& addr, uint32_t port,
+                       const std::string& device) {
+  const char* option = capa_pin_step_option(step);
+  std::string message = std::string(capa_pin_step_syscall(step)) + (option ? std::string(" ") + option : "") +
+                        " " + uv_err_name(rc) + " " + Endpoint(addr, port);
+  if (rc == -EPERM && (step == CAPA_STEP_MARK || step == CAPA_STEP_BINDTODEVICE)) {
+    // Kernels before 5.7 also ask CAP_NET_RAW for SO_BINDTODEVICE.
+    message += std::string(": ") + option + " needs " +
+               (step == CAPA_STEP_MARK ? "CAP_NET_ADMIN" : "CAP_NET_RAW") +
+               " (run as root or grant the capability)";
+  } else if (rc == -ENODEV && step == CAPA_STEP_BINDTODEVICE) {
+    message += ": no network interface named \"" + device + "\"";
+  }
+  return message;
+}
+
+[[noreturn]] void ThrowPin(Napi::Env env, int rc, capa_pin_step step, const Address& addr,
+                           uint32_t port, const std::string& device) {
+  Napi::Error err =
+      SystemError(env, rc, capa_pin_step_syscall(step), PinMessage(rc, step, addr, port, device));
+  err.Set("address", Napi::String::New(env, addr.text));
+  err.Set("port", Napi::Number::New(env, port));
+  throw err;
+}
+
+// pinSocket({family, type, address, port, device?, mark?}) -> fd
+Napi::Value PinSocket(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsObject()) {
+    ThrowArg(env, "ERR_INVALID_ARG_TYPE", "The \"options\" argument must be an object");
+  }
+  Napi::Object options = info[0].As<Napi::Object>();
+  int family = ParseFamily(env, options.Get("family"));
+  int type = ParseSocketType(env, options.Get("type"));
+  Address addr = ParseAddress(env, options.Get("address"), "options.address", family);
+  uint32_t port = ParseInteger(env, options.Get("port"), "options.port", 65535);
+  capa_pin_opts opts = {};
+  std::string device;
+  if (!options.Get("device").IsUndefined()) {
+    device = ParseIfname(env, options.Get("device"), "options.device");
+    opts.device = device.c_str();
+  }
+  if (!options.Get("mark").IsUndefined()) {
+    opts.mark = ParseInteger(env, options.Get("mark"), "options.mark", 4294967295.0);
+    opts.has_mark = 1;
+  }
+  int fd = -1;
+  capa_pin_step step = CAPA_STEP_NONE;
+  int rc = capa_pin_socket(family, type, addr.bytes, static_cast<uint16_t>(port), &opts, &fd,
+                           &step);
+  if (rc < 0) ThrowPin(env, rc, step, addr, port, device);
+  return Napi::Number::New(env, fd);
+}
+
+// The arguments every address call takes: (ifname, address).
+struct AddrRequest {
+  std::string ifname;
+  Address addr;
+};
+
+AddrRequest ParseAddrRequest(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  AddrRequest req;
+  req.ifname = ParseIfname(env, info[0], "ifname");
+  req.addr = ParseAddress(env, info[1], "address", 0);
+  return req;
+}
+
+[[noreturn]] void ThrowNetlink(Napi::Env env, int rc, const std::string& action) {
+  if (rc == -EPERM) {
+    throw SystemError(env, rc, "netlink",
+                      action + " needs CAP_NET_ADMIN (run as root or grant the capability)");
+  }
+  throw SystemError(env, rc, "netlink", action + " failed: " + ErrnoText(rc));
+}
+
+std::string Described(const AddrRequest& req, const char* verb, const char* preposition) {
+  return std::string(verb) + " " + req.addr.text + "/" + std::to_string(req.addr.HostPrefix()) +
+         " " + preposition + " " + req.ifname;
+}
+
+// addressAdd(ifname, address): adds address/32 (/128); already there is fine.
+Napi::Value AddressAdd(const Napi::CallbackInfo& info) {
+  AddrRequest req = ParseAddrRequest(info);
+  int rc = capa_nl_addr_add(req.ifname.c_str(), req.addr.family, req.addr.bytes,
+                            req.addr.HostPrefix());
+  if (rc < 0) ThrowNetlink(info.Env(), rc, Described(req, "adding", "to"));
+  return info.Env().Undefined();
+}
+
+// addressRemove(ifname, address): removes address/32 (/128).
+Napi::Value AddressRemove(const Napi::CallbackInfo& info) {
+  AddrRequest req = ParseAddrRequest(info);
+  int rc = capa_nl_addr_del(req.ifname.c_str(), req.addr.family, req.addr.bytes,
+                            req.addr.HostPrefix());
+  if (rc < 0) ThrowNetlink(info.Env(), rc, Described(req, "removing", "from"));
+  return info.Env().Undefined();
+}
+
+// addressCheck(ifname, address) -> whether the address is on that interface.
+Napi::Value AddressCheck(const Napi::CallbackInfo& info) {
+  AddrRequest req = ParseAddrRequest(info);
+  int rc = capa_nl_addr_check(req.ifname.c_str(), req.addr.family, req.addr.bytes);
+  if (rc < 0) ThrowNetlink(info.Env(), rc, "checking " + req.addr.text + " on " + req.ifname);
+  return Napi::Boolean::New(info.Env(), rc == 1);
+}
+
+// isLocalAddress(address) -> whether the kernel delivers that address locally.
+Napi::Value IsLocalAddress(const Napi::CallbackInfo& info) {
+  Address addr = ParseAddress(info.Env(), info[0], "address", 0);
+  int rc = capa_nl_addr_is_local(addr.family, addr.bytes);
+  if (rc < 0) ThrowNetlink(info.Env(), rc, "looking up the route of " + addr.text);
+  return Napi::Boolean::New(info.Env(), rc == 1);
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("pinSocket", Napi::Function::New(env, PinSocket, "pinSocket"));
+  exports.Set("addressAdd", Napi::Function::New(env, AddressAdd, "addressAdd"));
+  exports.Set("addressRemove", Napi::Function::New(env, AddressRemove, "addressRemove"));
+  exports.Set("addressCheck", Napi::Function::New(env, AddressCheck, "addressCheck"));
+  exports.Set("isLocalAddress", Napi::Function::New(env, IsLocalAddress, "isLocalAddress"));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(capa, Init)

@@ -1,0 +1,42 @@
+/*
+ * CAPA terminal side: configure the allocated source address on an
+ * interface through rtnetlink. Plain C99 + Linux headers, no global state:
+ * every call opens, uses and closes its own NETLINK_ROUTE socket, so calls
+ * are safe from any thread.
+ *
+ * `family` is AF_INET or AF_INET6; `addr` holds 4 or 16 bytes in network
+ * order. Returns -errno on failure (-ENODEV: no such interface, -EPERM:
+ * CAP_NET_ADMIN missing, -EAFNOSUPPORT: bad family, -EINVAL: bad prefix).
+ */
+#ifndef CAPA_NETLINK_H
+#define CAPA_NETLINK_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* 1 if `addr` is configured on `ifname` (any prefix length), 0 if not. */
+int capa_nl_addr_check(const char *ifname, int family, const uint8_t *addr);
+
+/* Adds addr/prefix to `ifname` (RTM_NEWADDR). Idempotent: 0 when already
+ * there. IPv6 addresses skip duplicate address detection so they are usable
+ * at once (the gateway, not the link, guarantees uniqueness). */
+int capa_nl_addr_add(const char *ifname, int family, const uint8_t *addr,
+                     unsigned prefix);
+
+/* Removes addr/prefix from `ifname` (RTM_DELADDR); -EADDRNOTAVAIL if absent. */
+int capa_nl_addr_del(const char *ifname, int family, const uint8_t *addr,
+                     unsigned prefix);
+
+/* 1 if the kernel delivers packets for `addr` locally (a local route, e.g.
+ * any 127/8 address or one configured on any interface), 0 if not. Needs no
+ * privileges. */
+int capa_nl_addr_is_local(int family, const uint8_t *addr);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,133 @@
+/* Socket pinning: see pin.h. */
+#define _GNU_SOURCE
+#include "pin.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+const char *capa_pin_step_syscall(enum capa_pin_step step) {
+  switch (step) {
+  case CAPA_STEP_NONE: return "";
+  case CAPA_STEP_SOCKET: return "socket";
+  case CAPA_STEP_BIND: return "bind";
+  default: return "setsockopt";
+  }
+}
+
+const char *capa_pin_step_option(enum capa_pin_step step) {
+  switch (step) {
+  case CAPA_STEP_REUSEADDR: return "SO_REUSEADDR";
+  case CAPA_STEP_FREEBIND: return "IP_FREEBIND";
+  case CAPA_STEP_V6ONLY: return "IPV6_V6ONLY";
+  case CAPA_STEP_BINDTODEVICE: return "SO_BINDTODEVICE";
+  case CAPA_STEP_MARK: return "SO_MARK";
+  default: return NULL;
+  }
+}
+
+int capa_addr_len(int family) {
+  if (family == AF_INET) return 4;
+  if (family == AF_INET6) return 16;
+  return -EAFNOSUPPORT;
+}
+
+/* Records the failed step and turns errno into the return code. */
+static int fail(enum capa_pin_step step, enum capa_pin_step *failed) {
+  int err = errno;
+  if (failed) *failed = step;
+  return -err;
+}
+
+static int set_opt(int fd, int level, int name, const void *value, socklen_t len,
+                   enum capa_pin_step step, enum capa_pin_step *failed) {
+  return setsockopt(fd, level, name, value, len) < 0 ? fail(step, failed) : 0;
+}
+
+static int is_v4_mapped(const uint8_t *addr) {
+  static const uint8_t prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  return memcmp(addr, prefix, sizeof prefix) == 0;
+}
+
+/* Options every pinned socket gets: the allocation may be reused right after
+ * a previous flow (hold-down is the GRM's job) and the address may not be
+ * configured yet when we bind. */
+static int set_pin_options(int fd, int family, const uint8_t *addr,
+                           enum capa_pin_step *failed) {
+  const int one = 1;
+  /* A v4-mapped allocation (dual-stack app socket) needs V6ONLY off. */
+  const int v6only = family == AF_INET6 && !is_v4_mapped(addr);
+  int rc = set_opt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one, CAPA_STEP_REUSEADDR, failed);
+  if (rc == 0 && family == AF_INET)
+    rc = set_opt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof one, CAPA_STEP_FREEBIND, failed);
+  if (rc == 0 && family == AF_INET6)
+    rc = set_opt(fd, IPPROTO_IPV6, IPV6_FREEBIND, &one, sizeof one, CAPA_STEP_FREEBIND, failed);
+  if (rc == 0 && family == AF_INET6)
+    rc = set_opt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only, CAPA_STEP_V6ONLY, failed);
+  return rc;
+}
+
+static int set_user_options(int fd, const struct capa_pin_opts *opts,
+                            enum capa_pin_step *failed) {
+  int rc = 0;
+  if (opts->device)
+    rc = set_opt(fd, SOL_SOCKET, SO_BINDTODEVICE, opts->device,
+                 (socklen_t)strlen(opts->device) + 1, CAPA_STEP_BINDTODEVICE, failed);
+  if (rc == 0 && opts->has_mark)
+    rc = set_opt(fd, SOL_SOCKET, SO_MARK, &opts->mark, sizeof opts->mark, CAPA_STEP_MARK,
+                 failed);
+  return rc;
+}
+
+static socklen_t fill_sockaddr(struct sockaddr_storage *ss, int family,
+                               const uint8_t *addr, uint16_t port) {
+  memset(ss, 0, sizeof *ss);
+  if (family == AF_INET) {
+    struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(port);
+    memcpy(&sin->sin_addr, addr, 4);
+    return sizeof *sin;
+  }
+  struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+  sin6->sin6_family = AF_INET6;
+  sin6->sin6_port = htons(port);
+  memcpy(&sin6->sin6_addr, addr, 16);
+  return sizeof *sin6;
+}
+
+int capa_pin_fd(int fd, int family, const uint8_t *addr, uint16_t port,
+                const struct capa_pin_opts *opts, enum capa_pin_step *failed) {
+  static const struct capa_pin_opts no_opts;
+  struct sockaddr_storage ss;
+  if (capa_addr_len(family) < 0) {
+    if (failed) *failed = CAPA_STEP_BIND;
+    return -EAFNOSUPPORT;
+  }
+  int rc = set_pin_options(fd, family, addr, failed);
+  if (rc == 0) rc = set_user_options(fd, opts ? opts : &no_opts, failed);
+  if (rc < 0) return rc;
+  socklen_t len = fill_sockaddr(&ss, family, addr, port);
+  return bind(fd, (struct sockaddr *)&ss, len) < 0 ? fail(CAPA_STEP_BIND, failed) : 0;
+}
+
+int capa_pin_socket(int family, int type, const uint8_t *addr, uint16_t port,
+                    const struct capa_pin_opts *opts, int *fd_out,
+                    enum capa_pin_step *failed) {
+  if (type != SOCK_STREAM && type != SOCK_DGRAM) {
+    if (failed) *failed = CAPA_STEP_SOCKET;
+    return -ESOCKTNOSUPPORT;
+  }
+  int flags = SOCK_CLOEXEC | (opts && opts->nonblock ? SOCK_NONBLOCK : 0);
+  int fd = socket(family, type | flags, 0);
+  if (fd < 0) return fail(CAPA_STEP_SOCKET, failed);
+  int rc = capa_pin_fd(fd, family, addr, port, opts, failed);
+  if (rc < 0) {
+    close(fd);
+    return rc;
+  }
+  *fd_out = fd;
+  return 0;
+}

@@ -1,0 +1,109 @@
+#!/usr/bin/env node
+/**
+ * capa-gateway: the reference gateway resource manager with its DNS front end.
+ * Exit codes: 0 clean stop (SIGINT/SIGTERM), 1 runtime failure (e.g. address in use),
+ * 2 bad flags or configuration (zone file errors name the line).
+ */
+import { createRequire } from 'node:module';
+import { capaRrtype } from '../../resolver/lib/constants.js';
+import { isCapaError } from '../../resolver/lib/errors.js';
+import { formatServer, parseServer } from '../../resolver/lib/servers.js';
+import { DATA_PLANES } from '../lib/dataplane/index.js';
+import { type RunningGateway, parseListen, startGateway } from '../lib/gateway.js';
+import { parsePool } from '../lib/grm/pool.js';
+
+// yargs' ESM build wraps help text in the middle of words; its CommonJS build wraps at spaces.
+const yargs = createRequire(import.meta.url)('yargs') as typeof import('yargs').default;
+
+const EXIT_RUNTIME = 1;
+const EXIT_USAGE = 2;
+
+function usageError(message: string): never {
+  process.stderr.write(`capa-gateway: ${message}\nRun capa-gateway --help for the flags.\n`);
+  process.exit(EXIT_USAGE);
+}
+
+function positiveInteger(name: string, min: number) {
+  return (value: number | undefined): number | undefined => {
+    if (value !== undefined && (!Number.isInteger(value) || value < min)) {
+      throw new Error(`--${name} must be a whole number >= ${min}, got ${String(value)}`);
+    }
+    return value;
+  };
+}
+
+const argv = yargs(process.argv.slice(2))
+  .scriptName('capa-gateway')
+  .usage('$0 --pool <addresses> [options]')
+  .epilog('Reference CAPA gateway resource manager. It answers CAPA queries (_<port>._<tcp|udp>.<host> TYPE65280) '
+    + 'from the inside realm with a fresh (source address, source port) from the pool, installs the state in the '
+    + 'data plane before answering, and serves A/AAAA/CNAME from the zone file. Release is a DNS UPDATE deleting '
+    + 'the CAPA RR. Prints one "capa-gateway listening on ..." line when ready; stops cleanly on SIGINT/SIGTERM. '
+    + 'Exit codes: 0 clean stop, 1 runtime failure (e.g. address in use), 2 bad flags or configuration.')
+  .example('$0 --listen 127.0.0.1:5300 --pool 127.64.0.1-127.64.0.4 --inside 127.0.0.0/8 --zone zone.txt', 'loopback gateway with four pool addresses')
+  .option('listen', { type: 'string', default: '127.0.0.1:5300', describe: 'Address and port of the DNS front end, UDP and TCP: ip:port or [ipv6]:port (port 0 = any free port, printed when ready)' })
+  .option('pool', { type: 'string', array: true, demandOption: 'give the outside addresses to allocate from, e.g. --pool 127.64.0.1-127.64.0.4', describe: 'Outside addresses (aOG) to allocate: a-b ranges, CIDR blocks or single addresses; repeat or comma-separate' })
+  .option('inside', { type: 'string', array: true, default: ['127.0.0.0/8', '::1/128'], describe: 'Prefixes of the inside realm: only these requesters get CAPA allocations; others get REFUSED (EDE 18)' })
+  .option('direct', { type: 'string', array: true, describe: 'Prefixes of destinations reached without the gateway (inside-to-inside): answered with their A/AAAA and no CAPA. Default: the --inside prefixes; none with --data-plane loopback, where 127/8 hosts stand for outside hosts' })
+  .option('zone', { type: 'string', describe: 'Zone file in RFC 1035 master-file syntax ($ORIGIN, $TTL, A, AAAA, CNAME) with the destination names' })
+  .option('upstream', { type: 'string', describe: 'DNS server (ip[:port], default port 53) asked for names not in the zone; without it they are NXDOMAIN' })
+  .option('port-strategy', { choices: ['random', 'sequential'] as const, default: 'random' as const, describe: 'How source ports are chosen: random (RFC 6056, unpredictable) or sequential (first free port)' })
+  .option('quota', { type: 'number', describe: 'Most live allocations per terminal (default: no limit); over it: SERVFAIL with EDE 49153' })
+  .option('lease', { type: 'number', default: 30, describe: 'Seconds a terminal has to start its flow (the CAPA TTL); unused allocations are reclaimed after it' })
+  .option('hold-down', { type: 'number', default: 60, describe: 'Seconds before a released (address, port) is reissued for the same destination (2 MSL, so TIME_WAIT never collides)' })
+  .option('log', { type: 'string', describe: 'Append the allocation journal (one JSON line per allocate/confirm/release/expire) to this file (/dev/stdout to print it)' })
+  .option('metrics', { type: 'string', describe: 'Serve Prometheus metrics at http://host:port/metrics' })
+  .option('data-plane', { choices: DATA_PLANES, default: 'loopback' as const, describe: 'Data-plane driver: loopback watches the kernel socket table (no privileges; pool and hosts in 127/8)' })
+  .coerce('quota', positiveInteger('quota', 1))
+  .coerce('lease', positiveInteger('lease', 1))
+  .coerce('hold-down', positiveInteger('hold-down', 0))
+  .strict()
+  .version(false)
+  .help()
+  .alias('help', 'h')
+  .wrap(Math.min(110, process.stdout.columns ?? 110))
+  .fail((message, err) => usageError(message ?? err?.message ?? 'bad command line'))
+  .parseSync();
+
+async function main(): Promise<void> {
+  let gateway: RunningGateway;
+  try {
+    gateway = await startGateway({
+      listen: parseListen(argv.listen),
+      pool: parsePool(argv.pool),
+      inside: argv.inside,
+      direct: argv.direct,
+      zoneFile: argv.zone,
+      upstream: argv.upstream === undefined ? undefined : parseServer(argv.upstream),
+      portStrategy: argv['port-strategy'],
+      quota: argv.quota,
+      leaseSeconds: argv.lease,
+      holdDownSeconds: argv['hold-down'],
+      logFile: argv.log,
+      metrics: argv.metrics === undefined ? undefined : parseListen(argv.metrics),
+      dataPlane: argv['data-plane'],
+      rrtype: capaRrtype(),
+    });
+  } catch (err) {
+    if (isCapaError(err, 'ERR_CAPA_CONFIG') || isCapaError(err, 'ERR_CAPA_INVALID_ARG') || err instanceof RangeError) {
+      usageError((err as Error).message);
+    }
+    process.stderr.write(`capa-gateway: ${(err as Error).message}\n`);
+    process.exit(EXIT_RUNTIME);
+  }
+  process.stdout.write(`capa-gateway listening on ${formatServer(gateway.listen)} (udp+tcp), pool ${gateway.service.allocator.stats().poolAddresses} addresses, data plane ${gateway.service.dataPlane.name}`
+    + (gateway.metricsListen ? `, metrics http://${formatServer(gateway.metricsListen)}/metrics` : '') + '\n');
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stopping) return;
+    stopping = true;
+    gateway.close().then(
+      () => { process.stderr.write(`capa-gateway: stopped (${signal})\n`); process.exit(0); },
+      (err: unknown) => { process.stderr.write(`capa-gateway: error while stopping: ${(err as Error).message}\n`); process.exit(EXIT_RUNTIME); },
+    );
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+}
+
+void main();

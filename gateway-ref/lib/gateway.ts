@@ -1,0 +1,150 @@
+/**
+ * Assembles a running gateway from its configuration: zone, names, GRM service, data plane,
+ * DNS listener, journal and metrics. Used by `capa-gateway`, the tests and the benchmarks.
+ */
+import { open, readFile } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import type { Writable } from 'node:stream';
+import { CapaError } from '../../resolver/lib/errors.js';
+import { type ServerAddress, formatServer, parseServer } from '../../resolver/lib/servers.js';
+import { type DataPlaneName, createDataPlane } from './dataplane/index.js';
+import { Realm } from './dns/realm.js';
+import { DnsServer } from './dns/server.js';
+import { GrmService } from './grm/service.js';
+import type { DataPlane, PortStrategy } from './grm/types.js';
+import { GatewayMetrics, type StateCounts, serveMetrics } from './metrics.js';
+import { Names } from './zone/names.js';
+import { Upstream } from './zone/upstream.js';
+import { parseZoneFile } from './zone/zone-file.js';
+import { Zone } from './zone/zone.js';
+
+export interface GatewayConfig {
+  /** Port 0: any free port (see RunningGateway.listen). */
+  listen: ServerAddress;
+  /** Pool addresses, canonical (parsePool). */
+  pool: string[];
+  /** Prefixes of the inside realm. */
+  inside: string[];
+  /**
+   * Destinations reached without the gateway (answered without CAPA). Default: the inside
+   * prefixes, except with the loopback data plane, where 127/8 hosts stand for outside hosts.
+   */
+  direct?: string[];
+  zoneFile?: string;
+  upstream?: ServerAddress;
+  portStrategy?: PortStrategy;
+  quota?: number;
+  leaseSeconds?: number;
+  holdDownSeconds?: number;
+  /** Journal file, appended to. */
+  logFile?: string;
+  metrics?: ServerAddress;
+  dataPlane?: DataPlaneName | DataPlane;
+  rrtype?: number;
+  now?: () => number;
+}
+
+export interface RunningGateway {
+  /** The address actually listened on (the real port when 0 was asked). */
+  listen: ServerAddress;
+  metricsListen: ServerAddress | undefined;
+  service: GrmService;
+  metrics: GatewayMetrics;
+  close(): Promise<void>;
+}
+
+/** `host:port` or `[v6]:port`; port 0 asks for any free port. */
+export function parseListen(text: string): ServerAddress {
+  const anyPort = /^(\[[^\]]+\]|[^:]+):0$/.exec(text.trim());
+  return anyPort ? parseServer(anyPort[1]!, 0) : parseServer(text);
+}
+
+/** Reads and checks a zone file; errors are ERR_CAPA_CONFIG naming file and line. */
+export async function loadZone(file: string): Promise<Zone> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new CapaError('ERR_CAPA_CONFIG', `cannot read zone file ${file}: ${(err as Error).message}`);
+  }
+  return new Zone(parseZoneFile(text, file), file);
+}
+
+async function openJournal(file: string): Promise<Writable> {
+  try {
+    return (await open(file, 'a')).createWriteStream();
+  } catch (err) {
+    throw new CapaError('ERR_CAPA_CONFIG', `cannot open log file ${file}: ${(err as Error).message}`);
+  }
+}
+
+function listenError(err: unknown, what: string, flag: string): Error {
+  const code = (err as NodeJS.ErrnoException).code ?? '';
+  const hint = code === 'EADDRINUSE' ? 'another process has it; choose another address or port'
+    : code === 'EADDRNOTAVAIL' ? 'no local interface has this address'
+    : code === 'EACCES' ? 'ports below 1024 need privileges; choose a port >= 1024' : 'check the address';
+  return new Error(`cannot listen on ${what}: ${(err as Error).message}; ${hint} with ${flag}`, { cause: err });
+}
+
+export async function startGateway(config: GatewayConfig): Promise<RunningGateway> {
+  const zone = config.zoneFile === undefined ? new Zone([]) : await loadZone(config.zoneFile);
+  const realm = new Realm(config.inside);
+  const names = new Names(zone, config.upstream && new Upstream(config.upstream));
+  const dataPlane = typeof config.dataPlane === 'object' ? config.dataPlane : createDataPlane(config.dataPlane ?? 'loopback');
+  const direct = new Realm(config.direct ?? (dataPlane.name === 'loopback' ? [] : config.inside));
+  const journal = config.logFile === undefined ? undefined : await openJournal(config.logFile);
+  // Read at scrape time only, when `service` exists.
+  const metrics: GatewayMetrics = new GatewayMetrics((): StateCounts => service.allocator.stats());
+  const service: GrmService = new GrmService({
+    allocator: {
+      pool: config.pool,
+      portStrategy: config.portStrategy,
+      quota: config.quota,
+      leaseMs: (config.leaseSeconds ?? 30) * 1000,
+      holdDownMs: (config.holdDownSeconds ?? 60) * 1000,
+      now: config.now,
+    },
+    dataPlane,
+    names,
+    realm,
+    direct,
+    rrtype: config.rrtype,
+    journal: journal && ((line) => journal.write(`${line}\n`)),
+    metrics,
+  });
+  await service.start();
+  const cleanups: (() => Promise<unknown>)[] = [
+    () => service.stop(),
+    async () => { if (journal) await new Promise((resolve) => journal.end(resolve)); },
+  ];
+  const close = async (): Promise<void> => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  };
+  try {
+    const server = await DnsServer.listen({
+      host: config.listen.address,
+      port: config.listen.port,
+      handle: service.handle,
+      onError: (err) => service.reportError(err),
+    }).catch((err: unknown) => { throw listenError(err, `${formatServer(config.listen)} (udp+tcp)`, '--listen'); });
+    cleanups.push(() => server.close());
+    let metricsListen: ServerAddress | undefined;
+    if (config.metrics) {
+      const where = config.metrics;
+      const httpServer = await serveMetrics(metrics, where.address, where.port)
+        .catch((err: unknown) => { throw listenError(err, `${formatServer(where)} (metrics)`, '--metrics'); });
+      cleanups.push(() => new Promise((resolve) => { httpServer.closeAllConnections(); httpServer.close(resolve); }));
+      metricsListen = { address: where.address, port: (httpServer.address() as AddressInfo).port };
+    }
+    return {
+      listen: { address: config.listen.address, port: server.port },
+      metricsListen,
+      service,
+      metrics,
+      close,
+    };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}

@@ -1,0 +1,174 @@
+/**
+ * The GRM service: ties the allocator (pure core) to a data plane, the name data, the journal,
+ * the lease timer and the metrics, and is the context the DNS responder works against.
+ */
+import { DEFAULT_CAPA_RRTYPE } from '../../../resolver/lib/constants.js';
+import { CapaError, isCapaError } from '../../../resolver/lib/errors.js';
+import { ipFamily } from '../../../resolver/lib/ip.js';
+import type { Realm } from '../dns/realm.js';
+import { type ReleaseOutcome, type Requester, type ResponderContext, respond } from '../dns/responder.js';
+import type { GatewayMetrics } from '../metrics.js';
+import type { Names } from '../zone/names.js';
+import type { LookupResult } from '../zone/upstream.js';
+import type { AddressType } from '../zone/zone.js';
+import { Allocator, DEFAULT_LEASE_MS } from './allocator.js';
+import { InboundBindings } from './inbound.js';
+import { formatEvent } from './journal.js';
+import type { Allocation, AllocationEvent, AllocatorOptions, DataPlane, Destination, OutsideTuple } from './types.js';
+
+export interface GrmServiceOptions {
+  allocator: AllocatorOptions;
+  dataPlane: DataPlane;
+  names: Names;
+  /** Requesters allowed to allocate. */
+  realm: Realm;
+  /** Destinations reached without the gateway; default none. */
+  direct?: Realm;
+  rrtype?: number;
+  /** Receives one JSON line (no newline) per allocation event: the operators' journal. */
+  journal?: (line: string) => void;
+  metrics?: GatewayMetrics;
+  /** Unexpected failures, one line each; default stderr. */
+  log?: (message: string) => void;
+}
+
+/** setTimeout's longest delay; a longer lease just means one more wake-up. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+export class GrmService implements ResponderContext {
+  readonly allocator: Allocator;
+  readonly rrtype: number;
+  readonly leaseSeconds: number;
+  readonly poolFamilies: ReadonlySet<number>;
+  private readonly now: () => number;
+  private readonly inbound: InboundBindings;
+  private readonly log: (message: string) => void;
+  private expiryTimer: NodeJS.Timeout | undefined;
+  private expiryAt = Infinity;
+
+  constructor(private readonly options: GrmServiceOptions) {
+    const leaseMs = options.allocator.leaseMs ?? DEFAULT_LEASE_MS;
+    this.now = options.allocator.now ?? Date.now;
+    this.allocator = new Allocator(options.allocator, (event) => this.onAllocationEvent(event));
+    this.rrtype = options.rrtype ?? DEFAULT_CAPA_RRTYPE;
+    this.leaseSeconds = Math.ceil(leaseMs / 1000);
+    this.poolFamilies = new Set(options.allocator.pool.map((a) => ipFamily(a)));
+    this.inbound = new InboundBindings(options.allocator.pool, { ttlMs: leaseMs, now: this.now });
+    this.log = options.log ?? ((message) => process.stderr.write(`${message}\n`));
+  }
+
+  get dataPlane(): DataPlane {
+    return this.options.dataPlane;
+  }
+
+  get recursive(): boolean {
+    return this.options.names.recursive;
+  }
+
+  async start(): Promise<void> {
+    await this.dataPlane.start({
+      flowStarted: (tuple) => { this.allocator.confirm(tuple); },
+      flowEnded: (tuple) => this.flowEnded(tuple),
+    });
+  }
+
+  async stop(): Promise<void> {
+    clearTimeout(this.expiryTimer);
+    this.expiryTimer = undefined;
+    await this.dataPlane.stop();
+  }
+
+  /** The DNS server's handler: the responder against this GRM, with responses counted. */
+  readonly handle = async (request: Buffer, requester: Requester): Promise<Buffer | undefined> => {
+    const response = await respond(request, requester, this);
+    if (response) this.options.metrics?.onResponse(response);
+    return response;
+  };
+
+  isInside(address: string): boolean {
+    return this.options.realm.contains(address);
+  }
+
+  isDirect(address: string): boolean {
+    return this.options.direct?.contains(address) ?? false;
+  }
+
+  lookup(name: string, type: AddressType, forward: boolean): Promise<LookupResult> {
+    return this.options.names.lookup(name, type, forward);
+  }
+
+  /** Allocates, then installs the state before anyone can use the answer. */
+  async allocate(terminal: string, destination: Destination): Promise<Allocation> {
+    let allocation: Allocation;
+    try {
+      allocation = this.allocator.allocate(terminal, destination);
+    } catch (err) {
+      if (isCapaError(err, 'ERR_CAPA_EXHAUSTED')) this.options.metrics?.onBlocked('exhausted');
+      if (isCapaError(err, 'ERR_CAPA_QUOTA')) this.options.metrics?.onBlocked('quota');
+      throw err;
+    }
+    try {
+      await this.dataPlane.install(allocation);
+    } catch (err) {
+      this.allocator.release(allocation.id);
+      throw new CapaError('ERR_CAPA_SERVER_FAILURE', `data plane ${this.dataPlane.name} could not install the state: ${(err as Error).message}`, { cause: err });
+    }
+    this.scheduleExpiry();
+    return allocation;
+  }
+
+  async release(terminal: string, candidates: OutsideTuple[]): Promise<ReleaseOutcome> {
+    for (const tuple of candidates) {
+      const allocation = this.allocator.find(tuple);
+      if (allocation === undefined) continue;
+      if (allocation.terminal !== terminal) return 'not-owner';
+      this.allocator.release(allocation.id, terminal);
+      await this.dataPlane.remove(allocation);
+      return 'released';
+    }
+    return 'absent';
+  }
+
+  bindInbound(querier: string, terminal: string, family: 4 | 6): string {
+    this.inbound.expire();
+    return this.inbound.bind(querier, terminal, family);
+  }
+
+  reportError(err: unknown): void {
+    this.log(`capa-gateway: unexpected error answered SERVFAIL: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+  }
+
+  /** Reclaims pending states past their lease and removes them from the data plane (the timer runs this). */
+  async expire(): Promise<Allocation[]> {
+    const expired = this.allocator.expire();
+    await Promise.all(expired.map((a) => this.dataPlane.remove(a)));
+    this.scheduleExpiry();
+    return expired;
+  }
+
+  private flowEnded(tuple: OutsideTuple): void {
+    const allocation = this.allocator.find(tuple);
+    if (allocation === undefined) return;
+    this.allocator.release(allocation.id);
+    this.dataPlane.remove(allocation).catch((err: unknown) => this.reportError(err));
+  }
+
+  private onAllocationEvent(event: AllocationEvent): void {
+    this.options.journal?.(formatEvent(event));
+    this.options.metrics?.onEvent(event);
+  }
+
+  /** One timer, set for the earliest lease end; leases are constant, so it rarely moves. */
+  private scheduleExpiry(): void {
+    const next = this.allocator.nextExpiry();
+    if (next === undefined || next >= this.expiryAt) return;
+    clearTimeout(this.expiryTimer);
+    this.expiryAt = next;
+    this.expiryTimer = setTimeout(() => {
+      this.expiryTimer = undefined;
+      this.expiryAt = Infinity;
+      this.expire().catch((err: unknown) => this.reportError(err));
+    }, Math.min(Math.max(next - this.now(), 0), MAX_TIMER_MS));
+    this.expiryTimer.unref();
+  }
+}

@@ -1,0 +1,108 @@
+/**
+ * Prometheus metrics of the gateway, in a registry of its own (not prom-client's global one, so
+ * several gateways in one process, as in tests, do not collide), and the /metrics HTTP shell.
+ */
+import http from 'node:http';
+import { Counter, Gauge, Registry } from 'prom-client';
+import type { AllocationEvent } from './grm/types.js';
+
+export type BlockReason = 'exhausted' | 'quota';
+
+/** Ports 1024-65535 of one pool address: the most states one destination can hold per address. */
+const PORTS_PER_ADDRESS = 65536 - 1024;
+
+export interface StateCounts {
+  pending: number;
+  complete: number;
+  poolAddresses: number;
+}
+
+const RCODE_NAMES = ['NOERROR', 'FORMERR', 'SERVFAIL', 'NXDOMAIN', 'NOTIMP', 'REFUSED', 'YXDOMAIN', 'YXRRSET', 'NXRRSET', 'NOTAUTH', 'NOTZONE'];
+
+export class GatewayMetrics {
+  readonly registry = new Registry();
+  private readonly events: Counter<'event'>;
+  private readonly blocked: Counter<'reason'>;
+  private readonly queries: Counter<'rcode'>;
+
+  /** `states` is read at each scrape, so the gauges never drift from the allocator. */
+  constructor(states: () => StateCounts) {
+    const registers = [this.registry];
+    this.events = new Counter({
+      name: 'capa_allocation_events_total',
+      help: 'Allocation lifecycle events: allocate, confirm (pending -> complete), release, expire (lease ended while pending).',
+      labelNames: ['event'],
+      registers,
+    });
+    this.blocked = new Counter({
+      name: 'capa_blocked_total',
+      help: 'CAPA requests from the inside realm not given an allocation: exhausted (no free aOG/pA for the destination), quota (terminal over its quota). Requesters outside the realm show as REFUSED responses.',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.queries = new Counter({
+      name: 'capa_dns_responses_total',
+      help: 'DNS responses sent, by rcode.',
+      labelNames: ['rcode'],
+      registers,
+    });
+    new Gauge({
+      name: 'capa_live_states',
+      help: 'Live gateway states by phase: pending (installed, flow not yet seen) and complete.',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        const s = states();
+        this.set({ state: 'pending' }, s.pending);
+        this.set({ state: 'complete' }, s.complete);
+      },
+    });
+    new Gauge({
+      name: 'capa_pool_utilisation_ratio',
+      help: 'Live states / (pool addresses x 64,512 ports): how close the pool is to its bound for a single destination.',
+      registers,
+      collect() {
+        const s = states();
+        this.set(s.poolAddresses === 0 ? 0 : (s.pending + s.complete) / (s.poolAddresses * PORTS_PER_ADDRESS));
+      },
+    });
+    for (const event of ['allocate', 'confirm', 'release', 'expire']) this.events.inc({ event }, 0);
+    for (const reason of ['exhausted', 'quota']) this.blocked.inc({ reason }, 0);
+  }
+
+  onEvent(event: AllocationEvent): void {
+    this.events.inc({ event: event.event });
+  }
+
+  onBlocked(reason: BlockReason): void {
+    this.blocked.inc({ reason });
+  }
+
+  /** Counts by the header's rcode (its low 4 bits: BADVERS shows as NOERROR). */
+  onResponse(response: Uint8Array): void {
+    const rcode = response[3]! & 0x0f;
+    this.queries.inc({ rcode: RCODE_NAMES[rcode] ?? String(rcode) });
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+}
+
+/** Serves GET /metrics; resolves once listening. Rejects with the Node error (EADDRINUSE...). */
+export function serveMetrics(metrics: GatewayMetrics, host: string, port: number): Promise<http.Server> {
+  const server = http.createServer((req, res) => {
+    if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try GET /metrics\n');
+      return;
+    }
+    metrics.text().then(
+      (body) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(body),
+      (err: unknown) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${(err as Error).message}\n`),
+    );
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => { server.removeListener('error', reject); resolve(server); });
+  });
+}

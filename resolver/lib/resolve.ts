@@ -118,6 +118,9 @@ function judgeCapa(reply: Reply, target: Target): Verdict<CapaOutcome> {
     case 'FORMERR':
       return { done: { kind: 'fallback', reply } };
     case 'NXDOMAIN':
+      // A plain DNS server has no `_<port>._<proto>` names, so its NXDOMAIN says nothing of <host>:
+      // the fallback's own A/AAAA lookup decides, and fails with NOT_FOUND when <host> is missing too.
+      if (target.port !== undefined) return { done: { kind: 'fallback', reply } };
       return { fail: rcodeError('ERR_CAPA_NOT_FOUND', `${target.host} does not exist`, message, server, edes[0]) };
     case 'REFUSED':
       return { fail: rcodeError('ERR_CAPA_REFUSED', `CAPA refused for ${target.qname}`, message, server, withEde(EDE.PROHIBITED) ?? edes[0]) };

@@ -78,6 +78,10 @@ describe('resolver: resolve() against a real dnsmasq', function () {
     expect(await ask(`plain.${ZONE}`, 80)).to.deep.equal({ kind: 'plain', addresses: ['127.1.2.4', '2001:db8::4'] });
   });
 
+  it('NXDOMAIN for _443._tcp.<host> from a server that knows nothing of CAPA, <host> exists -> A/AAAA fallback', async () => {
+    expect(await ask(`plain.${ZONE}`, 443)).to.deep.equal({ kind: 'plain', addresses: ['127.1.2.4', '2001:db8::4'] });
+  });
+
   it('NODATA for a bare host -> A/AAAA fallback', async () => {
     expect(await ask(`plain.${ZONE}`)).to.deep.equal({ kind: 'plain', addresses: ['127.1.2.4', '2001:db8::4'] });
   });

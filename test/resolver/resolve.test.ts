@@ -300,12 +300,18 @@ describe('resolver: resolve() against a scriptable server', () => {
     const fail = (rcode: string, ede?: { code: number; text: string }): Handler =>
       gateway((q) => reply(q, { rcode, ...(ede ? { ede: [ede] } : {}) }));
 
-    it('NXDOMAIN -> ERR_CAPA_NOT_FOUND, no other server asked', async () => {
-      const a = await start(fail('NXDOMAIN'));
+    it('NXDOMAIN for the name and the host -> ERR_CAPA_NOT_FOUND, no other server asked', async () => {
+      const a = await start((q) => reply(q, { rcode: 'NXDOMAIN' }));
       const b = await start(gateway());
       const err = await rejection(ask([a, b]));
       expect(err).to.include({ code: 'ERR_CAPA_NOT_FOUND', rcode: 'NXDOMAIN', server: a.server });
       expect(b.queries).to.have.length(0);
+    });
+
+    it('NXDOMAIN for _80._tcp.<host> while <host> exists (a plain DNS server) -> A/AAAA fallback', async () => {
+      const a = await start(fail('NXDOMAIN'));
+      const result = await ask(a);
+      expect(result).to.deep.equal({ kind: 'plain', addresses: [AOB] });
     });
 
     it('REFUSED + EDE 18 -> ERR_CAPA_REFUSED with the EDE text, no other server asked', async () => {

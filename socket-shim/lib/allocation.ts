@@ -1,0 +1,82 @@
+/**
+ * The life of one CAPA allocation on the terminal: ask the GRM, put the source address on the
+ * configured interface, hand the allocation to exactly one socket, and give it back (DNS UPDATE)
+ * when that socket closes, or at once when the socket could not be opened. Nothing leaks.
+ */
+import type { EventEmitter } from 'node:events';
+import type { Protocol } from '../../resolver/lib/constants.js';
+import { CapaError, isCapaError } from '../../resolver/lib/errors.js';
+import { type CapaEndpoint, release, type Resolution, resolve } from '../../resolver/lib/resolve.js';
+import { addressAdd, isLocalAddress } from './native.js';
+import type { Settings } from './options.js';
+
+/** The allocation a socket was pinned with (`socket.capa`). */
+export interface SocketAllocation extends CapaEndpoint {
+  /**
+   * Settles once the allocation was handed back after the socket closed: undefined when the GRM
+   * no longer holds it, else the failure (also passed to onReleaseError). Never rejects.
+   */
+  readonly released: Promise<Error | undefined>;
+}
+
+export interface Destination {
+  host: string;
+  port: number;
+  protocol: Protocol;
+  signal?: AbortSignal | undefined;
+}
+
+/** A fresh CAPA allocation (never cached: one per socket), or the plain addresses. */
+export function resolveDestination(destination: Destination, settings: Settings): Promise<Resolution> {
+  const { host, port, protocol, signal } = destination;
+  return resolve({ host, port, protocol, servers: settings.servers, rrtype: settings.rrtype, ...settings.call, signal });
+}
+
+/** Adds aOG to the configured interface unless the kernel already delivers it locally. */
+function configure(address: string, ifname: string | undefined): void {
+  if (ifname === undefined || isLocalAddress(address)) return;
+  try {
+    addressAdd(ifname, address);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EPERM' || code === 'EACCES') {
+      throw new CapaError('ERR_CAPA_PERMISSION', `cannot add ${address} to ${ifname}: ${code} (needs CAP_NET_ADMIN, or leave CAPA_INTERFACE unset)`, { cause: err });
+    }
+    if (code === 'ENODEV') {
+      throw new CapaError('ERR_CAPA_CONFIG', `cannot add ${address}: there is no interface ${ifname} (check the interface option or CAPA_INTERFACE)`, { cause: err });
+    }
+    throw err;
+  }
+}
+
+/** Hands the allocation back; "no such allocation" means the GRM already ended it (flow gone, lease over). */
+async function giveBack(endpoint: CapaEndpoint, settings: Settings): Promise<Error | undefined> {
+  try {
+    await release(endpoint, { rrtype: settings.rrtype, ...settings.call });
+    return undefined;
+  } catch (err) {
+    if (isCapaError(err, 'ERR_CAPA_NO_ALLOCATION')) return undefined;
+    const error = err instanceof Error ? err : new Error(String(err));
+    settings.onReleaseError(error);
+    return error;
+  }
+}
+
+/**
+ * Opens the socket of an allocation (configure, then `open`) and ties the allocation to it:
+ * released when the socket emits 'close', or before this rejects when opening fails.
+ */
+export async function adopt<S extends EventEmitter>(endpoint: CapaEndpoint, settings: Settings, open: () => S): Promise<S & { capa: SocketAllocation }> {
+  let socket: S;
+  try {
+    configure(endpoint.local.address, settings.interface);
+    socket = open();
+  } catch (err) {
+    await giveBack(endpoint, settings);
+    throw err;
+  }
+  const released = new Promise<Error | undefined>((done) => {
+    socket.once('close', () => { void giveBack(endpoint, settings).then(done); });
+  });
+  return Object.assign(socket, { capa: { ...endpoint, released } });
+}

@@ -15,6 +15,7 @@ import { parsePool } from '../lib/grm/pool.js';
 // yargs' ESM build wraps help text in the middle of words; its CommonJS build wraps at spaces.
 const yargs = createRequire(import.meta.url)('yargs') as typeof import('yargs').default;
 
+const DEFAULT_LISTEN = '127.0.0.1:5300';
 const EXIT_RUNTIME = 1;
 const EXIT_USAGE = 2;
 
@@ -23,8 +24,19 @@ function usageError(message: string): never {
   process.exit(EXIT_USAGE);
 }
 
+/** yargs turns a repeated flag into an array; for single-valued flags that is a usage error. */
+function once<T>(name: string, value: T | T[]): T {
+  if (Array.isArray(value)) throw new Error(`--${name} was given ${value.length} times; give it once`);
+  return value;
+}
+
+function single(name: string) {
+  return (value: string | string[]): string => once(name, value);
+}
+
 function positiveInteger(name: string, min: number) {
-  return (value: number | undefined): number | undefined => {
+  return (raw: number | number[] | undefined): number | undefined => {
+    const value = raw === undefined ? undefined : once(name, raw);
     if (value !== undefined && (!Number.isInteger(value) || value < min)) {
       throw new Error(`--${name} must be a whole number >= ${min}, got ${String(value)}`);
     }
@@ -41,7 +53,7 @@ const argv = yargs(process.argv.slice(2))
     + 'the CAPA RR. Prints one "capa-gateway listening on ..." line when ready; stops cleanly on SIGINT/SIGTERM. '
     + 'Exit codes: 0 clean stop, 1 runtime failure (e.g. address in use), 2 bad flags or configuration.')
   .example('$0 --listen 127.0.0.1:5300 --pool 127.64.0.1-127.64.0.4 --inside 127.0.0.0/8 --zone zone.txt', 'loopback gateway with four pool addresses')
-  .option('listen', { type: 'string', default: '127.0.0.1:5300', describe: 'Address and port of the DNS front end, UDP and TCP: ip:port or [ipv6]:port (port 0 = any free port, printed when ready)' })
+  .option('listen', { type: 'string', default: DEFAULT_LISTEN, describe: 'Address and port of the DNS front end, UDP and TCP: ip:port or [ipv6]:port (port 0 = any free port, printed when ready)' })
   .option('pool', { type: 'string', array: true, demandOption: 'give the outside addresses to allocate from, e.g. --pool 127.64.0.1-127.64.0.4', describe: 'Outside addresses (aOG) to allocate: a-b ranges, CIDR blocks or single addresses; repeat or comma-separate' })
   .option('inside', { type: 'string', array: true, default: ['127.0.0.0/8', '::1/128'], describe: 'Prefixes of the inside realm: only these requesters get CAPA allocations; others get REFUSED (EDE 18)' })
   .option('direct', { type: 'string', array: true, describe: 'Prefixes of destinations reached without the gateway (inside-to-inside): answered with their A/AAAA and no CAPA. Default: the --inside prefixes; none with --data-plane loopback, where 127/8 hosts stand for outside hosts' })
@@ -54,6 +66,11 @@ const argv = yargs(process.argv.slice(2))
   .option('log', { type: 'string', describe: 'Append the allocation journal (one JSON line per allocate/confirm/release/expire) to this file (/dev/stdout to print it)' })
   .option('metrics', { type: 'string', describe: 'Serve Prometheus metrics at http://host:port/metrics' })
   .option('data-plane', { choices: DATA_PLANES, default: 'loopback' as const, describe: 'Data-plane driver: loopback watches the kernel socket table (no privileges; pool and hosts in 127/8)' })
+  .coerce('listen', single('listen'))
+  .coerce('zone', single('zone'))
+  .coerce('upstream', single('upstream'))
+  .coerce('log', single('log'))
+  .coerce('metrics', single('metrics'))
   .coerce('quota', positiveInteger('quota', 1))
   .coerce('lease', positiveInteger('lease', 1))
   .coerce('hold-down', positiveInteger('hold-down', 0))
@@ -69,7 +86,7 @@ async function main(): Promise<void> {
   let gateway: RunningGateway;
   try {
     gateway = await startGateway({
-      listen: parseListen(argv.listen),
+      listen: parseListen(argv.listen ?? DEFAULT_LISTEN), // typed optional only because of the coerce
       pool: parsePool(argv.pool),
       inside: argv.inside,
       direct: argv.direct,

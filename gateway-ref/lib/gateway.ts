@@ -42,6 +42,8 @@ export interface GatewayConfig {
   dataPlane?: DataPlaneName | DataPlane;
   rrtype?: number;
   now?: () => number;
+  /** Unexpected failures, one line each; default stderr. */
+  log?: (message: string) => void;
 }
 
 export interface RunningGateway {
@@ -111,6 +113,7 @@ export async function startGateway(config: GatewayConfig): Promise<RunningGatewa
     rrtype: config.rrtype,
     journal: journal && ((line) => journal.write(`${line}\n`)),
     metrics,
+    log: config.log,
   });
   await service.start();
   const cleanups: (() => Promise<unknown>)[] = [

@@ -1,0 +1,240 @@
+/* Environment configuration: see config.h. */
+#define _GNU_SOURCE
+#include "config.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/capa_codec.h"
+
+#define RESOLV_CONF "/etc/resolv.conf"
+#define DNS_PORT 53
+#define MAX_TIMEOUT_MS 600000
+#define ITEM_MAX 128
+
+static struct capa_config process_config;
+static pthread_once_t config_once = PTHREAD_ONCE_INIT;
+
+static void set_error(struct capa_config *cfg, const char *fmt, ...) {
+  va_list ap;
+  if (cfg->error[0] != '\0') return; /* the first problem is the one to fix first */
+  va_start(ap, fmt);
+  vsnprintf(cfg->error, sizeof cfg->error, fmt, ap);
+  va_end(ap);
+}
+
+void capa_ip_format(const struct capa_ip *ip, char *out, size_t len) {
+  if (capa_address_format(ip->family, ip->addr, out, len) != CAPA_OK && len > 0) out[0] = '\0';
+}
+
+static int parse_ip(const char *text, size_t n, struct capa_ip *ip) {
+  char buf[CAPA_ADDRESS_TEXT_MAX];
+  if (n >= sizeof buf) return -1;
+  memcpy(buf, text, n);
+  buf[n] = '\0';
+  return capa_address_parse(buf, &ip->family, ip->addr) == CAPA_OK ? 0 : -1;
+}
+
+/* Whole decimal number in [min, max] spelling all of text[0..n). */
+static int parse_number(const char *text, size_t n, long min, long max, long *out) {
+  long v = 0;
+  if (n == 0 || n > 9) return -1;
+  for (size_t i = 0; i < n; i++) {
+    if (text[i] < '0' || text[i] > '9') return -1;
+    v = v * 10 + (text[i] - '0');
+  }
+  if (v < min || v > max) return -1;
+  *out = v;
+  return 0;
+}
+
+static void format_server(struct capa_server *s) {
+  char ip[CAPA_ADDRESS_TEXT_MAX];
+  capa_ip_format(&s->ip, ip, sizeof ip);
+  snprintf(s->text, sizeof s->text, s->ip.family == 6 ? "[%s]:%u" : "%s:%u", ip, (unsigned)s->port);
+}
+
+/* ip, ip:port, [v6], [v6]:port or a bare v6 (which has more than one colon). */
+static int parse_server(const char *text, size_t n, struct capa_server *s) {
+  const char *addr = text, *port = NULL;
+  size_t addr_n = n, port_n = 0;
+  const char *bracket = memchr(text, ']', n);
+  const char *colon = memchr(text, ':', n);
+  long p = DNS_PORT;
+  if (n > 0 && text[0] == '[') {
+    if (bracket == NULL) return -1;
+    addr = text + 1;
+    addr_n = (size_t)(bracket - addr);
+    if (bracket + 1 < text + n) {
+      if (bracket[1] != ':') return -1;
+      port = bracket + 2;
+      port_n = (size_t)(text + n - port);
+    }
+  } else if (colon != NULL && memchr(colon + 1, ':', (size_t)(text + n - colon - 1)) == NULL) {
+    addr_n = (size_t)(colon - text);
+    port = colon + 1;
+    port_n = (size_t)(text + n - port);
+  }
+  if (parse_ip(addr, addr_n, &s->ip) < 0) return -1;
+  if (port != NULL && parse_number(port, port_n, 1, 65535, &p) < 0) return -1;
+  s->port = (uint16_t)p;
+  format_server(s);
+  return 0;
+}
+
+static int parse_prefix(const char *text, size_t n, struct capa_prefix *pfx) {
+  const char *slash = memchr(text, '/', n);
+  size_t addr_n = slash ? (size_t)(slash - text) : n;
+  long bits;
+  if (parse_ip(text, addr_n, &pfx->ip) < 0) return -1;
+  long max = pfx->ip.family == 4 ? 32 : 128;
+  bits = max;
+  if (slash && parse_number(slash + 1, (size_t)(text + n - slash - 1), 0, max, &bits) < 0) return -1;
+  pfx->bits = (unsigned)bits;
+  return 0;
+}
+
+typedef int (*item_fn)(struct capa_config *cfg, const char *item, size_t n);
+
+/* Calls fn on every item of a comma- or space-separated list; stops at the first failure. */
+static void for_each_item(struct capa_config *cfg, const char *list, item_fn fn) {
+  const char *p = list;
+  while (*p != '\0') {
+    size_t skip = strspn(p, ", \t");
+    size_t n = strcspn(p + skip, ", \t");
+    if (n > 0 && fn(cfg, p + skip, n) < 0) return;
+    p += skip + n;
+  }
+}
+
+static int add_server(struct capa_config *cfg, const char *item, size_t n) {
+  if (cfg->n_servers == CAPA_MAX_SERVERS) {
+    set_error(cfg, "CAPA_SERVER: at most %d servers", CAPA_MAX_SERVERS);
+    return -1;
+  }
+  if (n >= ITEM_MAX || parse_server(item, n, &cfg->servers[cfg->n_servers]) < 0) {
+    set_error(cfg, "CAPA_SERVER: \"%.*s\" is not ip, ip:port or [ipv6]:port", (int)(n < ITEM_MAX ? n : ITEM_MAX), item);
+    return -1;
+  }
+  cfg->n_servers++;
+  return 0;
+}
+
+static int add_exempt(struct capa_config *cfg, const char *item, size_t n) {
+  if (cfg->n_exempt == CAPA_MAX_EXEMPT) {
+    set_error(cfg, "CAPA_EXEMPT: at most %d prefixes", CAPA_MAX_EXEMPT);
+    return -1;
+  }
+  if (n >= ITEM_MAX || parse_prefix(item, n, &cfg->exempt[cfg->n_exempt]) < 0) {
+    set_error(cfg, "CAPA_EXEMPT: \"%.*s\" is not a prefix like 192.0.2.0/24 or 2001:db8::/32", (int)(n < ITEM_MAX ? n : ITEM_MAX), item);
+    return -1;
+  }
+  cfg->n_exempt++;
+  return 0;
+}
+
+/* The `nameserver` lines of resolv.conf, port 53; other lines are not ours to judge. */
+static void load_resolv_conf(struct capa_config *cfg, const char *path) {
+  char line[512];
+  FILE *f = fopen(path, "re");
+  if (f == NULL) {
+    set_error(cfg, "no CAPA server: set CAPA_SERVER (capa-run --server) or fix %s (%s)", path, strerror(errno));
+    return;
+  }
+  while (fgets(line, sizeof line, f) != NULL && cfg->n_servers < CAPA_MAX_SERVERS) {
+    char *p = line + strspn(line, " \t");
+    if (strncmp(p, "nameserver", 10) != 0 || strchr(" \t", p[10]) == NULL) continue;
+    p += 10 + strspn(p + 10, " \t");
+    struct capa_server *s = &cfg->servers[cfg->n_servers];
+    if (parse_ip(p, strcspn(p, " \t\r\n"), &s->ip) < 0) continue;
+    s->port = DNS_PORT;
+    format_server(s);
+    cfg->n_servers++;
+  }
+  fclose(f);
+  if (cfg->n_servers == 0) set_error(cfg, "no CAPA server: set CAPA_SERVER (capa-run --server) or add a nameserver to %s", path);
+}
+
+static void copy_setting(struct capa_config *cfg, const char *name, const char *value, char *out, size_t len) {
+  if (strlen(value) >= len) {
+    set_error(cfg, "%s is too long (at most %zu characters)", name, len - 1);
+    return;
+  }
+  strcpy(out, value);
+}
+
+static long number_setting(struct capa_config *cfg, const char *name, const char *value, long min,
+                           long max, long fallback) {
+  long v = fallback;
+  if (value != NULL && value[0] != '\0' && parse_number(value, strlen(value), min, max, &v) < 0) {
+    set_error(cfg, "%s must be a whole number %ld-%ld, got \"%s\"", name, min, max, value);
+  }
+  return v;
+}
+
+void capa_config_load(struct capa_config *cfg, const char *(*env)(const char *name),
+                      const char *resolv_conf) {
+  const char *servers = env("CAPA_SERVER"), *exempt = env("CAPA_EXEMPT"), *quiet = env("CAPA_QUIET");
+  const char *log_path = env("CAPA_LOG"), *interface = env("CAPA_INTERFACE");
+  memset(cfg, 0, sizeof *cfg);
+  if (servers != NULL && strspn(servers, ", \t") != strlen(servers)) for_each_item(cfg, servers, add_server);
+  else load_resolv_conf(cfg, resolv_conf);
+  if (exempt != NULL) for_each_item(cfg, exempt, add_exempt);
+  if (log_path != NULL) copy_setting(cfg, "CAPA_LOG", log_path, cfg->log_path, sizeof cfg->log_path);
+  if (interface != NULL) copy_setting(cfg, "CAPA_INTERFACE", interface, cfg->interface, sizeof cfg->interface);
+  cfg->quiet = quiet != NULL && quiet[0] != '\0' && strcmp(quiet, "0") != 0;
+  cfg->rrtype = (uint16_t)number_setting(cfg, "CAPA_RRTYPE", env("CAPA_RRTYPE"), 1, 65535, CAPA_DEFAULT_RRTYPE);
+  cfg->timeout_ms = (int)number_setting(cfg, "CAPA_TIMEOUT_MS", env("CAPA_TIMEOUT_MS"), 1, MAX_TIMEOUT_MS, CAPA_DEFAULT_TIMEOUT_MS);
+}
+
+static const char *process_env(const char *name) { return getenv(name); }
+
+static void load_process_config(void) { capa_config_load(&process_config, process_env, RESOLV_CONF); }
+
+const struct capa_config *capa_config(void) {
+  pthread_once(&config_once, load_process_config);
+  return &process_config;
+}
+
+static int same_ip(const struct capa_ip *a, const struct capa_ip *b) {
+  return a->family == b->family && memcmp(a->addr, b->addr, a->family == 4 ? 4 : 16) == 0;
+}
+
+static int in_prefix(const struct capa_prefix *pfx, const struct capa_ip *ip) {
+  unsigned full = pfx->bits / 8, rest = pfx->bits % 8;
+  if (pfx->ip.family != ip->family || memcmp(pfx->ip.addr, ip->addr, full) != 0) return 0;
+  if (rest == 0) return 1;
+  uint8_t mask = (uint8_t)(0xff << (8 - rest));
+  return (pfx->ip.addr[full] & mask) == (ip->addr[full] & mask);
+}
+
+int capa_config_exempts(const struct capa_config *cfg, const struct capa_ip *ip, uint16_t port) {
+  for (int i = 0; i < cfg->n_servers; i++) {
+    if (cfg->servers[i].port == port && same_ip(&cfg->servers[i].ip, ip)) return 1;
+  }
+  for (int i = 0; i < cfg->n_exempt; i++) {
+    if (in_prefix(&cfg->exempt[i], ip)) return 1;
+  }
+  return 0;
+}
+
+socklen_t capa_sockaddr(const struct capa_ip *ip, uint16_t port, struct sockaddr_storage *ss) {
+  memset(ss, 0, sizeof *ss);
+  if (ip->family == 4) {
+    struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(port);
+    memcpy(&sin->sin_addr, ip->addr, 4);
+    return sizeof *sin;
+  }
+  struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+  sin6->sin6_family = AF_INET6;
+  sin6->sin6_port = htons(port);
+  memcpy(&sin6->sin6_addr, ip->addr, 16);
+  return sizeof *sin6;
+}

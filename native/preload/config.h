@@ -1,0 +1,72 @@
+/*
+ * capa-run's configuration, from the environment (capa-run sets it from its flags):
+ *   CAPA_SERVER      CAPA servers, comma-separated ip, ip:port, [v6]:port (default port 53);
+ *                    default: the nameservers of /etc/resolv.conf
+ *   CAPA_LOG         append one JSON line per CAPA event to this file
+ *   CAPA_QUIET       set (and not "0") to keep CAPA errors off stderr
+ *   CAPA_EXEMPT      comma-separated prefixes (CIDR, or one address) connected without CAPA
+ *   CAPA_INTERFACE   interface to configure allocated addresses on when they are not local
+ *   CAPA_RRTYPE      RR type number of CAPA (default 65280)
+ *   CAPA_TIMEOUT_MS  overall deadline of one CAPA lookup (default 2000)
+ * A bad value does not fall back to defaults: it is kept in `error` and every CAPA lookup fails
+ * with it (fail closed).
+ */
+#ifndef CAPA_PRELOAD_CONFIG_H
+#define CAPA_PRELOAD_CONFIG_H
+
+#include <net/if.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define CAPA_MAX_SERVERS 8
+#define CAPA_MAX_EXEMPT 32
+#define CAPA_DEFAULT_TIMEOUT_MS 2000
+#define CAPA_SERVER_TEXT_MAX 56 /* "[v6]:port" and the NUL */
+
+/* An address as the codec spells families: 4 or 6. */
+struct capa_ip {
+  int family;
+  uint8_t addr[16];
+};
+
+struct capa_server {
+  struct capa_ip ip;
+  uint16_t port;
+  char text[CAPA_SERVER_TEXT_MAX];
+};
+
+struct capa_prefix {
+  struct capa_ip ip;
+  unsigned bits;
+};
+
+struct capa_config {
+  struct capa_server servers[CAPA_MAX_SERVERS];
+  int n_servers;
+  struct capa_prefix exempt[CAPA_MAX_EXEMPT];
+  int n_exempt;
+  char log_path[4096];
+  int quiet;
+  char interface[IF_NAMESIZE];
+  uint16_t rrtype;
+  int timeout_ms;
+  char error[256]; /* empty when the configuration is usable */
+};
+
+/* The process's configuration, read once from the environment on first use. */
+const struct capa_config *capa_config(void);
+
+/* Fills cfg from an environment lookup function and a resolv.conf path. */
+void capa_config_load(struct capa_config *cfg, const char *(*env)(const char *name),
+                      const char *resolv_conf);
+
+/* 1 when a flow to (ip, port) goes without CAPA: a CAPA server itself or an exempt prefix. */
+int capa_config_exempts(const struct capa_config *cfg, const struct capa_ip *ip, uint16_t port);
+
+/* Socket address of a server (or any capa_ip + port); returns its length. */
+socklen_t capa_sockaddr(const struct capa_ip *ip, uint16_t port, struct sockaddr_storage *ss);
+
+/* "a.b.c.d" or RFC 5952 IPv6 text. */
+void capa_ip_format(const struct capa_ip *ip, char *out, size_t len);
+
+#endif

@@ -1,0 +1,140 @@
+/*
+ * The interposed libc symbols: thin. Each one passes straight to libc while this thread is
+ * inside the library (the guard), otherwise runs the CAPA step under the guard and then the
+ * real function. Only these symbols are exported (the library builds with
+ * -fvisibility=hidden).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <netdb.h>
+#include <sys/socket.h>
+
+#include "names.h"
+#include "pins.h"
+#include "real.h"
+#include "terminal.h"
+
+#define EXPORT __attribute__((visibility("default")))
+
+/* Thread-local result storage of the non-reentrant gethostbyname/gethostbyname2. */
+static __thread struct {
+  struct hostent entry;
+  char buf[640];
+} host_storage __attribute__((tls_model("initial-exec")));
+
+EXPORT int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints, struct addrinfo **res) {
+  const struct capa_real *real = capa_real();
+  if (capa_guarded()) return real->getaddrinfo(node, service, hints, res);
+  capa_guard_enter();
+  int rc = capa_getaddrinfo(node, service, hints, res);
+  if (rc == CAPA_NAMES_REAL) rc = real->getaddrinfo(node, service, hints, res);
+  capa_guard_leave();
+  return rc;
+}
+
+EXPORT int gethostbyname2_r(const char *name, int af, struct hostent *ret, char *buf, size_t buflen,
+                            struct hostent **result, int *h_errnop) {
+  const struct capa_real *real = capa_real();
+  if (capa_guarded()) return real->gethostbyname2_r(name, af, ret, buf, buflen, result, h_errnop);
+  capa_guard_enter();
+  int rc = capa_gethostbyname(name, af, ret, buf, buflen, result, h_errnop);
+  if (rc == CAPA_NAMES_REAL) rc = real->gethostbyname2_r(name, af, ret, buf, buflen, result, h_errnop);
+  capa_guard_leave();
+  return rc;
+}
+
+EXPORT int gethostbyname_r(const char *name, struct hostent *ret, char *buf, size_t buflen, struct hostent **result,
+                           int *h_errnop) {
+  const struct capa_real *real = capa_real();
+  if (capa_guarded()) return real->gethostbyname_r(name, ret, buf, buflen, result, h_errnop);
+  capa_guard_enter();
+  int rc = capa_gethostbyname(name, AF_INET, ret, buf, buflen, result, h_errnop);
+  if (rc == CAPA_NAMES_REAL) rc = real->gethostbyname_r(name, ret, buf, buflen, result, h_errnop);
+  capa_guard_leave();
+  return rc;
+}
+
+EXPORT struct hostent *gethostbyname2(const char *name, int af) {
+  const struct capa_real *real = capa_real();
+  struct hostent *result = NULL;
+  int herr = NETDB_SUCCESS;
+  if (capa_guarded()) return real->gethostbyname2(name, af);
+  capa_guard_enter();
+  int rc = capa_gethostbyname(name, af, &host_storage.entry, host_storage.buf, sizeof host_storage.buf, &result, &herr);
+  if (rc == CAPA_NAMES_REAL) result = real->gethostbyname2(name, af);
+  else if (result == NULL) h_errno = herr;
+  capa_guard_leave();
+  return result;
+}
+
+EXPORT struct hostent *gethostbyname(const char *name) {
+  const struct capa_real *real = capa_real();
+  struct hostent *result = NULL;
+  int herr = NETDB_SUCCESS;
+  if (capa_guarded()) return real->gethostbyname(name);
+  capa_guard_enter();
+  int rc = capa_gethostbyname(name, AF_INET, &host_storage.entry, host_storage.buf, sizeof host_storage.buf, &result, &herr);
+  if (rc == CAPA_NAMES_REAL) result = real->gethostbyname(name);
+  else if (result == NULL) h_errno = herr;
+  capa_guard_leave();
+  return result;
+}
+
+/* 1, with errno set, when the CAPA step refused the call (rc is 0 or -errno). */
+static int refused(int rc) {
+  if (rc >= 0) return 0;
+  errno = -rc;
+  return 1;
+}
+
+EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len) {
+  const struct capa_real *real = capa_real();
+  if (capa_guarded()) return real->connect(fd, addr, len);
+  capa_guard_enter();
+  int rc = capa_before_connect(fd, addr, len);
+  capa_guard_leave();
+  return refused(rc) ? -1 : real->connect(fd, addr, len);
+}
+
+EXPORT int bind(int fd, const struct sockaddr *addr, socklen_t len) {
+  const struct capa_real *real = capa_real();
+  if (capa_guarded()) return real->bind(fd, addr, len);
+  capa_guard_enter();
+  int deferred = capa_bind_deferred(fd, addr, len);
+  capa_guard_leave();
+  return deferred ? 0 : real->bind(fd, addr, len);
+}
+
+EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *to, socklen_t tolen) {
+  const struct capa_real *real = capa_real();
+  if (capa_guarded() || to == NULL) return real->sendto(fd, buf, n, flags, to, tolen);
+  capa_guard_enter();
+  int rc = capa_before_send(fd, to, tolen);
+  capa_guard_leave();
+  return refused(rc) ? -1 : real->sendto(fd, buf, n, flags, to, tolen);
+}
+
+EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags) {
+  const struct capa_real *real = capa_real();
+  if (capa_guarded() || msg == NULL || msg->msg_name == NULL) return real->sendmsg(fd, msg, flags);
+  capa_guard_enter();
+  int rc = capa_before_send(fd, msg->msg_name, msg->msg_namelen);
+  capa_guard_leave();
+  return refused(rc) ? -1 : real->sendmsg(fd, msg, flags);
+}
+
+EXPORT int close(int fd) {
+  const struct capa_real *real = capa_real();
+  struct capa_pin pin;
+  if (capa_guarded()) return real->close(fd);
+  capa_guard_enter();
+  /* Forgotten before the real close, so a descriptor number reused by another thread right
+   * after it is never mistaken for this socket. */
+  int pinned = capa_take_pin(fd, &pin);
+  int rc = real->close(fd);
+  int saved = errno;
+  if (pinned) capa_release_pin(&pin);
+  capa_guard_leave();
+  errno = saved;
+  return rc;
+}

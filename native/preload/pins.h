@@ -1,0 +1,28 @@
+/*
+ * Sockets this library pinned, by descriptor: what to release when one closes, and the
+ * destination a later connect or send on it must keep to. A forked child starts with none: its
+ * copies of the parent's descriptors are not its flows, so closing them releases nothing.
+ */
+#ifndef CAPA_PRELOAD_PINS_H
+#define CAPA_PRELOAD_PINS_H
+
+#include <stdint.h>
+
+#include "lookup.h"
+
+struct capa_pin {
+  struct capa_allocation alloc;
+  struct capa_ip dest; /* the destination it was pinned for (aOB) */
+  uint16_t dest_port;  /* pB as connected (fills in a partial allocation) */
+};
+
+/* Records fd as pinned; a stale entry for a reused descriptor number is replaced. */
+void capa_pins_add(int fd, const struct capa_pin *pin);
+
+/* 1 and a copy in *out when fd is pinned. */
+int capa_pins_find(int fd, struct capa_pin *out);
+
+/* Like find, and forgets fd. */
+int capa_pins_remove(int fd, struct capa_pin *out);
+
+#endif

@@ -1,0 +1,198 @@
+/* Pinning app sockets: see terminal.h. */
+#define _GNU_SOURCE
+#include "terminal.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <string.h>
+
+#include "../core/netlink.h"
+#include "../core/pin.h"
+#include "allocations.h"
+#include "config.h"
+#include "log.h"
+#include "lookup.h"
+#include "pins.h"
+#include "release.h"
+
+struct destination {
+  struct capa_ip ip;  /* v4-mapped IPv6 destinations as IPv4 */
+  uint16_t port;
+  int sock_family;    /* AF_INET or AF_INET6: the socket's family */
+  int mapped;         /* an AF_INET6 socket talking to a v4-mapped address */
+};
+
+static const uint8_t V4_MAPPED[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+/* 1 for an AF_INET/AF_INET6 address with a port and a specified address. */
+static int read_destination(const struct sockaddr *sa, socklen_t len, struct destination *d) {
+  static const uint8_t zero[16];
+  memset(d, 0, sizeof *d);
+  if (sa == NULL) return 0;
+  if (sa->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
+    const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
+    d->ip.family = 4;
+    memcpy(d->ip.addr, &sin->sin_addr, 4);
+    d->port = ntohs(sin->sin_port);
+  } else if (sa->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
+    const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
+    d->mapped = memcmp(&sin6->sin6_addr, V4_MAPPED, sizeof V4_MAPPED) == 0;
+    d->ip.family = d->mapped ? 4 : 6;
+    memcpy(d->ip.addr, sin6->sin6_addr.s6_addr + (d->mapped ? 12 : 0), d->mapped ? 4 : 16);
+    d->port = ntohs(sin6->sin6_port);
+  } else {
+    return 0;
+  }
+  d->sock_family = sa->sa_family;
+  return d->port != 0 && memcmp(d->ip.addr, zero, d->ip.family == 4 ? 4 : 16) != 0;
+}
+
+/* IPPROTO_TCP or IPPROTO_UDP, 0 for anything CAPA does not pin (raw, ICMP, SCTP, MPTCP...). */
+static int socket_proto(int fd) {
+  int proto = 0;
+  socklen_t len = sizeof proto;
+  if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len) < 0) return 0;
+  return proto == IPPROTO_TCP || proto == IPPROTO_UDP ? proto : 0;
+}
+
+static int socket_bound(int fd) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) return 0;
+  if (ss.ss_family == AF_INET) return ((struct sockaddr_in *)&ss)->sin_port != 0;
+  if (ss.ss_family == AF_INET6) return ((struct sockaddr_in6 *)&ss)->sin6_port != 0;
+  return 0;
+}
+
+static const char *proto_name(int proto) { return proto == IPPROTO_UDP ? "udp" : "tcp"; }
+
+static void log_pin(const struct capa_config *cfg, const char *event, int fd, const struct capa_allocation *a,
+                    const struct destination *d) {
+  char aog[CAPA_ADDRESS_TEXT_MAX], aob[CAPA_ADDRESS_TEXT_MAX];
+  capa_address_format(a->record.family, a->record.addr, aog, sizeof aog);
+  capa_ip_format(&d->ip, aob, sizeof aob);
+  capa_log_event(cfg, event, "\"fd\":%d,\"proto\":%d,\"qname\":\"%s\",\"aOG\":\"%s\",\"pA\":%u,\"aOB\":\"%s\",\"pB\":%u", fd,
+                 a->record.proto, a->qname, aog, (unsigned)a->record.port, aob, (unsigned)d->port);
+}
+
+static void log_direct(const struct capa_config *cfg, const char *why, int fd, int proto, const struct destination *d) {
+  char aob[CAPA_ADDRESS_TEXT_MAX];
+  capa_ip_format(&d->ip, aob, sizeof aob);
+  capa_log_event(cfg, "direct", "\"why\":\"%s\",\"fd\":%d,\"proto\":%d,\"aOB\":\"%s\",\"pB\":%u", why, fd, proto, aob,
+                 (unsigned)d->port);
+}
+
+/* Puts aOG on CAPA_INTERFACE unless the kernel already treats it as local (all of 127/8 is). */
+static int configure(const struct capa_config *cfg, const struct capa_allocation *a) {
+  int family = a->record.family == 4 ? AF_INET : AF_INET6;
+  if (cfg->interface[0] == '\0' || capa_nl_addr_is_local(family, a->record.addr) == 1) return 0;
+  return capa_nl_addr_add(cfg->interface, family, a->record.addr, a->record.family == 4 ? 32 : 128);
+}
+
+static int pin(const struct capa_config *cfg, int fd, const struct destination *d, const struct capa_allocation *a) {
+  uint8_t source[16];
+  char aog[CAPA_ADDRESS_TEXT_MAX];
+  enum capa_pin_step step = CAPA_STEP_NONE;
+  capa_address_format(a->record.family, a->record.addr, aog, sizeof aog);
+  int rc = configure(cfg, a);
+  if (rc < 0) {
+    capa_notice(cfg, "cannot put CAPA address %s on interface %s (%s); not connecting", aog, cfg->interface, strerror(-rc));
+  } else {
+    /* An AF_INET6 socket reaching an IPv4 destination binds the v4-mapped form of aOG. */
+    memcpy(source, V4_MAPPED, sizeof V4_MAPPED);
+    memcpy(d->mapped ? source + 12 : source, a->record.addr, a->record.family == 4 ? 4 : 16);
+    rc = capa_pin_fd(fd, d->sock_family, source, a->record.port, NULL, &step);
+    const char *option = capa_pin_step_option(step);
+    if (rc < 0) {
+      capa_notice(cfg, "cannot pin a socket to its CAPA allocation %s:%u (%s failed: %s); not connecting it", aog,
+                  (unsigned)a->record.port, option ? option : capa_pin_step_syscall(step), strerror(-rc));
+    }
+  }
+  if (rc < 0) {
+    capa_release(cfg, a, "pin failed");
+    return rc;
+  }
+  struct capa_pin entry = {.alloc = *a, .dest = d->ip, .dest_port = d->port};
+  capa_pins_add(fd, &entry);
+  log_pin(cfg, "pin", fd, a, d);
+  return 0;
+}
+
+/* The allocation for this destination: a pending one, or a fresh one asked by reverse name. */
+static int allocation_for(const struct capa_config *cfg, int fd, int proto, const struct destination *d,
+                          struct capa_allocation *a) {
+  char text[CAPA_ADDRESS_TEXT_MAX];
+  struct capa_lookup l;
+  if (capa_pending_take(&d->ip, d->port, proto, a)) return 1;
+  capa_ip_format(&d->ip, text, sizeof text);
+  capa_lookup(cfg, text, d->port, proto, &l);
+  if (l.outcome == CAPA_PLAIN) {
+    log_direct(cfg, "no CAPA needed", fd, proto, d);
+    return 0;
+  }
+  if (l.outcome == CAPA_FAILED) {
+    capa_notice(cfg, "not connecting %s %s:%u unpinned: %s", proto_name(proto), text, (unsigned)d->port, l.message);
+    return -capa_failure_codes(l.failure)->errno_value;
+  }
+  *a = l.alloc;
+  return 1;
+}
+
+static int same_destination(const struct capa_pin *p, const struct destination *d) {
+  return p->dest.family == d->ip.family && memcmp(p->dest.addr, d->ip.addr, 16) == 0 && p->dest_port == d->port;
+}
+
+static int prepare(int fd, const struct destination *d, int connecting) {
+  const struct capa_config *cfg = capa_config();
+  struct capa_pin pinned;
+  struct capa_allocation a;
+  int proto = socket_proto(fd);
+  if (proto == 0) return 0;
+  if (capa_config_exempts(cfg, &d->ip, d->port)) {
+    /* The name lookup could not know the destination is exempt: hand its allocation back. */
+    if (capa_pending_take(&d->ip, d->port, proto, &a)) capa_release(cfg, &a, "exempt destination");
+    return 0;
+  }
+  if (capa_pins_find(fd, &pinned)) {
+    if (same_destination(&pinned, d)) return 0;
+    capa_notice(cfg, "socket %d is pinned to its CAPA allocation for %s; it cannot reach another destination", fd,
+                pinned.alloc.qname);
+    return -EADDRNOTAVAIL;
+  }
+  if (socket_bound(fd)) {
+    if (connecting) log_direct(cfg, "bound by the app", fd, proto, d);
+    return 0;
+  }
+  int rc = allocation_for(cfg, fd, proto, d, &a);
+  return rc <= 0 ? rc : pin(cfg, fd, d, &a);
+}
+
+int capa_before_connect(int fd, const struct sockaddr *addr, socklen_t len) {
+  struct destination d;
+  return read_destination(addr, len, &d) ? prepare(fd, &d, 1) : 0;
+}
+
+int capa_before_send(int fd, const struct sockaddr *to, socklen_t len) {
+  struct destination d;
+  return read_destination(to, len, &d) ? prepare(fd, &d, 0) : 0;
+}
+
+int capa_bind_deferred(int fd, const struct sockaddr *addr, socklen_t len) {
+  static const uint8_t any[16];
+  int type = 0;
+  socklen_t type_len = sizeof type;
+  if (addr == NULL || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &type_len) < 0 || type != SOCK_DGRAM) return 0;
+  if (addr->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
+    const struct sockaddr_in *sin = (const struct sockaddr_in *)addr;
+    return sin->sin_port == 0 && sin->sin_addr.s_addr == htonl(INADDR_ANY);
+  }
+  if (addr->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
+    const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)addr;
+    return sin6->sin6_port == 0 && memcmp(&sin6->sin6_addr, any, sizeof any) == 0;
+  }
+  return 0;
+}
+
+int capa_take_pin(int fd, struct capa_pin *pin) { return capa_pins_remove(fd, pin); }
+
+void capa_release_pin(const struct capa_pin *pin) { capa_release(capa_config(), &pin->alloc, "close"); }

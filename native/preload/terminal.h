@@ -1,0 +1,41 @@
+/*
+ * The socket side of capa-run: what happens before the app's connect, send or bind reaches the
+ * kernel, and after its close. Each returns 0 to let the real call go ahead, or -errno to fail
+ * it (the socket is then never used unpinned). Call only under the guard (real.h).
+ *
+ * - connect / first send of an unconnected socket to an AF_INET/AF_INET6 TCP or UDP
+ *   destination: take the pending allocation for (aOB, pB, proto) or ask by reverse name, put
+ *   aOG on CAPA_INTERFACE when it is not local, pin the socket to (aOG, pA), then let the real
+ *   call run (a non-blocking connect stays non-blocking).
+ * - Exempt, connected as they are: other families, other protocols, the CAPA servers' own
+ *   address and port, CAPA_EXEMPT prefixes, and destinations the server answers without CAPA
+ *   (inside-to-inside, or a server that does not know CAPA).
+ * - A socket the app bound itself is the app's choice (CAPA-aware code binds to its own
+ *   allocation): it is connected as bound, never rebound. Except a UDP bind to the wildcard
+ *   address and port 0 (node's dgram does that before its first send): that bind is deferred,
+ *   the socket stays unbound and is pinned at its first send like any unbound socket.
+ * - A pinned socket keeps to its destination: sending or connecting it elsewhere fails with
+ *   EADDRNOTAVAIL.
+ */
+#ifndef CAPA_PRELOAD_TERMINAL_H
+#define CAPA_PRELOAD_TERMINAL_H
+
+#include <sys/socket.h>
+
+int capa_before_connect(int fd, const struct sockaddr *addr, socklen_t len);
+
+/* For sendto/sendmsg with a destination address (to may be NULL: nothing to do). */
+int capa_before_send(int fd, const struct sockaddr *to, socklen_t len);
+
+/* 1 when the app's bind is to be deferred (not passed to the kernel, reported as done). */
+int capa_bind_deferred(int fd, const struct sockaddr *addr, socklen_t len);
+
+/* Call with the descriptor before the real close: returns 1 and fills *pin when the socket was
+ * pinned, so the caller can release it after the close. */
+struct capa_pin;
+int capa_take_pin(int fd, struct capa_pin *pin);
+
+/* Releases the allocation of a closed pinned socket. */
+void capa_release_pin(const struct capa_pin *pin);
+
+#endif

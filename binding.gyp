@@ -21,6 +21,32 @@
       ],
       "defines": ["NAPI_VERSION=8"],
       "cflags_cc": ["-std=c++17"]
+    },
+    {
+      # capa-run's LD_PRELOAD library (build/Release/libcapa_preload.so). Only the
+      # interposed libc symbols are exported.
+      "target_name": "capa_preload",
+      "type": "shared_library",
+      "product_prefix": "lib",
+      "product_dir": "<(PRODUCT_DIR)",
+      "sources": [
+        "native/preload/allocations.c",
+        "native/preload/config.c",
+        "native/preload/dns_client.c",
+        "native/preload/hooks.c",
+        "native/preload/log.c",
+        "native/preload/lookup.c",
+        "native/preload/names.c",
+        "native/preload/pins.c",
+        "native/preload/real.c",
+        "native/preload/release.c",
+        "native/preload/terminal.c",
+        "native/preload/update.c",
+        "native/core/capa_codec.c",
+        "<@(capa_core_sources)"
+      ],
+      "cflags": ["-fvisibility=hidden"],
+      "libraries": ["-ldl", "-lpthread"]
     }
   ]
 }

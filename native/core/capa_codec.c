@@ -687,18 +687,20 @@ static void read_address(const uint8_t *msg, const struct rr *rr, struct capa_re
   out->addr_count++;
 }
 
-static void use_record(const uint8_t *msg, const struct rr *rr, int section, uint16_t rrtype,
+enum section { ANSWER, AUTHORITY, ADDITIONAL };
+
+static void use_record(const uint8_t *msg, const struct rr *rr, enum section section, uint16_t rrtype,
                        const char *qname, struct capa_response *out) {
   if (rr->type == T_OPT) {
-    if (section == 3 && !out->has_opt) read_opt(msg, rr, out);
+    if (section == ADDITIONAL && !out->has_opt) read_opt(msg, rr, out);
     return;
   }
   if (rr->klass != CLASS_IN) return;
-  if (section == 1 && rr->type == rrtype && !out->has_capa && name_equals(msg, rr->name_off, qname) &&
+  if (section == ANSWER && rr->type == rrtype && !out->has_capa && name_equals(msg, rr->name_off, qname) &&
       capa_rdata_decode(msg + rr->rdata_off, rr->rdlen, &out->capa) == CAPA_OK) {
     out->has_capa = 1;
     out->capa_ttl = rr->ttl;
-  } else if (section == 3 && (rr->type == T_A || rr->type == T_AAAA) &&
+  } else if (section == ADDITIONAL && (rr->type == T_A || rr->type == T_AAAA) &&
              name_equals(msg, rr->name_off, host_part(qname))) {
     read_address(msg, rr, out);
   }
@@ -720,8 +722,8 @@ int capa_response_parse(const uint8_t *msg, size_t len, uint16_t rrtype, uint16_
   unsigned an = get16(msg + 6), ns = get16(msg + 8), total = record_count(msg);
   for (unsigned i = 0; i < total; i++) {
     struct rr rr;
-    read_rr(msg, len, &off, &rr);
-    use_record(msg, &rr, i < an ? 1 : i < an + ns ? 2 : 3, rrtype, qname, out);
+    if (read_rr(msg, len, &off, &rr) != CAPA_OK) return CAPA_EMALFORMED; /* the validator already framed it */
+    use_record(msg, &rr, i < an ? ANSWER : i < an + ns ? AUTHORITY : ADDITIONAL, rrtype, qname, out);
   }
   return CAPA_OK;
 }

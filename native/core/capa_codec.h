@@ -51,7 +51,7 @@ struct capa_address {
 
 struct capa_response {
   int rcode;            /* header RCODE, with the OPT extended bits above bit 3 */
-  int aa, tc;           /* header flags */
+  int aa, tc;           /* header flags; tc=1: retry over TCP */
   int has_opt;          /* 1 when the additional section holds an OPT RR (the first one is read) */
   int has_capa;         /* 1 when the answer section holds a CAPA RR owned by the QNAME */
   struct capa_record capa;

@@ -104,6 +104,8 @@ static void fuzz_text(const char *text) {
   }
 }
 
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   char text[1024];
   size_t n = size < sizeof text - 1 ? size : sizeof text - 1;

@@ -290,7 +290,7 @@ describe('native: C codec = TypeScript codec', function () {
       const wire = Buffer.from(encodeQuery({ id: 9, name: '_80._tcp.a.example', type: dnsPacketTypeName(RRTYPE) }));
       const reply = Buffer.concat([wire.subarray(0, wire.length - 11), hex(
         '0662616e616e61076578616d706c6500ff000001000000 1e0008 00062134815ee655'.replace(/ /g, '')
-        + '0465766c6c076578616d706c6500 0001 0001 0000001e 0004 01020304'.replace(/ /g, '')
+        + '046576696c076578616d706c6500 0001 0001 0000001e 0004 01020304'.replace(/ /g, '')
         + 'c015 001c 0001 0000001e 0010 20010db8000000000000000000000002'.replace(/ /g, ''),
       )]);
       reply.writeUInt16BE(0x8400, 2);
@@ -301,7 +301,7 @@ describe('native: C codec = TypeScript codec', function () {
       expect(out.has_capa).to.equal(0);
       expect(out.addr_count).to.equal(1);
       expect(out.addrs![0]!.family).to.equal(6);
-      expect(decodeMessage(reply).additionals.map((a) => a.name)).to.deep.equal(['evll.example', 'a.example']);
+      expect(decodeMessage(reply).additionals.map((a) => a.name)).to.deep.equal(['evil.example', 'a.example']);
     });
 
     it('frames every typed RDATA as the TypeScript validator does', function () {

@@ -7,6 +7,8 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <netdb.h>
+#include <stdarg.h>
+#include <sys/syscall.h>
 #include <sys/socket.h>
 
 #include "names.h"
@@ -123,8 +125,8 @@ EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags) {
   return refused(rc) ? -1 : real->sendmsg(fd, msg, flags);
 }
 
-EXPORT int close(int fd) {
-  const struct capa_real *real = capa_real();
+/* close() of a pinned socket releases its allocation once the descriptor is gone. */
+static int close_socket(const struct capa_real *real, int fd) {
   struct capa_pin pin;
   if (capa_guarded()) return real->close(fd);
   capa_guard_enter();
@@ -137,4 +139,19 @@ EXPORT int close(int fd) {
   capa_guard_leave();
   errno = saved;
   return rc;
+}
+
+EXPORT int close(int fd) { return close_socket(capa_real(), fd); }
+
+/* libuv (so Node) closes descriptors with syscall(SYS_close, fd); everything else passes through
+ * with its six argument registers, as glibc's own syscall() reads them. */
+EXPORT long syscall(long number, ...) {
+  const struct capa_real *real = capa_real();
+  long a[6];
+  va_list ap;
+  va_start(ap, number);
+  for (int i = 0; i < 6; i++) a[i] = va_arg(ap, long);
+  va_end(ap);
+  if (number == SYS_close) return close_socket(real, (int)a[0]);
+  return real->syscall(number, a[0], a[1], a[2], a[3], a[4], a[5]);
 }

@@ -26,6 +26,7 @@ static void resolve_table(void) {
   RESOLVE(sendto);
   RESOLVE(sendmsg);
   RESOLVE(close);
+  RESOLVE(syscall);
 }
 
 const struct capa_real *capa_real(void) {

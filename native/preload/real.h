@@ -26,6 +26,7 @@ struct capa_real {
                     socklen_t tolen);
   ssize_t (*sendmsg)(int fd, const struct msghdr *msg, int flags);
   int (*close)(int fd);
+  long (*syscall)(long number, ...);
 };
 
 /* The next definitions after this library (normally glibc's). */

@@ -24,27 +24,53 @@ struct destination {
 
 static const uint8_t V4_MAPPED[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
+/* An AF_INET/AF_INET6 socket address as (ip, port), v4-mapped IPv6 as IPv4; 0 for others. */
+static int read_sockaddr(const struct sockaddr *sa, socklen_t len, struct capa_ip *ip, uint16_t *port, int *mapped) {
+  memset(ip, 0, sizeof *ip);
+  *mapped = 0;
+  if (sa == NULL) return 0;
+  if (sa->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
+    const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
+    ip->family = 4;
+    memcpy(ip->addr, &sin->sin_addr, 4);
+    *port = ntohs(sin->sin_port);
+    return 1;
+  }
+  if (sa->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
+    const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
+    *mapped = memcmp(&sin6->sin6_addr, V4_MAPPED, sizeof V4_MAPPED) == 0;
+    ip->family = *mapped ? 4 : 6;
+    memcpy(ip->addr, sin6->sin6_addr.s6_addr + (*mapped ? 12 : 0), *mapped ? 4 : 16);
+    *port = ntohs(sin6->sin6_port);
+    return 1;
+  }
+  return 0;
+}
+
 /* 1 for an AF_INET/AF_INET6 address with a port and a specified address. */
 static int read_destination(const struct sockaddr *sa, socklen_t len, struct destination *d) {
   static const uint8_t zero[16];
   memset(d, 0, sizeof *d);
-  if (sa == NULL) return 0;
-  if (sa->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
-    const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
-    d->ip.family = 4;
-    memcpy(d->ip.addr, &sin->sin_addr, 4);
-    d->port = ntohs(sin->sin_port);
-  } else if (sa->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
-    const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
-    d->mapped = memcmp(&sin6->sin6_addr, V4_MAPPED, sizeof V4_MAPPED) == 0;
-    d->ip.family = d->mapped ? 4 : 6;
-    memcpy(d->ip.addr, sin6->sin6_addr.s6_addr + (d->mapped ? 12 : 0), d->mapped ? 4 : 16);
-    d->port = ntohs(sin6->sin6_port);
-  } else {
-    return 0;
-  }
+  if (!read_sockaddr(sa, len, &d->ip, &d->port, &d->mapped)) return 0;
   d->sock_family = sa->sa_family;
   return d->port != 0 && memcmp(d->ip.addr, zero, d->ip.family == 4 ? 4 : 16) != 0;
+}
+
+/* The socket's local (address, port); 0 when it is not an AF_INET/AF_INET6 socket. */
+static int local_address(int fd, struct capa_ip *ip, uint16_t *port) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  int mapped;
+  return getsockname(fd, (struct sockaddr *)&ss, &len) == 0 && read_sockaddr((struct sockaddr *)&ss, len, ip, port, &mapped);
+}
+
+/* Whether the descriptor still is the socket we pinned: bound to its (aOG, pA). */
+static int pin_is_live(int fd, const struct capa_pin *p) {
+  struct capa_ip ip;
+  uint16_t port = 0;
+  const struct capa_record *r = &p->alloc.record;
+  return local_address(fd, &ip, &port) && port == r->port && ip.family == r->family &&
+         memcmp(ip.addr, r->addr, r->family == 4 ? 4 : 16) == 0;
 }
 
 /* IPPROTO_TCP or IPPROTO_UDP, 0 for anything CAPA does not pin (raw, ICMP, SCTP, MPTCP...). */
@@ -55,14 +81,6 @@ static int socket_proto(int fd) {
   return proto == IPPROTO_TCP || proto == IPPROTO_UDP ? proto : 0;
 }
 
-static int socket_bound(int fd) {
-  struct sockaddr_storage ss;
-  socklen_t len = sizeof ss;
-  if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) return 0;
-  if (ss.ss_family == AF_INET) return ((struct sockaddr_in *)&ss)->sin_port != 0;
-  if (ss.ss_family == AF_INET6) return ((struct sockaddr_in6 *)&ss)->sin6_port != 0;
-  return 0;
-}
 
 static const char *proto_name(int proto) { return proto == IPPROTO_UDP ? "udp" : "tcp"; }
 
@@ -154,12 +172,19 @@ static int prepare(int fd, const struct destination *d, int connecting) {
     return 0;
   }
   if (capa_pins_find(fd, &pinned)) {
-    if (same_destination(&pinned, d)) return 0;
-    capa_notice(cfg, "socket %d is pinned to its CAPA allocation for %s; it cannot reach another destination", fd,
-                pinned.alloc.qname);
-    return -EADDRNOTAVAIL;
+    if (pin_is_live(fd, &pinned)) {
+      if (same_destination(&pinned, d)) return 0;
+      capa_notice(cfg, "socket %d is pinned to its CAPA allocation for %s; it cannot reach another destination", fd,
+                  pinned.alloc.qname);
+      return -EADDRNOTAVAIL;
+    }
+    /* The pinned socket was closed behind the hooks (a raw close syscall, close_range, dup2) and
+     * its number reused: that flow is over, and this is a new socket. */
+    if (capa_pins_remove(fd, &pinned)) capa_release(cfg, &pinned.alloc, "socket gone");
   }
-  if (socket_bound(fd)) {
+  struct capa_ip local;
+  uint16_t local_port = 0;
+  if (local_address(fd, &local, &local_port) && local_port != 0) {
     if (connecting) log_direct(cfg, "bound by the app", fd, proto, d);
     return 0;
   }

@@ -1,0 +1,169 @@
+#!/usr/bin/env node
+/**
+ * capa-run: runs an unmodified, dynamically linked program with the CAPA LD_PRELOAD library
+ * (build/Release/libcapa_preload.so), so its name lookups ask the gateway for CAPA allocations
+ * and its sockets are pinned to them. Exit codes follow env(1)/timeout(1): the program's own,
+ * 125 capa-run itself failed (bad flags, library missing), 126 the program cannot run under
+ * capa-run (static, setuid/setgid, file capabilities, other machine), 127 program not found,
+ * 128+N when the program was killed by signal N (as shells report it).
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { accessSync, closeSync, constants as fsConstants, openSync, readSync, statSync } from 'node:fs';
+import { constants } from 'node:os';
+import { delimiter, isAbsolute, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { isCapaError } from '../../resolver/lib/errors.js';
+import { formatServer, parseServerList } from '../../resolver/lib/servers.js';
+import { inspectExecutable, type Executable, parseExempt, preloadRefusal, preloadValue, privilegeRefusal } from '../lib/preload-target.js';
+
+const EXIT_FAILED = 125;
+const EXIT_REFUSED = 126;
+const EXIT_NOT_FOUND = 127;
+/** `#!` chains longer than this are not followed (the kernel itself allows a few levels). */
+const MAX_SCRIPT_DEPTH = 4;
+
+// dist/socket-shim/bin/capa-run.js -> <package root>/build/Release/libcapa_preload.so
+const LIBRARY = fileURLToPath(new URL('../../../build/Release/libcapa_preload.so', import.meta.url));
+
+function quit(code: number, message: string): never {
+  process.stderr.write(`capa-run: ${message}\n`);
+  process.exit(code);
+}
+
+const argv = yargs(hideBin(process.argv))
+  .scriptName('capa-run')
+  .usage('$0 [options] -- <program> [args...]')
+  .epilog('Runs <program> with the CAPA LD_PRELOAD library: getaddrinfo/gethostbyname ask the CAPA server for '
+    + '_<port>._<proto>.<host> and return the destination address; connect (and the first send of an unbound UDP '
+    + 'socket) binds the socket to the allocated (address, port) before it goes out; close hands the allocation back. '
+    + 'A CAPA failure fails the lookup or the connect: nothing is connected unpinned. Statically linked, set-user-ID '
+    + 'and capability-carrying programs are refused (the dynamic linker would not load the library). '
+    + 'Exit codes: the program\'s own; 125 capa-run failed; 126 the program cannot run under capa-run; 127 not found.')
+  .example('$0 --server 127.0.0.1:5300 -- curl http://outside.test:8080/', 'fetch through a loopback CAPA gateway')
+  .parserConfiguration({ 'halt-at-non-option': true, 'populate--': true })
+  .option('server', { type: 'string', array: true, nargs: 1, describe: 'CAPA server ip[:port] or [ipv6]:port (default port 53), in order; repeat or comma-separate. Default: the nameservers of /etc/resolv.conf (CAPA_SERVER)' })
+  .option('quiet', { type: 'boolean', default: false, describe: 'Keep the library\'s CAPA error lines off stderr (CAPA_QUIET)' })
+  .option('log', { type: 'string', describe: 'Append one JSON line per CAPA event (allocate, pin, release, direct, error) to this file (CAPA_LOG)' })
+  .option('exempt', { type: 'string', array: true, nargs: 1, describe: 'Destination prefix (CIDR or one address) connected without CAPA; repeat for more (CAPA_EXEMPT)' })
+  .option('interface', { type: 'string', describe: 'Interface to add allocated addresses to when they are not local yet; needs CAP_NET_ADMIN (CAPA_INTERFACE)' })
+  .option('timeout', { type: 'number', describe: 'Deadline of one CAPA lookup in ms, default 2000 (CAPA_TIMEOUT_MS)' })
+  .strict()
+  .version(false)
+  .help()
+  .alias('help', 'h')
+  .wrap(Math.min(110, process.stdout.columns ?? 110))
+  .fail((message, err) => quit(EXIT_FAILED, `${message ?? err?.message ?? 'bad command line'}\nRun capa-run --help for the flags.`))
+  .parseSync();
+
+/** The flags as the library's environment variables; exits 125 on a bad value. */
+function capaEnvironment(): Record<string, string> {
+  const env: Record<string, string> = {};
+  try {
+    if (argv.server !== undefined) env.CAPA_SERVER = argv.server.flatMap((s) => parseServerList(s)).map(formatServer).join(',');
+    if (argv.exempt !== undefined) env.CAPA_EXEMPT = argv.exempt.flatMap((e) => e.split(',')).filter((e) => e.trim() !== '').map(parseExempt).join(',');
+  } catch (err) {
+    if (!isCapaError(err)) throw err;
+    quit(EXIT_FAILED, err.message);
+  }
+  if (argv.server !== undefined && env.CAPA_SERVER === '') quit(EXIT_FAILED, '--server needs at least one ip[:port]');
+  if (argv.log !== undefined) env.CAPA_LOG = resolve(argv.log); // the program may change its directory
+  if (argv.quiet) env.CAPA_QUIET = '1';
+  if (argv.interface !== undefined) {
+    if (!/^[^\s/:]{1,15}$/.test(argv.interface)) quit(EXIT_FAILED, `--interface "${argv.interface}" is not an interface name (1-15 characters, no spaces, / or :)`);
+    env.CAPA_INTERFACE = argv.interface;
+  }
+  if (argv.timeout !== undefined) {
+    if (!Number.isInteger(argv.timeout) || argv.timeout < 1 || argv.timeout > 600000) quit(EXIT_FAILED, `--timeout must be a whole number of ms, 1-600000, got ${argv.timeout}`);
+    env.CAPA_TIMEOUT_MS = String(argv.timeout);
+  }
+  return env;
+}
+
+function isExecutableFile(path: string): boolean {
+  try {
+    accessSync(path, fsConstants.X_OK);
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/** The program's path as execvp would find it. */
+function findProgram(name: string): string | undefined {
+  if (name.includes('/')) return isExecutableFile(name) ? resolve(name) : undefined;
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    const candidate = join(dir === '' ? '.' : dir, name);
+    if (isExecutableFile(candidate)) return isAbsolute(candidate) ? candidate : resolve(candidate);
+  }
+  return undefined;
+}
+
+function inspectFile(path: string): Executable {
+  const fd = openSync(path, 'r');
+  try {
+    return inspectExecutable((offset, length) => {
+      const buf = Buffer.alloc(length);
+      return buf.subarray(0, readSync(fd, buf, 0, length, offset));
+    });
+  } catch (err) {
+    if (err instanceof RangeError) return { kind: 'other' };
+    throw err;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** File capabilities as getcap prints them; undefined when getcap is not installed. */
+function fileCapabilities(path: string): string | undefined {
+  const run = spawnSync('getcap', [path], { encoding: 'utf8' });
+  if (run.error !== undefined) return undefined;
+  return run.stdout.trim().slice(path.length).trim();
+}
+
+/** Why the library cannot reach the program (following `#!` interpreters), or undefined. */
+function refusal(path: string, library: Executable, depth = 0): string | undefined {
+  const mode = statSync(path).mode;
+  const privileged = privilegeRefusal(path, mode, fileCapabilities(path));
+  if (privileged !== undefined) return privileged;
+  const target = inspectFile(path);
+  if (target.kind === 'script' && depth < MAX_SCRIPT_DEPTH) {
+    const interpreter = findProgram(target.interpreter);
+    return interpreter === undefined ? undefined : refusal(interpreter, library, depth + 1);
+  }
+  return preloadRefusal(path, target, library);
+}
+
+function run(): void {
+  const rest: unknown = argv['--'];
+  const command = Array.isArray(rest) ? rest.map(String) : [];
+  if (command.length === 0) quit(EXIT_FAILED, 'no program given: capa-run [options] -- <program> [args...]');
+  const [name, ...args] = command as [string, ...string[]];
+  const capaEnv = capaEnvironment();
+  if (!isExecutableFile(LIBRARY)) {
+    quit(EXIT_FAILED, `the CAPA library ${LIBRARY} is missing; build it with "npx node-gyp rebuild" in the package folder`);
+  }
+  const path = findProgram(name);
+  if (path === undefined) quit(EXIT_NOT_FOUND, `${name}: no such program${name.includes('/') ? '' : ' in PATH'}`);
+  const why = refusal(path, inspectFile(LIBRARY));
+  if (why !== undefined) quit(EXIT_REFUSED, why);
+  let preload: string;
+  try {
+    preload = preloadValue(LIBRARY, process.env.LD_PRELOAD);
+  } catch (err) {
+    if (!isCapaError(err)) throw err;
+    quit(EXIT_FAILED, err.message);
+  }
+  const child = spawn(path, args, { stdio: 'inherit', argv0: name, env: { ...process.env, ...capaEnv, LD_PRELOAD: preload } });
+  const forward = (signal: NodeJS.Signals): void => { child.kill(signal); };
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
+  for (const s of signals) process.on(s, forward);
+  child.on('error', (err) => quit(EXIT_REFUSED, `cannot run ${path}: ${err.message}`));
+  child.on('exit', (code, signal) => {
+    for (const s of signals) process.off(s, forward);
+    process.exit(signal !== null ? 128 + (constants.signals[signal] ?? 0) : code ?? EXIT_FAILED);
+  });
+}
+
+run();

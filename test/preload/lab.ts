@@ -1,0 +1,223 @@
+/**
+ * The loopback lab of the capa-run tests: a real capa-gateway on 127.0.0.1 with a 127.66.80/24
+ * pool, outside servers on 127.67.80.x that report each peer's (address, port), and a runner
+ * for `capa-run` with a hard time bound that kills the whole process group.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import dgram from 'node:dgram';
+import { once } from 'node:events';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { repoRoot } from '../helpers/c-build.js';
+
+export const CAPA_RUN = join(repoRoot, 'dist/socket-shim/bin/capa-run.js');
+export const LIBRARY = join(repoRoot, 'build/Release/libcapa_preload.so');
+const GATEWAY = join(repoRoot, 'dist/gateway-ref/bin/capa-gateway.js');
+
+export const POOL = '127.66.80.1-127.66.80.4';
+export const OUTSIDE_HOST = '127.67.80.1';
+export const OUTSIDE_NAME = 'outside.test';
+
+export interface Peer {
+  address: string;
+  port: number;
+}
+
+export const inPool = (address: string): boolean => /^127\.66\.80\.[1-4]$/.test(address);
+
+/** A CAPA_LOG line (see native/preload/log.h). */
+export interface CapaEvent {
+  pid: number;
+  event: string;
+  qname?: string;
+  aOG?: string;
+  pA?: number;
+  aOB?: string;
+  pB?: number;
+  proto?: number;
+  why?: string;
+  outcome?: string;
+  message?: string;
+}
+
+/** A gateway journal line (gateway-ref/lib/grm/journal.ts). */
+export interface JournalEvent {
+  event: string;
+  proto: number;
+  aOG: string;
+  pA: number;
+  aOB: string;
+  pB: number | null;
+}
+
+function jsonLines<T>(path: string): T[] {
+  if (!existsSync(path)) return [];
+  return readFileSync(path, 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as T);
+}
+
+export const readCapaLog = (path: string): CapaEvent[] => jsonLines<CapaEvent>(path);
+
+export interface Workspace {
+  dir: string;
+  file(name: string): string;
+  remove(): Promise<void>;
+}
+
+export async function workspace(): Promise<Workspace> {
+  const dir = await mkdtemp(join(tmpdir(), 'capa-run-test-'));
+  return { dir, file: (name) => join(dir, name), remove: () => rm(dir, { recursive: true, force: true }) };
+}
+
+export interface Gateway {
+  /** host:port of its DNS front end. */
+  server: string;
+  journal(): JournalEvent[];
+  stop(): Promise<void>;
+}
+
+/** Starts capa-gateway (loopback data plane) with `outside.test` in its zone; waits for its ready line. */
+export async function startGateway(ws: Workspace, extra: string[] = []): Promise<Gateway> {
+  const zone = ws.file('zone.txt');
+  const journal = ws.file(`gateway-${Date.now()}-${Math.random()}.log`);
+  await writeFile(zone, `$ORIGIN test.\n$TTL 60\noutside A ${OUTSIDE_HOST}\n`);
+  const child = spawn(process.execPath, [GATEWAY, '--listen', '127.0.0.1:0', '--pool', POOL, '--zone', zone, '--log', journal, ...extra],
+    { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  const ready = new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`capa-gateway not ready within 10 s:\n${output}`)), 10_000);
+    child.stdout.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+      const m = /listening on (127\.0\.0\.1:\d+)/.exec(output);
+      if (m) { clearTimeout(timer); resolve(m[1]!); }
+    });
+    child.stderr.on('data', (chunk: Buffer) => { output += chunk.toString(); });
+    child.on('exit', (code) => { clearTimeout(timer); reject(new Error(`capa-gateway exited (${code}):\n${output}`)); });
+  });
+  const server = await ready;
+  return {
+    server,
+    journal: () => jsonLines<JournalEvent>(journal),
+    stop: () => stopChild(child),
+  };
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, 'exit');
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(timer);
+}
+
+export interface OutsideServer {
+  port: number;
+  /** Every peer, in the order connections or datagrams arrived. */
+  peers: Peer[];
+  close(): Promise<void>;
+}
+
+/** A TCP server that answers each connection with its peer as JSON (an HTTP response when asked HTTP). */
+export async function startTcpOutside(host = OUTSIDE_HOST): Promise<OutsideServer> {
+  const peers: Peer[] = [];
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => socket.destroy());
+    const peer = { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 };
+    peers.push(peer);
+    const body = `${JSON.stringify(peer)}\n`;
+    socket.once('data', (chunk: Buffer) => {
+      if (/^[A-Z]+ \S+ HTTP\/1\.[01]\r\n/.test(chunk.toString('latin1'))) {
+        socket.end(`HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
+      } else {
+        socket.end(body);
+      }
+    });
+  });
+  server.listen(0, host);
+  await once(server, 'listening');
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    peers,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+/** A UDP server that answers each datagram with its peer as JSON. */
+export async function startUdpOutside(host = OUTSIDE_HOST): Promise<OutsideServer> {
+  const peers: Peer[] = [];
+  const socket = dgram.createSocket('udp4');
+  socket.on('message', (_msg, from) => {
+    const peer = { address: from.address, port: from.port };
+    peers.push(peer);
+    socket.send(`${JSON.stringify(peer)}\n`, from.port, from.address);
+  });
+  socket.bind(0, host);
+  await once(socket, 'listening');
+  return { port: socket.address().port, peers, close: () => new Promise<void>((r) => socket.close(() => r())) };
+}
+
+export interface RunResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface RunOptions {
+  env?: NodeJS.ProcessEnv;
+  input?: string;
+  /** Hard bound; the process group is killed and the promise rejects. Default 20 s. */
+  timeoutMs?: number;
+}
+
+/** Runs a command in its own process group, asynchronously (the outside servers live in this process). */
+export function run(command: string, args: string[], options: RunOptions = {}): Promise<RunResult> {
+  const env = { ...process.env, ...options.env };
+  for (const proxy of ['http_proxy', 'https_proxy', 'HTTP_PROXY', 'HTTPS_PROXY', 'ALL_PROXY', 'all_proxy']) delete env[proxy];
+  const child = spawn(command, args, { env, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (c: Buffer) => { stdout += c.toString(); });
+  child.stderr.on('data', (c: Buffer) => { stderr += c.toString(); });
+  child.stdin.end(options.input ?? '');
+  const limit = options.timeoutMs ?? 20_000;
+  return new Promise<RunResult>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* already gone */ }
+      reject(new Error(`${command} ${args.join(' ')} did not finish within ${limit} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
+    }, limit);
+    child.on('error', (err) => { clearTimeout(timer); reject(err); });
+    child.on('close', (code, signal) => { clearTimeout(timer); resolve({ code, signal, stdout, stderr }); });
+  });
+}
+
+/** `capa-run <flags> -- <program> <args>` against a CAPA server, logging to `log`. */
+export function capaRun(server: string, log: string, program: string[], options: RunOptions & { flags?: string[] } = {}): Promise<RunResult> {
+  return run(process.execPath, [CAPA_RUN, '--server', server, '--log', log, ...(options.flags ?? []), '--', ...program], options);
+}
+
+/** The pins of a run, by (aOG, pA). */
+export function pins(events: CapaEvent[]): CapaEvent[] {
+  return events.filter((e) => e.event === 'pin');
+}
+
+export const key = (address: string | undefined, port: number | undefined): string => `${address}:${port}`;
+
+/** A loopback UDP port nothing listens on (bound, read, closed). */
+export async function closedUdpPort(): Promise<number> {
+  const s = dgram.createSocket('udp4');
+  s.bind(0, '127.0.0.1');
+  await once(s, 'listening');
+  const { port } = s.address();
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}

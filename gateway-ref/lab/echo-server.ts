@@ -1,0 +1,65 @@
+#!/usr/bin/env node
+/**
+ * The lab's outside host: an HTTP server and a UDP echo server that tell each client the
+ * address and port its packets came from, so a test can see the pinned outside tuple.
+ */
+import dgram from 'node:dgram';
+import http from 'node:http';
+import { createRequire } from 'node:module';
+import type { AddressInfo } from 'node:net';
+import { formatServer, parseServer } from '../../resolver/lib/servers.js';
+
+const yargs = createRequire(import.meta.url)('yargs') as typeof import('yargs').default;
+
+/** What the servers answer, one JSON object. */
+export interface PeerReport {
+  protocol: 'tcp' | 'udp';
+  remoteAddress: string;
+  remotePort: number;
+  localAddress: string;
+  localPort: number;
+}
+
+const argv = yargs(process.argv.slice(2))
+  .scriptName('echo-server')
+  .usage('$0 [--http ip:port] [--udp ip:port]')
+  .epilog('Answers every HTTP request and every UDP datagram with one JSON line naming the peer address and port '
+    + 'it came from. Prints "echo-server ready ..." when both listen; stops on SIGINT/SIGTERM.')
+  .option('http', { type: 'string', default: '0.0.0.0:80', describe: 'Address and port of the HTTP server' })
+  .option('udp', { type: 'string', default: '0.0.0.0:7', describe: 'Address and port of the UDP echo server' })
+  .strict()
+  .version(false)
+  .help()
+  .fail((message, err) => {
+    process.stderr.write(`echo-server: ${message ?? err?.message}\n`);
+    process.exit(2);
+  })
+  .parseSync();
+
+function report(protocol: 'tcp' | 'udp', remote: { address: string; port: number }, local: AddressInfo): string {
+  const body: PeerReport = { protocol, remoteAddress: remote.address, remotePort: remote.port, localAddress: local.address, localPort: local.port };
+  return `${JSON.stringify(body)}\n`;
+}
+
+async function main(): Promise<void> {
+  const httpAt = parseServer(argv.http);
+  const udpAt = parseServer(argv.udp);
+  const server = http.createServer((req, res) => {
+    const socket = req.socket;
+    const text = report('tcp', { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 }, socket.address() as AddressInfo);
+    res.writeHead(200, { 'content-type': 'application/json', connection: 'close' }).end(text);
+  });
+  const udp = dgram.createSocket(httpAt.address.includes(':') ? 'udp6' : 'udp4');
+  udp.on('message', (_msg, rinfo) => udp.send(report('udp', rinfo, udp.address()), rinfo.port, rinfo.address));
+  await new Promise<void>((resolve, reject) => { server.once('error', reject).listen(httpAt.port, httpAt.address, resolve); });
+  await new Promise<void>((resolve, reject) => { udp.once('error', reject).bind(udpAt.port, udpAt.address, resolve); });
+  process.stdout.write(`echo-server ready: http ${formatServer(httpAt)}, udp ${formatServer(udpAt)}\n`);
+  const stop = (): void => { udp.close(); server.close(() => process.exit(0)); server.closeAllConnections(); };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`echo-server: ${(err as Error).message}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,223 @@
+/**
+ * capa-lab's actions (the shell around topology.ts): build the namespaces and start the lab's
+ * gateway and outside host, tear everything down (also after a failed or interrupted run),
+ * report the state, run a command in one of the hosts.
+ */
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, openSync, readFileSync, readdirSync } from 'node:fs';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CapaError } from '../../resolver/lib/errors.js';
+import { runCommand } from '../lib/dataplane/command.js';
+import type { LabGatewayConfig } from './lab-gateway.js';
+import {
+  GATEWAY_SYSCTLS, type LabPlan, isLabNamespace, linkSpecs, nameserverOf, namespaceOf, namespaces, planLab, renderLinks, renderZone, resolvConf,
+} from './topology.js';
+
+export const STATE_ROOT = '/run/capa-lab';
+const NETNS_ETC = '/etc/netns';
+const READY_TIMEOUT_MS = 30_000;
+const STOP_TIMEOUT_MS = 5_000;
+
+export interface LabSettings {
+  prefix: string;
+  /** Pids, logs, zone and configuration; default /run/capa-lab/<prefix>. */
+  stateDir?: string;
+}
+
+export interface UpSettings extends LabSettings {
+  terminals: number;
+  leaseSeconds?: number;
+  holdDownSeconds?: number;
+}
+
+interface LabProcess {
+  name: 'gateway' | 'echo';
+  netns: string;
+  argv: string[];
+  ready: RegExp;
+}
+
+export function stateDirOf(settings: LabSettings): string {
+  return settings.stateDir ?? join(STATE_ROOT, settings.prefix.replace(/-+$/, '') || 'lab');
+}
+
+/** The plan of the lab that is up (written by up()). */
+export async function readPlan(settings: LabSettings): Promise<LabPlan | undefined> {
+  try {
+    return JSON.parse(await readFile(join(stateDirOf(settings), 'plan.json'), 'utf8')) as LabPlan;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Network namespaces that exist now and belong to a lab with this prefix. */
+export async function existingNamespaces(prefix: string): Promise<string[]> {
+  const { stdout } = await runCommand(['ip', 'netns', 'list']);
+  return stdout.split('\n').map((line) => line.trim().split(/\s+/)[0] ?? '').filter((name) => isLabNamespace(prefix, name));
+}
+
+function requireRoot(): void {
+  if (process.getuid?.() !== 0) {
+    throw new CapaError('ERR_CAPA_PERMISSION', 'capa-lab needs root: it creates network namespaces, veth links and nftables rules (run it with sudo)');
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Starts a lab process in its namespace, detached, output to <stateDir>/<name>.log, and waits for its ready line. */
+async function startProcess(stateDir: string, proc: LabProcess): Promise<number> {
+  const log = join(stateDir, `${proc.name}.log`);
+  const fd = openSync(log, 'a');
+  const child = spawn('ip', ['netns', 'exec', proc.netns, ...proc.argv], { detached: true, stdio: ['ignore', fd, fd] });
+  closeSync(fd);
+  child.unref();
+  const pid = child.pid;
+  if (pid === undefined) throw new CapaError('ERR_CAPA_SERVER_FAILURE', `cannot start the lab's ${proc.name}`);
+  await writeFile(join(stateDir, `${proc.name}.pid`), `${pid}\n`);
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  for (;;) {
+    const text = readFileSync(log, 'utf8');
+    if (proc.ready.test(text)) return pid;
+    if (!alive(pid) || Date.now() > deadline) {
+      throw new CapaError('ERR_CAPA_SERVER_FAILURE', `the lab's ${proc.name} did not start (log ${log}):\n${text.trim().split('\n').slice(-10).join('\n')}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+function distFile(name: string): string {
+  return fileURLToPath(new URL(name, import.meta.url));
+}
+
+/** Builds the lab; on any failure removes what it built and rethrows. */
+export async function up(settings: UpSettings): Promise<LabPlan> {
+  requireRoot();
+  const plan = planLab(settings.prefix, settings.terminals);
+  const leftovers = await existingNamespaces(plan.prefix);
+  if (leftovers.length > 0) {
+    throw new CapaError('ERR_CAPA_CONFIG', `a lab with prefix "${plan.prefix}" is already up (${leftovers.join(', ')}); run capa-lab down first`);
+  }
+  const stateDir = stateDirOf(settings);
+  try {
+    await mkdir(stateDir, { recursive: true });
+    await writeFile(join(stateDir, 'plan.json'), `${JSON.stringify(plan, null, 2)}\n`);
+    await runCommand(['ip', '-batch', '-'], { input: namespaces(plan).map((ns) => `netns add ${ns}\n`).join('') });
+    for (const batch of renderLinks(plan)) {
+      await runCommand(['ip', '-batch', '-'], { netns: batch.netns, input: `${batch.lines.join('\n')}\n` });
+    }
+    // Loads conntrack in the namespace, so its sysctls exist.
+    await runCommand(['conntrack', '-C'], { netns: plan.gateway.netns });
+    await runCommand(['sysctl', '-q', '-w', ...GATEWAY_SYSCTLS], { netns: plan.gateway.netns });
+    for (const ns of namespaces(plan)) {
+      const nameserver = nameserverOf(plan, ns);
+      if (nameserver === undefined) continue;
+      await mkdir(join(NETNS_ETC, ns), { recursive: true });
+      await writeFile(join(NETNS_ETC, ns, 'resolv.conf'), resolvConf(nameserver, plan.zone));
+    }
+    const zoneFile = join(stateDir, 'lab.zone');
+    await writeFile(zoneFile, renderZone(plan));
+    const config: LabGatewayConfig = {
+      listen: `0.0.0.0:${plan.dnsPort}`,
+      pool: plan.pool,
+      inside: [plan.inside],
+      zoneFile,
+      links: linkSpecs(plan),
+      leaseSeconds: settings.leaseSeconds ?? 30,
+      holdDownSeconds: settings.holdDownSeconds ?? 60,
+      logFile: join(stateDir, 'journal.jsonl'),
+    };
+    const configFile = join(stateDir, 'gateway.json');
+    await writeFile(configFile, `${JSON.stringify(config, null, 2)}\n`);
+    await startProcess(stateDir, { name: 'gateway', netns: plan.gateway.netns, argv: [process.execPath, distFile('./lab-gateway.js'), configFile], ready: /capa-gateway listening on/ });
+    const out = plan.outside;
+    await startProcess(stateDir, {
+      name: 'echo',
+      netns: out.netns,
+      argv: [process.execPath, distFile('./echo-server.js'), '--http', `${out.address}:${out.httpPort}`, '--udp', `${out.address}:${out.udpPort}`],
+      ready: /echo-server ready/,
+    });
+    return plan;
+  } catch (err) {
+    await down(settings).catch(() => undefined);
+    throw err;
+  }
+}
+
+export interface DownReport {
+  namespaces: string[];
+  processes: number[];
+}
+
+/** Processes running inside a namespace (everything there was started by the lab). */
+async function namespacePids(netns: string): Promise<number[]> {
+  const { stdout } = await runCommand(['ip', 'netns', 'pids', netns], { allowFailure: true });
+  return stdout.split('\n').map((s) => Number(s.trim())).filter((pid) => Number.isInteger(pid) && pid > 0);
+}
+
+async function stopPids(pids: number[]): Promise<void> {
+  for (const pid of pids) { try { process.kill(pid, 'SIGTERM'); } catch { /* already gone */ } }
+  const deadline = Date.now() + STOP_TIMEOUT_MS;
+  while (pids.some(alive) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+  for (const pid of pids.filter(alive)) { try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ } }
+}
+
+/** Removes every trace of a lab with this prefix, whatever state an earlier run left it in. */
+export async function down(settings: LabSettings): Promise<DownReport> {
+  requireRoot();
+  const present = await existingNamespaces(settings.prefix);
+  const pids = (await Promise.all(present.map(namespacePids))).flat();
+  await stopPids(pids);
+  if (present.length > 0) await runCommand(['ip', '-force', '-batch', '-'], { input: present.map((ns) => `netns del ${ns}\n`).join(''), allowFailure: true });
+  const etc = existsSync(NETNS_ETC) ? readdirSync(NETNS_ETC).filter((name) => isLabNamespace(settings.prefix, name)) : [];
+  for (const name of etc) await rm(join(NETNS_ETC, name), { recursive: true, force: true });
+  await rm(stateDirOf(settings), { recursive: true, force: true });
+  const still = await existingNamespaces(settings.prefix);
+  if (still.length > 0) throw new CapaError('ERR_CAPA_SERVER_FAILURE', `could not delete the namespaces ${still.join(', ')}`);
+  return { namespaces: present, processes: pids };
+}
+
+export interface StatusReport {
+  plan: LabPlan | undefined;
+  namespaces: string[];
+  processes: { name: string; pid: number | undefined; running: boolean }[];
+  /** Everything the plan lists exists and runs. */
+  healthy: boolean;
+}
+
+export async function status(settings: LabSettings): Promise<StatusReport> {
+  const plan = await readPlan(settings);
+  const present = await existingNamespaces(settings.prefix);
+  const processes = ['gateway', 'echo'].map((name) => {
+    let pid: number | undefined;
+    try { pid = Number(readFileSync(join(stateDirOf(settings), `${name}.pid`), 'utf8').trim()); } catch { pid = undefined; }
+    return { name, pid, running: pid !== undefined && alive(pid) };
+  });
+  const healthy = plan !== undefined && namespaces(plan).every((ns) => present.includes(ns)) && processes.every((p) => p.running);
+  return { plan, namespaces: present, processes, healthy };
+}
+
+/** Runs a command in a lab host (gw, out, t1, ...) with the caller's terminal; resolves with its exit code. */
+export async function exec(settings: LabSettings, host: string, argv: string[]): Promise<number> {
+  requireRoot();
+  const plan = await readPlan(settings);
+  if (plan === undefined) throw new CapaError('ERR_CAPA_CONFIG', `no lab with prefix "${settings.prefix}" is up (run capa-lab up)`);
+  const netns = namespaceOf(plan, host);
+  if (netns === undefined) {
+    throw new CapaError('ERR_CAPA_INVALID_ARG', `unknown host "${host}": use gw, out or t1..t${plan.terminals.length}`);
+  }
+  if (argv.length === 0) throw new CapaError('ERR_CAPA_INVALID_ARG', 'give the command after --, e.g. capa-lab exec t1 -- curl http://out.lab.example/');
+  const child = spawn('ip', ['netns', 'exec', netns, ...argv], { stdio: 'inherit' });
+  return new Promise((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve(code ?? (signal ? 128 : 1)));
+  });
+}

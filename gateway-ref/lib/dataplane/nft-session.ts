@@ -1,0 +1,85 @@
+/** The driver's side of the nft worker (nft-worker.ts): one long-lived process, scripts run in order. */
+import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { CapaError, type CapaErrorCode } from '../../../resolver/lib/errors.js';
+import { inNetns } from './command.js';
+import type { WorkerReply, WorkerRequest } from './nft-worker.js';
+
+const WORKER = fileURLToPath(new URL('./nft-worker.js', import.meta.url));
+const START_TIMEOUT_MS = 10_000;
+
+interface Pending {
+  resolve(): void;
+  reject(err: Error): void;
+}
+
+const KNOWN_CODES = new Set<string>(['ERR_CAPA_PERMISSION', 'ERR_CAPA_CONFIG', 'ERR_CAPA_SERVER_FAILURE']);
+
+export class NftSession {
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private failure: Error | undefined;
+  private readonly exited: Promise<void>;
+
+  private constructor(private readonly child: ChildProcessWithoutNullStreams, ready: (reply: WorkerReply) => void) {
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr = (stderr + d).slice(-2000); });
+    this.exited = new Promise((resolve) => {
+      child.on('error', (err) => { this.fail(`cannot start the nft worker: ${err.message}`); resolve(); });
+      child.on('close', (code, signal) => {
+        this.fail(`the nft worker exited (${signal ?? `code ${code}`})${stderr.trim() === '' ? '' : `: ${stderr.trim()}`}`);
+        resolve();
+      });
+    });
+    // A dead worker is reported by the close handler; writes to it must not crash the process.
+    child.stdin.on('error', () => undefined);
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      const reply = JSON.parse(line) as WorkerReply;
+      if (!('id' in reply)) { ready(reply); return; }
+      const waiter = this.pending.get(reply.id);
+      this.pending.delete(reply.id);
+      if (reply.error === undefined) waiter?.resolve();
+      else waiter?.reject(new CapaError(KNOWN_CODES.has(reply.code ?? '') ? reply.code as CapaErrorCode : 'ERR_CAPA_SERVER_FAILURE', reply.error));
+    });
+  }
+
+  /** Starts the worker (inside `netns` when given) and waits until libnftables is loaded. */
+  static async open(netns?: string): Promise<NftSession> {
+    const argv = inNetns(netns, [process.execPath, WORKER]);
+    let settle: (reply: WorkerReply) => void = () => undefined;
+    const ready = new Promise<WorkerReply>((resolve) => { settle = resolve; });
+    const session = new NftSession(spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] }), (reply) => settle(reply));
+    const timeout = new Promise<WorkerReply>((resolve) => setTimeout(() => resolve({ fatal: `no answer within ${START_TIMEOUT_MS} ms` }), START_TIMEOUT_MS).unref());
+    const exit = session.exited.then((): WorkerReply => ({ fatal: session.failure?.message ?? 'exited' }));
+    const first = await Promise.race([ready, timeout, exit]);
+    if ('fatal' in first) {
+      await session.close();
+      throw new CapaError('ERR_CAPA_SERVER_FAILURE', `the nft worker (${argv.join(' ')}) did not start: ${first.fatal}`);
+    }
+    return session;
+  }
+
+  /** Runs one script as one transaction; rejects with nft's message. */
+  run(script: string): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    const request: WorkerRequest = { id: this.nextId++, script };
+    return new Promise((resolve, reject) => {
+      this.pending.set(request.id, { resolve, reject });
+      this.child.stdin.write(`${JSON.stringify(request)}\n`);
+    });
+  }
+
+  async close(): Promise<void> {
+    this.child.stdin.end();
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), 5000);
+    await this.exited;
+    clearTimeout(timer);
+  }
+
+  private fail(message: string): void {
+    this.failure ??= new CapaError('ERR_CAPA_SERVER_FAILURE', message);
+    for (const waiter of this.pending.values()) waiter.reject(this.failure);
+    this.pending.clear();
+  }
+}

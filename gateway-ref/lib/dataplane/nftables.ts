@@ -1,0 +1,219 @@
+/**
+ * The `nftables` data plane: the real relaying gateway (Linux, root, run inside the gateway's
+ * network namespace). States become elements of nftables maps (nft-rules.ts), written through
+ * one long-lived libnftables worker with coalesced batches; `ip rule fwmark` sends each
+ * terminal link's packets through its own routing table; conntrack events start and end flows.
+ */
+import { CapaError } from '../../../resolver/lib/errors.js';
+import { canonicalIp, ipFamily } from '../../../resolver/lib/ip.js';
+import { unmapIPv4 } from '../dns/realm.js';
+import type { Allocation, DataPlane, FlowEvents, OutsideTuple } from '../grm/types.js';
+import { runCommand } from './command.js';
+import { type ConntrackEvent, ConntrackWatch } from './conntrack.js';
+import { BatchWriter, DEFAULT_MAX_BATCH_OPS } from './nft-batch.js';
+import {
+  DEFAULT_TABLE, type ElementOp, type MapElement, type NftLayout, type NftLink, type RuleEntry,
+  checkLayout, inboundElement, renderElementOps, renderRouteCleanup, renderRoutes, renderRuleset, renderTeardown, stateElement,
+} from './nft-rules.js';
+import { NftSession } from './nft-session.js';
+
+/** An inbound-path binding (design, "Inbound"): `querier`'s packets to `poolAddress` go to `terminal`. */
+export interface InboundRoute {
+  querier: string;
+  poolAddress: string;
+  terminal: string;
+  /** How long the binding lives unless renewed. */
+  ttlMs: number;
+}
+
+export interface NftablesOptions {
+  links: NftLink[];
+  /** Pool addresses (aOG), canonical, as given to the allocator. */
+  pool: string[];
+  /** The `inet` table this driver owns; default `capa`. */
+  table?: string;
+  /** Priority of the `ip rule fwmark` rules; every rule at it belongs to this driver. Default 1000. */
+  rulePriority?: number;
+  /** Run nft, ip and conntrack inside this network namespace (tools and tests outside it). */
+  netns?: string;
+  /** Watch conntrack for flow start and end; default true. */
+  flowEvents?: boolean;
+  maxBatchOps?: number;
+  /** Problems that do not fail a call (lost events, a failed background update); default stderr. */
+  log?: (message: string) => void;
+}
+
+export const DEFAULT_RULE_PRIORITY = 1000;
+
+const MISSING = /No such file or directory/;
+const EXISTS = /File exists/;
+
+function elementKey(element: MapElement): string {
+  return `${element.map} ${element.key}`;
+}
+
+export class NftablesDataPlane implements DataPlane {
+  readonly name = 'nftables';
+  private readonly layout: NftLayout;
+  private readonly priority: number;
+  private readonly linkOfTerminal = new Map<string, NftLink>();
+  private readonly poolSet: Set<string>;
+  private readonly log: (message: string) => void;
+  private session: NftSession | undefined;
+  private watch: ConntrackWatch | undefined;
+  private events: FlowEvents | undefined;
+  private readonly writer: BatchWriter;
+  /** Partial states by allocation id, and their keys: complete states need no record (their element follows from the allocation). */
+  private readonly partialById = new Map<number, MapElement>();
+  private readonly partialByKey = new Map<string, number>();
+
+  constructor(private readonly options: NftablesOptions) {
+    this.layout = { table: options.table ?? DEFAULT_TABLE, links: options.links, pool: options.pool };
+    checkLayout(this.layout);
+    this.priority = options.rulePriority ?? DEFAULT_RULE_PRIORITY;
+    for (const link of options.links) for (const terminal of link.terminals) this.linkOfTerminal.set(canonicalIp(terminal), link);
+    this.poolSet = new Set(options.pool);
+    this.log = options.log ?? ((message) => process.stderr.write(`capa-gateway: nftables: ${message}\n`));
+    this.writer = new BatchWriter((ops) => this.applyOps(ops), options.maxBatchOps ?? DEFAULT_MAX_BATCH_OPS);
+  }
+
+  /** Replaces whatever an earlier run left (table, fwmark rules, link tables), then watches conntrack. */
+  async start(events: FlowEvents): Promise<void> {
+    if (this.session) throw new CapaError('ERR_CAPA_INVALID_ARG', 'the nftables data plane is already started');
+    this.events = events;
+    const session = await NftSession.open(this.options.netns);
+    this.session = session;
+    try {
+      await session.run(renderRuleset(this.layout));
+      await this.resetRoutes(true);
+      if (this.options.flowEvents ?? true) {
+        this.watch = await ConntrackWatch.start({
+          netns: this.options.netns,
+          onEvent: (event) => this.onConntrack(event),
+          onProblem: (message) => this.log(message),
+        });
+      }
+    } catch (err) {
+      await this.stop().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Resolves once the element is in the kernel: the CAPA answer may leave. */
+  async install(allocation: Allocation): Promise<void> {
+    const element = stateElement(allocation.tuple, this.linkOf(allocation.terminal).mark);
+    this.requireStarted();
+    const partial = allocation.tuple.remotePort === undefined;
+    if (partial) this.trackPartial(allocation.id, element);
+    try {
+      await this.writer.submit({ ops: [{ action: 'add', element }] });
+    } catch (err) {
+      if (partial) this.untrackPartial(allocation.id);
+      throw err;
+    }
+  }
+
+  async remove(allocation: Allocation): Promise<void> {
+    this.requireStarted();
+    const element = this.partialById.get(allocation.id) ?? stateElement(allocation.tuple, this.linkOf(allocation.terminal).mark);
+    this.untrackPartial(allocation.id);
+    // Already gone (never installed, or removed twice) is what remove wants.
+    await this.writer.submit({ ops: [{ action: 'delete', element }], fallback: { when: MISSING, ops: [] } });
+  }
+
+  /** Installs or renews an inbound binding; the kernel drops it after ttlMs unless renewed. */
+  async routeInbound(route: InboundRoute): Promise<void> {
+    this.requireStarted();
+    const terminal = canonicalIp(unmapIPv4(route.terminal));
+    this.linkOf(terminal);
+    const element = inboundElement(canonicalIp(route.querier), canonicalIp(route.poolAddress), terminal);
+    const add: ElementOp = { action: 'add', element, timeoutMs: route.ttlMs };
+    // The same key still bound to another terminal (the GRM's binding ended first): replace it.
+    await this.writer.submit({ ops: [add], fallback: { when: EXISTS, ops: [{ action: 'delete', element }, add] } });
+  }
+
+  /** Removes everything start() installed. */
+  async stop(): Promise<void> {
+    const session = this.session;
+    if (session === undefined) return;
+    await this.watch?.stop();
+    this.watch = undefined;
+    await this.writer.idle();
+    try {
+      await session.run(renderTeardown(this.layout.table));
+      await this.resetRoutes(false);
+    } finally {
+      this.session = undefined;
+      this.partialById.clear();
+      this.partialByKey.clear();
+      await session.close();
+    }
+  }
+
+  private requireStarted(): void {
+    if (this.session === undefined) throw new CapaError('ERR_CAPA_INVALID_ARG', 'the nftables data plane is not started');
+  }
+
+  private linkOf(terminal: string): NftLink {
+    const plain = unmapIPv4(terminal);
+    const link = ipFamily(plain) === 0 ? undefined : this.linkOfTerminal.get(canonicalIp(plain));
+    if (link === undefined) {
+      throw new CapaError('ERR_CAPA_CONFIG', `no terminal link is configured for ${terminal}; give it one (e.g. --nft-link ${plain}=<gateway-side interface>)`);
+    }
+    return link;
+  }
+
+  private applyOps(ops: readonly ElementOp[]): Promise<void> {
+    const session = this.session;
+    if (session === undefined) return Promise.reject(new CapaError('ERR_CAPA_INVALID_ARG', 'the nftables data plane is stopped'));
+    return session.run(renderElementOps(this.layout.table, ops));
+  }
+
+  /** Removes every fwmark rule at our priority and the tables they used; with `install`, adds ours. */
+  private async resetRoutes(install: boolean): Promise<void> {
+    const routes = renderRoutes(this.layout.links, this.priority);
+    for (const family of [4, 6] as const) {
+      const flag = `-${family}`;
+      const shown = await runCommand(['ip', flag, '-j', 'rule', 'show'], { netns: this.options.netns });
+      const cleanup = renderRouteCleanup(JSON.parse(shown.stdout.trim() || '[]') as RuleEntry[], this.priority);
+      // -force: a table that is already empty must not stop the rest.
+      if (cleanup.length > 0) await runCommand(['ip', flag, '-force', '-batch', '-'], { netns: this.options.netns, input: `${cleanup.join('\n')}\n`, allowFailure: true });
+      if (install && routes[family].length > 0) {
+        await runCommand(['ip', flag, '-batch', '-'], { netns: this.options.netns, input: `${routes[family].join('\n')}\n` });
+      }
+    }
+  }
+
+  private trackPartial(id: number, element: MapElement): void {
+    this.partialById.set(id, element);
+    this.partialByKey.set(elementKey(element), id);
+  }
+
+  private untrackPartial(id: number): void {
+    const element = this.partialById.get(id);
+    if (element === undefined) return;
+    this.partialById.delete(id);
+    this.partialByKey.delete(elementKey(element));
+  }
+
+  /** Flows from the pool only: the original direction is (aOG, pA) -> (aOB, pB). */
+  private onConntrack(event: ConntrackEvent): void {
+    if (!this.poolSet.has(event.src) || this.events === undefined) return;
+    const tuple: OutsideTuple = { proto: event.proto, remoteAddress: event.dst, remotePort: event.dport, localAddress: event.src, localPort: event.sport };
+    if (event.kind === 'destroy') { this.events.flowEnded(tuple); return; }
+    this.narrowPartial(tuple);
+    this.events.flowStarted(tuple);
+  }
+
+  /** The first packet fixed pB: the partial element gives way to the complete one, so other pB are free again. */
+  private narrowPartial(tuple: OutsideTuple): void {
+    const partialKey = elementKey(stateElement({ ...tuple, remotePort: undefined }, 0));
+    const id = this.partialByKey.get(partialKey);
+    if (id === undefined) return;
+    const partial = this.partialById.get(id)!;
+    this.untrackPartial(id);
+    const complete = stateElement(tuple, Number(partial.value));
+    this.writer.submit({ ops: [{ action: 'delete', element: partial }, { action: 'add', element: complete }] })
+      .catch((err: unknown) => this.log(`could not complete the partial state ${partialKey}: ${(err as Error).message}`));
+  }
+}

@@ -91,7 +91,7 @@ export function privilegeRefusal(path: string, mode: number, capabilities: strin
     + 'so capa-run cannot hook it — run an unprivileged copy, or use capa-socket';
 }
 
-/** `a.b.c.d/len`, `x::/len` or one address, as CAPA_EXEMPT takes it; canonical, network bits only kept. */
+/** `a.b.c.d/len`, `x::/len` or one address (a host prefix), as CAPA_EXEMPT takes it, in canonical text. */
 export function parseExempt(text: string): string {
   const [address = '', len, extra] = text.trim().split('/');
   const family = ipFamily(address);

@@ -1,0 +1,153 @@
+/**
+ * The library's DNS client against scripted servers (test/helpers/fake-dns-server.ts): RFC 5452
+ * matching (spoofed source, wrong ID, malformed replies are ignored), TC=1 retried over TCP,
+ * several servers in order, and the error table (REFUSED, NXDOMAIN), seen through real programs.
+ */
+import { constants } from 'node:os';
+import { existsSync } from 'node:fs';
+import { expect } from 'chai';
+import { EDE } from '../../resolver/lib/constants.js';
+import { parseQueryName } from '../../resolver/lib/qname.js';
+import type { CapaRecord } from '../../resolver/lib/rdata.js';
+import { requireTool } from '../helpers/c-build.js';
+import { addressRecord, capaRecord, type FakeDnsServer, type Handler, type ReceivedQuery, reply, startFakeDnsServer } from '../helpers/fake-dns-server.js';
+import { capaRun, closedUdpPort, key, LIBRARY, OUTSIDE_HOST, OUTSIDE_NAME, type OutsideServer, pins, readCapaLog, run, CAPA_RUN, startTcpOutside, type Workspace, workspace } from './lab.js';
+
+const CAPA_TYPE = 'UNKNOWN_65280';
+const GENUINE: CapaRecord = { flags: 0, proto: 6, port: 40001, address: '127.66.81.1' };
+const SPOOFED: CapaRecord = { flags: 0, proto: 6, port: 40002, address: '127.66.81.2' };
+
+const isCapa = (q: ReceivedQuery): boolean => q.message?.questions[0]?.type === CAPA_TYPE;
+
+/** A CAPA answer for the query's own name, with the host's A record in ADDITIONAL. */
+function capaAnswer(q: ReceivedQuery, record: CapaRecord, shape: Parameters<typeof reply>[1] = {}): Buffer {
+  const qname = q.message!.questions[0]!.name;
+  return reply(q, {
+    aa: true,
+    answers: [capaRecord(qname, 30, record)],
+    additionals: [addressRecord(parseQueryName(qname).host, 30, OUTSIDE_HOST)],
+    ...shape,
+  });
+}
+
+function fakeGateway(onCapa: (q: ReceivedQuery) => ReturnType<Handler>): Handler {
+  return (q) => (isCapa(q) ? onCapa(q) : reply(q, { rcode: 'NXDOMAIN' }));
+}
+
+describe('capa-run DNS client against scripted servers', function () {
+  let ws: Workspace;
+  let tcp: OutsideServer;
+  const servers: FakeDnsServer[] = [];
+  let logCount = 0;
+  const newLog = (): string => ws.file(`capa-${++logCount}.log`);
+
+  async function server(handler: Handler): Promise<FakeDnsServer> {
+    const s = await startFakeDnsServer(handler);
+    servers.push(s);
+    return s;
+  }
+
+  /** python3 connecting to outside.test under capa-run; returns the local (address, port) or the errno. */
+  async function pythonConnect(ctx: Mocha.Context, serverList: string, log: string, host = OUTSIDE_NAME) {
+    const python = requireTool(ctx, 'python3', 'capa-run DNS tests');
+    const script = [
+      'import json, socket',
+      'try:',
+      `    s = socket.create_connection((${JSON.stringify(host)}, ${tcp.port}))`,
+      '    print(json.dumps({"local": s.getsockname()}))',
+      'except socket.gaierror as e:',
+      '    print(json.dumps({"gai": e.errno}))',
+      'except OSError as e:',
+      '    print(json.dumps({"errno": e.errno}))',
+    ].join('\n');
+    const result = await capaRun(serverList, log, [python, '-c', script]);
+    expect(result.code, result.stderr).to.equal(0);
+    return { ...(JSON.parse(result.stdout) as { local?: [string, number]; errno?: number; gai?: number }), stderr: result.stderr };
+  }
+
+  before(async function () {
+    if (!existsSync(LIBRARY)) throw new Error(`${LIBRARY} is missing: build it with "npx node-gyp rebuild"`);
+    ws = await workspace();
+    tcp = await startTcpOutside();
+  });
+
+  afterEach(async function () {
+    for (const s of servers.splice(0)) await s.close();
+    tcp.peers.length = 0;
+  });
+
+  after(async function () {
+    await tcp?.close();
+    await ws?.remove();
+  });
+
+  it('ignores a spoofed reply (other source port), a wrong ID and a malformed reply', async function () {
+    const dns = await server(fakeGateway((q) => [
+      { bytes: capaAnswer(q, SPOOFED), spoof: true },
+      capaAnswer(q, SPOOFED, { id: (q.message!.id + 1) & 0xffff }),
+      capaAnswer(q, SPOOFED).subarray(0, 40),
+      { bytes: capaAnswer(q, GENUINE), delayMs: 50 },
+    ]));
+    const log = newLog();
+    const out = await pythonConnect(this, dns.server, log);
+    expect(out.local).to.deep.equal([GENUINE.address, GENUINE.port]);
+    expect(tcp.peers).to.deep.equal([{ address: GENUINE.address, port: GENUINE.port }]);
+  });
+
+  it('retries over TCP when the UDP reply is truncated', async function () {
+    const dns = await server(fakeGateway((q) => (q.transport === 'udp' ? reply(q, { tc: true }) : capaAnswer(q, GENUINE))));
+    const out = await pythonConnect(this, dns.server, newLog());
+    expect(out.local).to.deep.equal([GENUINE.address, GENUINE.port]);
+    expect(dns.queries.filter(isCapa).map((q) => q.transport)).to.deep.equal(['udp', 'tcp']);
+  });
+
+  it('asks the next server when one is unreachable or its pool is exhausted', async function () {
+    const exhausted = await server(fakeGateway((q) => reply(q, { rcode: 'SERVFAIL', ede: [{ code: EDE.POOL_EXHAUSTED, text: 'CAPA pool exhausted' }] })));
+    const good = await server(fakeGateway((q) => capaAnswer(q, GENUINE)));
+    const dead = `127.0.0.1:${await closedUdpPort()}`;
+    const out = await pythonConnect(this, `${dead},${exhausted.server},${good.server}`, newLog());
+    expect(out.local).to.deep.equal([GENUINE.address, GENUINE.port]);
+    expect(exhausted.queries).to.have.length(1);
+  });
+
+  it('REFUSED (EDE 18): the lookup fails without trying further, a literal connect fails with EPERM', async function () {
+    const refusing = await server(fakeGateway((q) => reply(q, { rcode: 'REFUSED', ede: [{ code: EDE.PROHIBITED, text: 'not inside' }] })));
+    const other = await server(fakeGateway((q) => capaAnswer(q, GENUINE)));
+    const byName = await pythonConnect(this, `${refusing.server},${other.server}`, newLog());
+    expect(byName.gai).to.be.a('number');
+    expect(byName.stderr).to.include('CAPA refused (REFUSED from');
+    expect(byName.stderr).to.include('EDE 18: not inside');
+    const literal = await pythonConnect(this, `${refusing.server},${other.server}`, newLog(), OUTSIDE_HOST);
+    expect(literal.errno).to.equal(constants.errno.EPERM);
+    expect(other.queries).to.have.length(0);
+    expect(tcp.peers).to.have.length(0);
+  });
+
+  it('NXDOMAIN: curl cannot resolve the host and the reason is printed', async function () {
+    const curl = requireTool(this, 'curl', 'capa-run DNS tests');
+    const dns = await server(fakeGateway((q) => reply(q, { rcode: 'NXDOMAIN' })));
+    const result = await capaRun(dns.server, newLog(), [curl, '-sS', `http://nowhere.test:${tcp.port}/`]);
+    expect(result.code).to.equal(6);
+    expect(result.stderr).to.include(`cannot resolve nowhere.test: name does not exist (NXDOMAIN from ${dns.server}`);
+  });
+
+  it('--quiet keeps the reasons off stderr but not out of the log', async function () {
+    const curl = requireTool(this, 'curl', 'capa-run DNS tests');
+    const dns = await server(fakeGateway((q) => reply(q, { rcode: 'NXDOMAIN' })));
+    const log = newLog();
+    const result = await run(process.execPath, [CAPA_RUN, '--quiet', '--server', dns.server, '--log', log, '--', curl, '-sS', `http://nowhere.test:${tcp.port}/`]);
+    expect(result.code).to.equal(6);
+    expect(result.stderr).to.not.include('capa-run');
+    expect(readCapaLog(log).find((e) => e.event === 'error')?.message).to.include('name does not exist');
+  });
+
+  it('a CAPA answer for a protocol the program did not ask for is refused, not used', async function () {
+    const dns = await server(fakeGateway((q) => capaAnswer(q, { ...GENUINE, proto: 17 })));
+    const log = newLog();
+    const out = await pythonConnect(this, dns.server, log);
+    expect(out.gai).to.be.a('number');
+    expect(out.stderr).to.include('is for another protocol');
+    expect(pins(readCapaLog(log)).map((p) => key(p.aOG, p.pA))).to.deep.equal([]);
+    expect(tcp.peers).to.have.length(0);
+  });
+});

@@ -36,7 +36,7 @@ describe('capa-run (LD_PRELOAD library) with unmodified programs', function () {
   before(async function () {
     if (!existsSync(LIBRARY)) throw new Error(`${LIBRARY} is missing: build it with "npx node-gyp rebuild"`);
     ws = await workspace();
-    gateway = await startGateway(ws, ['--hold-down', '0']);
+    gateway = await startGateway(ws, { extra: ['--hold-down', '0'] });
     tcp = await startTcpOutside();
     udp = await startUdpOutside();
   });
@@ -354,7 +354,7 @@ describe('capa-run failures never connect unpinned', function () {
 
   it('over quota (real gateway): the second connect fails with EADDRNOTAVAIL, only the pinned one arrives', async function () {
     const python = requireTool(this, 'python3', 'capa-run tests');
-    const gateway = await startGateway(ws, ['--quota', '1']);
+    const gateway = await startGateway(ws, { extra: ['--quota', '1'] });
     try {
       const log = newLog();
       const script = [

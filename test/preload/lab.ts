@@ -78,13 +78,24 @@ export interface Gateway {
   stop(): Promise<void>;
 }
 
+export interface GatewayOptions {
+  /** Flags added to the command line. */
+  extra?: string[];
+  pool?: string;
+  /** Address of outside.test in the zone. */
+  outside?: string;
+  /** Command the gateway runs under, e.g. ['ip', 'netns', 'exec', ns]. */
+  wrap?: string[];
+}
+
 /** Starts capa-gateway (loopback data plane) with `outside.test` in its zone; waits for its ready line. */
-export async function startGateway(ws: Workspace, extra: string[] = []): Promise<Gateway> {
-  const zone = ws.file('zone.txt');
+export async function startGateway(ws: Workspace, options: GatewayOptions = {}): Promise<Gateway> {
+  const zone = ws.file(`zone-${Date.now()}-${Math.random()}.txt`);
   const journal = ws.file(`gateway-${Date.now()}-${Math.random()}.log`);
-  await writeFile(zone, `$ORIGIN test.\n$TTL 60\noutside A ${OUTSIDE_HOST}\n`);
-  const child = spawn(process.execPath, [GATEWAY, '--listen', '127.0.0.1:0', '--pool', POOL, '--zone', zone, '--log', journal, ...extra],
-    { stdio: ['ignore', 'pipe', 'pipe'] });
+  await writeFile(zone, `$ORIGIN test.\n$TTL 60\noutside A ${options.outside ?? OUTSIDE_HOST}\n`);
+  const command = [...(options.wrap ?? []), process.execPath, GATEWAY, '--listen', '127.0.0.1:0', '--pool', options.pool ?? POOL,
+    '--zone', zone, '--log', journal, ...(options.extra ?? [])];
+  const child = spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   const ready = new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`capa-gateway not ready within 10 s:\n${output}`)), 10_000);

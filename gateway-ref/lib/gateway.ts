@@ -72,11 +72,42 @@ export async function loadZone(file: string): Promise<Zone> {
   return new Zone(parseZoneFile(text, file), file);
 }
 
-async function openJournal(file: string): Promise<Writable> {
-  try {
-    return (await open(file, 'a')).createWriteStream();
-  } catch (err) {
-    throw new CapaError('ERR_CAPA_CONFIG', `cannot open log file ${file}: ${(err as Error).message}`);
+/** How long journal lines may wait to be written together. */
+const JOURNAL_FLUSH_MS = 100;
+
+/**
+ * The journal file. Lines are gathered and written together at most JOURNAL_FLUSH_MS later: at
+ * thousands of allocations per second, one write per line would cost more than the allocations.
+ */
+class JournalFile {
+  private pending: string[] = [];
+
+  private constructor(private readonly stream: Writable, log: (message: string) => void) {
+    stream.on('error', (err) => log(`capa-gateway: journal write failed: ${err.message}`));
+  }
+
+  static async open(file: string, log: (message: string) => void): Promise<JournalFile> {
+    try {
+      return new JournalFile((await open(file, 'a')).createWriteStream(), log);
+    } catch (err) {
+      throw new CapaError('ERR_CAPA_CONFIG', `cannot open log file ${file}: ${(err as Error).message}`);
+    }
+  }
+
+  readonly write = (line: string): void => {
+    if (this.pending.length === 0) setTimeout(this.flush, JOURNAL_FLUSH_MS).unref();
+    this.pending.push(line);
+  };
+
+  private readonly flush = (): void => {
+    if (this.pending.length === 0 || this.stream.writableEnded) return;
+    this.stream.write(`${this.pending.join('\n')}\n`);
+    this.pending = [];
+  };
+
+  async close(): Promise<void> {
+    this.flush();
+    await new Promise((resolve) => this.stream.end(resolve));
   }
 }
 
@@ -94,7 +125,8 @@ export async function startGateway(config: GatewayConfig): Promise<RunningGatewa
   const names = new Names(zone, config.upstream && new Upstream(config.upstream));
   const dataPlane = typeof config.dataPlane === 'object' ? config.dataPlane : createDataPlane(config.dataPlane ?? 'loopback');
   const direct = new Realm(config.direct ?? (dataPlane.name === 'loopback' ? [] : config.inside));
-  const journal = config.logFile === undefined ? undefined : await openJournal(config.logFile);
+  const log = config.log ?? ((message: string) => process.stderr.write(`${message}\n`));
+  const journal = config.logFile === undefined ? undefined : await JournalFile.open(config.logFile, log);
   // Read at scrape time only, when `service` exists.
   const metrics: GatewayMetrics = new GatewayMetrics((): StateCounts => service.allocator.stats());
   const service: GrmService = new GrmService({
@@ -111,14 +143,15 @@ export async function startGateway(config: GatewayConfig): Promise<RunningGatewa
     realm,
     direct,
     rrtype: config.rrtype,
-    journal: journal && ((line) => journal.write(`${line}\n`)),
+    journal: journal?.write,
     metrics,
-    log: config.log,
+    log,
   });
   await service.start();
+  // Run in reverse: listeners first, then the service (its lease timer writes the journal), then the journal.
   const cleanups: (() => Promise<unknown>)[] = [
+    async () => journal?.close(),
     () => service.stop(),
-    async () => { if (journal) await new Promise((resolve) => journal.end(resolve)); },
   ];
   const close = async (): Promise<void> => {
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup();

@@ -34,6 +34,7 @@ async function rig(pollMs = 3_600_000): Promise<Rig> {
     names: new Names(new Zone([])),
     realm: new Realm(['127.0.0.0/8']),
     journal: (line) => events.push((JSON.parse(line) as { event: string }).event),
+    log: (message) => expect.fail(`unexpected GRM error: ${message}`),
   });
   await service.start();
   return { service, dataPlane, events };

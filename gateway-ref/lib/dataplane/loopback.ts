@@ -53,8 +53,11 @@ export class LoopbackDataPlane implements DataPlane {
   private readonly littleEndian = endianness() === 'LE';
   private events: FlowEvents | undefined;
   private readonly watches = new Map<number, Watch>();
-  /** (proto, aOG, pA) -> allocation ids, so a poll costs O(sockets + started flows). */
-  private readonly byLocal = new Map<string, Set<number>>();
+  /**
+   * (proto, aOG, pA) -> allocation ids (usually one; several destinations may share it), so a
+   * poll costs O(sockets + started flows), not O(watched states).
+   */
+  private readonly byLocal = new Map<string, number[]>();
   private readonly started = new Set<number>();
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
@@ -69,12 +72,13 @@ export class LoopbackDataPlane implements DataPlane {
   }
 
   async install(allocation: Allocation): Promise<void> {
+    // The allocator hands out fresh objects, so the tuple is ours to keep (and to fill pB into).
     const { tuple } = allocation;
-    this.watches.set(allocation.id, { tuple: { ...tuple }, started: false });
+    this.watches.set(allocation.id, { tuple, started: false });
     const key = localKey(tuple.proto, tuple.localAddress, tuple.localPort);
-    let ids = this.byLocal.get(key);
-    if (ids === undefined) this.byLocal.set(key, (ids = new Set()));
-    ids.add(allocation.id);
+    const ids = this.byLocal.get(key);
+    if (ids === undefined) this.byLocal.set(key, [allocation.id]);
+    else ids.push(allocation.id);
     this.schedule();
   }
 
@@ -102,9 +106,9 @@ export class LoopbackDataPlane implements DataPlane {
     this.watches.delete(id);
     this.started.delete(id);
     const key = localKey(watch.tuple.proto, watch.tuple.localAddress, watch.tuple.localPort);
-    const ids = this.byLocal.get(key);
-    ids?.delete(id);
-    if (ids?.size === 0) this.byLocal.delete(key);
+    const ids = this.byLocal.get(key) ?? [];
+    ids.splice(ids.indexOf(id), 1);
+    if (ids.length === 0) this.byLocal.delete(key);
   }
 
   private schedule(): void {

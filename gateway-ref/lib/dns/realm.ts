@@ -43,8 +43,12 @@ function matches(prefix: Prefix, bytes: Uint8Array): boolean {
   return (prefix.bytes[whole]! & mask) === (bytes[whole]! & mask);
 }
 
+/** Answers remembered per address: the same terminals and destinations come back all the time. */
+const CACHE_SIZE = 4096;
+
 export class Realm {
   private readonly prefixes: Prefix[];
+  private readonly cache = new Map<string, boolean>();
 
   constructor(prefixes: readonly string[]) {
     this.prefixes = prefixes.map(parsePrefix);
@@ -52,9 +56,18 @@ export class Realm {
 
   /** False for anything that is not an IP address (scoped link-local addresses included). */
   contains(address: string): boolean {
-    const plain = unmapIPv4(address);
-    if (ipFamily(plain) === 0 || plain.includes('%')) return false;
-    const bytes = ipToBytes(plain);
+    let inside = this.cache.get(address);
+    if (inside === undefined) {
+      inside = this.match(unmapIPv4(address));
+      if (this.cache.size >= CACHE_SIZE) this.cache.clear();
+      this.cache.set(address, inside);
+    }
+    return inside;
+  }
+
+  private match(address: string): boolean {
+    if (ipFamily(address) === 0 || address.includes('%')) return false;
+    const bytes = ipToBytes(address);
     return this.prefixes.some((p) => matches(p, bytes));
   }
 }

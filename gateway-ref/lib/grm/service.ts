@@ -28,8 +28,8 @@ export interface GrmServiceOptions {
   /** Receives one JSON line (no newline) per allocation event: the operators' journal. */
   journal?: (line: string) => void;
   metrics?: GatewayMetrics;
-  /** Unexpected failures, one line each; default stderr. */
-  log?: (message: string) => void;
+  /** Unexpected failures, one line each (the command line sends them to stderr). */
+  log: (message: string) => void;
 }
 
 /** setTimeout's longest delay; a longer lease just means one more wake-up. */
@@ -54,7 +54,7 @@ export class GrmService implements ResponderContext {
     this.leaseSeconds = Math.ceil(leaseMs / 1000);
     this.poolFamilies = new Set(options.allocator.pool.map((a) => ipFamily(a)));
     this.inbound = new InboundBindings(options.allocator.pool, { ttlMs: leaseMs, now: this.now });
-    this.log = options.log ?? ((message) => process.stderr.write(`${message}\n`));
+    this.log = options.log;
   }
 
   get dataPlane(): DataPlane {

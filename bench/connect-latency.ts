@@ -1,0 +1,232 @@
+/**
+ * Connection set-up latency on loopback, p50 and p99: capa-socket connect() (CAPA query to the
+ * GRM, pin, connect) against the peers an application would otherwise use, an A lookup
+ * against the same server followed by a plain net.connect, once with the same stub transport
+ * and once with Node's own resolver (c-ares). All variants run interleaved in the same run,
+ * against one capa-gateway child process, with queries from the same inside address. Each
+ * socket is closed (and a CAPA one released) before the next set-up starts; release time is
+ * not counted. Two more rows time the DNS exchanges alone (CAPA query vs. A query), to show
+ * where a difference comes from. Target: CAPA p50 and p99 at most 1.1x the peers'.
+ *
+ *   node dist/bench/connect-latency.js [--iterations 1500] [--warmup 200] [--check]
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { Resolver } from 'node:dns/promises';
+import { once } from 'node:events';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { encodeQuery } from '../resolver/lib/message.js';
+import { release, resolve } from '../resolver/lib/resolve.js';
+import { parseServer } from '../resolver/lib/servers.js';
+import { exchange } from '../resolver/lib/transport.js';
+import { connect } from '../socket-shim/lib/connect.js';
+import type { CapaOptions } from '../socket-shim/lib/options.js';
+
+const TARGET_RATIO = 1.1;
+const POOL = '127.64.9.1';
+const OUTSIDE = '127.9.9.9';
+const TERMINAL = '127.10.9.1';
+const HOST = 'bench.outside.example';
+const GATEWAY_JS = fileURLToPath(new URL('../gateway-ref/bin/capa-gateway.js', import.meta.url));
+
+const argv = yargs(hideBin(process.argv))
+  .usage('$0 [options]\n\nConnection set-up latency (p50, p99) of capa-socket connect() next to A lookup + plain connect, on loopback.')
+  .option('iterations', { type: 'number', default: 1500, describe: 'measured set-ups per variant' })
+  .option('warmup', { type: 'number', default: 200, describe: 'unmeasured set-ups per variant first' })
+  .option('check', { type: 'boolean', default: false, describe: `exit 1 when CAPA p50 or p99 is above ${TARGET_RATIO}x a peer's` })
+  .check((a) => {
+    if (!Number.isInteger(a.iterations) || a.iterations < 100) throw new Error('--iterations must be a whole number >= 100 (p99 needs samples)');
+    if (!Number.isInteger(a.warmup) || a.warmup < 0) throw new Error('--warmup must be a whole number >= 0');
+    return true;
+  })
+  .strict()
+  .help()
+  .parseSync();
+
+/**
+ * One timed operation; resolves with its duration in ms, after the socket is closed (and a CAPA
+ * allocation released). `capa` is the measured path, `peer` what it is compared with, `part`
+ * the DNS exchanges alone, to show where a difference comes from.
+ */
+type Variant = { name: string; role: 'capa' | 'peer' | 'part'; setUp: () => Promise<number> };
+
+async function closed(socket: net.Socket): Promise<void> {
+  const done = once(socket, 'close');
+  socket.destroy();
+  await done;
+}
+
+function variants(server: string, port: number): Variant[] {
+  const capa: CapaOptions = { servers: [server], terminalAddress: TERMINAL };
+  const dnsServer = parseServer(server);
+  const cares = new Resolver({ timeout: 1000, tries: 1 });
+  cares.setServers([server]);
+  cares.setLocalAddress(TERMINAL);
+  const plainConnect = async (address: string): Promise<net.Socket> => {
+    const socket = net.connect({ host: address, port });
+    await once(socket, 'connect');
+    return socket;
+  };
+  const lookupA = async (): Promise<string> => {
+    const reply = await exchange({
+      server: dnsServer,
+      encode: (id) => encodeQuery({ id, name: HOST, type: 'A', rd: true }),
+      question: { name: HOST, type: 'A', class: 'IN' },
+      timeoutMs: 1000,
+      localAddress: TERMINAL,
+    });
+    const address = reply.message.answers.find((rr) => rr.type === 'A')?.data;
+    if (typeof address !== 'string') throw new Error(`no A record for ${HOST}`);
+    return address;
+  };
+  return [
+    {
+      name: 'capa-socket connect() (CAPA + pin + connect)',
+      role: 'capa',
+      async setUp() {
+        const start = performance.now();
+        const socket = await connect({ host: HOST, port, capa });
+        const ms = performance.now() - start;
+        await closed(socket);
+        const failed = await socket.capa!.released;
+        if (failed) throw failed;
+        return ms;
+      },
+    },
+    {
+      name: 'A via the same stub + net.connect (peer)',
+      role: 'peer',
+      async setUp() {
+        const start = performance.now();
+        const socket = await plainConnect(await lookupA());
+        const ms = performance.now() - start;
+        await closed(socket);
+        return ms;
+      },
+    },
+    {
+      name: 'A via node:dns (c-ares) + net.connect (peer)',
+      role: 'peer',
+      async setUp() {
+        const start = performance.now();
+        const [address] = await cares.resolve4(HOST);
+        const socket = await plainConnect(address!);
+        const ms = performance.now() - start;
+        await closed(socket);
+        return ms;
+      },
+    },
+    {
+      name: 'part: CAPA query alone (resolve())',
+      role: 'part',
+      async setUp() {
+        const start = performance.now();
+        const endpoint = await resolve({ host: HOST, port, protocol: 'tcp', servers: [server], localAddress: TERMINAL });
+        const ms = performance.now() - start;
+        if (endpoint.kind !== 'capa') throw new Error(`the gateway gave no CAPA allocation for ${HOST}`);
+        await release(endpoint, { localAddress: TERMINAL });
+        return ms;
+      },
+    },
+    {
+      name: 'part: A query alone (same stub)',
+      role: 'part',
+      async setUp() {
+        const start = performance.now();
+        await lookupA();
+        return performance.now() - start;
+      },
+    },
+  ];
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+}
+
+interface Figures {
+  name: string;
+  p50: number;
+  p99: number;
+  mean: number;
+}
+
+function figures(name: string, samples: number[]): Figures {
+  const sorted = [...samples].sort((a, b) => a - b);
+  return { name, p50: percentile(sorted, 50), p99: percentile(sorted, 99), mean: samples.reduce((a, b) => a + b, 0) / samples.length };
+}
+
+/** Rounds of one set-up per variant, in a fresh random order each round, so drift hits all alike. */
+async function measure(list: Variant[], rounds: number, samples: number[][] | undefined): Promise<void> {
+  for (let r = 0; r < rounds; r++) {
+    const order = list.map((_, i) => i).sort(() => Math.random() - 0.5);
+    for (const i of order) {
+      const ms = await list[i]!.setUp();
+      samples?.[i]!.push(ms);
+    }
+  }
+}
+
+async function startGatewayProcess(zoneFile: string): Promise<{ child: ChildProcess; server: string }> {
+  const child = spawn(process.execPath, [GATEWAY_JS, '--listen', '127.0.0.1:0', '--pool', POOL, '--inside', '127.10.0.0/16', '--zone', zoneFile],
+    { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout!.setEncoding('utf8');
+  const server = await new Promise<string>((resolve, reject) => {
+    child.stdout!.on('data', (chunk: string) => {
+      out += chunk;
+      const m = /listening on (\S+)/.exec(out);
+      if (m) resolve(m[1]!);
+    });
+    child.once('exit', (code) => reject(new Error(`capa-gateway exited (${code}) before it was ready`)));
+  });
+  return { child, server };
+}
+
+async function main(): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'capa-bench-'));
+  const zoneFile = join(dir, 'outside.zone');
+  await writeFile(zoneFile, `$ORIGIN outside.example.\nbench 60 IN A ${OUTSIDE}\n`);
+  const outside = net.createServer((socket) => { socket.on('error', () => socket.destroy()); socket.resume(); });
+  outside.listen(0, OUTSIDE);
+  await once(outside, 'listening');
+  const { child, server } = await startGatewayProcess(zoneFile);
+  try {
+    const list = variants(server, (outside.address() as net.AddressInfo).port);
+    await measure(list, argv.warmup, undefined);
+    const samples = list.map((): number[] => []);
+    await measure(list, argv.iterations, samples);
+    const results = list.map((v, i) => figures(v.name, samples[i]!));
+    const capa = results[0]!;
+    const ms = (x: number): string => x.toFixed(3).padStart(8);
+    const width = Math.max(...results.map((r) => r.name.length));
+    process.stdout.write(`connection set-up on loopback, ${argv.iterations} per variant (interleaved), gateway ${server}\n`);
+    process.stdout.write(`${'variant'.padEnd(width)}  p50 ms    p99 ms   mean ms  CAPA/peer p50  CAPA/peer p99\n`);
+    let ok = true;
+    results.forEach((r, i) => {
+      const isPeer = list[i]!.role === 'peer';
+      const ratio50 = capa.p50 / r.p50;
+      const ratio99 = capa.p99 / r.p99;
+      if (isPeer) ok &&= ratio50 <= TARGET_RATIO && ratio99 <= TARGET_RATIO;
+      const ratios = isPeer ? `${ratio50.toFixed(2).padStart(13)}x ${ratio99.toFixed(2).padStart(13)}x` : '';
+      process.stdout.write(`${r.name.padEnd(width)}  ${ms(r.p50)}  ${ms(r.p99)}  ${ms(r.mean)}  ${ratios}\n`);
+    });
+    process.stdout.write(`target: CAPA at most ${TARGET_RATIO}x each peer at p50 and p99: ${ok ? 'met' : 'NOT met'}\n`);
+    if (argv.check && !ok) process.exitCode = 1;
+  } finally {
+    child.kill('SIGTERM');
+    await once(child, 'exit');
+    outside.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`connect-latency: ${(err as Error).message}\n`);
+  process.exit(2);
+});

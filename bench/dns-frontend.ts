@@ -190,7 +190,20 @@ function row(server: string, r: PerfRun, best: boolean): string {
     r.latencyMs.toFixed(2).padStart(8), best ? '  <- best' : ''].join(' ');
 }
 
+async function requireTools(): Promise<void> {
+  for (const [tool, versionFlag] of [['dnsperf', '-h'], ['nsd', '-v'], ['dig', '-v']] as const) {
+    try {
+      await run(tool, [versionFlag]);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw new Error(`${tool} is not installed: apt-get install dnsperf nsd bind9-dnsutils`);
+      }
+    }
+  }
+}
+
 async function main(): Promise<void> {
+  await requireTools();
   const dir = await mkdtemp(join(tmpdir(), 'capa-bench-dns-'));
   const names = DESTINATION_PORTS.map((port) => ({ name: `_${port}._tcp.www.example`, port }));
   const queries = join(dir, 'queries.txt');

@@ -29,6 +29,7 @@ const ZONE = `$ORIGIN example.
 $TTL 300
 www    IN A 127.0.0.80
 alias  IN CNAME www
+ext    IN CNAME up.test.
 `;
 
 /** dig from bind9-dnsutils: required in CI, elsewhere its tests may skip. */
@@ -157,6 +158,11 @@ describe('gateway server over real UDP and TCP', function () {
       const r = await exchangeUdp(gateway.listen.port, encodeQuery({ id: 9, name, type, rd: true }));
       return decodeMessage(r).rcode;
     };
+    const viaCname = decodeMessage(await exchangeUdp(gateway.listen.port, encodeQuery({ id: 10, name: 'ext.example', type: 'A', rd: true })));
+    expect(viaCname.answers.map((rr) => `${rr.name} ${rr.type} ${String(rr.data)}`), 'a CNAME leaving the zone is chased upstream').to.deep.equal([
+      'ext.example CNAME up.test',
+      'up.test A 127.0.0.90',
+    ]);
     expect(await ask('none.test', 'A')).to.equal('NXDOMAIN');
     expect(await ask('broken.test', 'A')).to.equal('SERVFAIL');
     expect(upstream.queries.some((q) => q.message?.questions[0]?.name === 'up.test'), 'the upstream was asked').to.equal(true);

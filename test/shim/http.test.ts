@@ -110,6 +110,8 @@ describe('shim: http(s) agents and fetch through the real gateway (loopback)', (
       expect(live()).to.equal(2);
       const wrongName = await rejection(fetch(httpsUrl('alias'), { dispatcher }));
       expect((wrongName.cause as { code?: string }).code).to.equal('ERR_TLS_CERT_ALTNAME_INVALID');
+      const missing = await rejection(fetch(`http://nowhere.${ZONE}/`, { dispatcher }));
+      expect((missing.cause as { code?: string }).code, 'the resolver code survives fetch').to.equal('ERR_CAPA_NOT_FOUND');
     } finally {
       await dispatcher.close();
     }

@@ -45,7 +45,8 @@ void capa_release(const struct capa_config *cfg, const struct capa_allocation *a
   enum capa_dns_status status = CAPA_DNS_UNREACHABLE;
   if (capa_release_encode(m.id, a->host, a->qname, &a->record, cfg->rrtype, msg, sizeof msg, &len) == CAPA_OK) {
     struct capa_exchange ex = {.server = &cfg->servers[a->server], .query = msg, .query_len = len, .id = m.id,
-                               .until_ms = capa_now_ms() + RELEASE_WAIT_MS, .match = match_update, .ctx = &m};
+                               .until_ms = capa_now_ms() + (cfg->log_path[0] ? RELEASE_WAIT_MS : 0),
+                               .match = match_update, .ctx = &m};
     status = capa_dns_exchange_udp(&ex);
   }
   capa_address_format(a->record.family, a->record.addr, aog, sizeof aog);

@@ -1,7 +1,8 @@
 /*
- * Handing an allocation back when its socket closes: the UPDATE goes out at once over UDP and
- * the reply is awaited only briefly (RELEASE_WAIT_MS), for the log. A lost release costs
- * nothing lasting: the data plane also ends the state when the flow disappears.
+ * Handing an allocation back when its socket closes: the UPDATE goes out at once over UDP; its
+ * reply is awaited (at most RELEASE_WAIT_MS) only when CAPA_LOG wants the outcome, so a close
+ * never waits on the network otherwise. A lost release costs nothing lasting: the data plane
+ * also ends the state when the flow disappears.
  * Call only under the guard (real.h).
  */
 #ifndef CAPA_PRELOAD_RELEASE_H

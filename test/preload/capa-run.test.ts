@@ -11,7 +11,7 @@ import { EDE } from '../../resolver/lib/constants.js';
 import { requireTool } from '../helpers/c-build.js';
 import { addressRecord, reply, startFakeDnsServer } from '../helpers/fake-dns-server.js';
 import {
-  CAPA_RUN, capaRun, closedUdpPort, type Gateway, inPool, key, LIBRARY, OUTSIDE_HOST, OUTSIDE_NAME, type OutsideServer, pins,
+  CAPA_RUN, capaRun, closedUdpPort, type Gateway, inPool, type JournalEvent, key, LIBRARY, OUTSIDE_HOST, OUTSIDE_NAME, type OutsideServer, pins,
   readCapaLog, run, startGateway, startTcpOutside, startUdpOutside, type Workspace, workspace,
 } from './lab.js';
 
@@ -48,13 +48,22 @@ describe('capa-run (LD_PRELOAD library) with unmodified programs', function () {
     await ws?.remove();
   });
 
-  /** The one pin of a run, checked against what the outside server saw and the gateway allocated. */
-  function expectPinnedPeer(log: string, peer: { address: string; port: number }): void {
+  /** The gateway writes its journal through a stream: a line may land a moment after the reply. */
+  async function journalHas(match: (j: JournalEvent) => boolean): Promise<boolean> {
+    for (let i = 0; i < 50; i++) {
+      if (gateway.journal().some(match)) return true;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return false;
+  }
+
+  /** A pin of the run, checked against what the outside server saw and the gateway allocated. */
+  async function expectPinnedPeer(log: string, peer: { address: string; port: number }): Promise<void> {
     const pinned = pins(readCapaLog(log));
     expect(pinned.map((p) => key(p.aOG, p.pA))).to.include(key(peer.address, peer.port));
     expect(inPool(peer.address), `${peer.address} is a pool address`).to.equal(true);
-    const allocated = gateway.journal().filter((j) => j.event === 'allocate').map((j) => key(j.aOG, j.pA));
-    expect(allocated).to.include(key(peer.address, peer.port));
+    const allocated = await journalHas((j) => j.event === 'allocate' && key(j.aOG, j.pA) === key(peer.address, peer.port));
+    expect(allocated, `gateway journal allocates ${key(peer.address, peer.port)}`).to.equal(true);
   }
 
   describe('programs', function () {
@@ -65,12 +74,21 @@ describe('capa-run (LD_PRELOAD library) with unmodified programs', function () {
       expect(result.code, result.stderr).to.equal(0);
       const peer = JSON.parse(result.stdout) as { address: string; port: number };
       expect(tcp.peers).to.deep.include(peer);
-      expectPinnedPeer(log, peer);
+      await expectPinnedPeer(log, peer);
       const [pin] = pins(readCapaLog(log));
       expect(pin!.qname).to.equal(`_${tcp.port}._tcp.${OUTSIDE_NAME}`);
       const release = readCapaLog(log).find((e) => e.event === 'release');
       expect(release, 'release event').to.include({ why: 'close', aOG: peer.address, pA: peer.port, outcome: 'released' });
-      expect(gateway.journal().some((j) => j.event === 'release' && j.aOG === peer.address && j.pA === peer.port)).to.equal(true);
+      expect(await journalHas((j) => j.event === 'release' && j.aOG === peer.address && j.pA === peer.port)).to.equal(true);
+    });
+
+    it('curl without --log: the release still reaches the gateway (the close does not wait for its reply)', async function () {
+      const curl = requireTool(this, 'curl', 'capa-run tests');
+      const result = await run(process.execPath, [CAPA_RUN, '--server', gateway.server, '--', curl, '-sS', `http://${OUTSIDE_NAME}:${tcp.port}/`]);
+      expect(result.code, result.stderr).to.equal(0);
+      const peer = JSON.parse(result.stdout) as { address: string; port: number };
+      const released = await journalHas((j) => j.event === 'release' && j.aOG === peer.address && j.pA === peer.port);
+      expect(released, 'release in the gateway journal').to.equal(true);
     });
 
     it('python3: socket.create_connection and urllib both connect pinned', async function () {
@@ -89,8 +107,8 @@ describe('capa-run (LD_PRELOAD library) with unmodified programs', function () {
       expect(tcp.peers).to.deep.include(own);
       expect(tcp.peers).to.deep.include(seen);
       expect(own).to.not.deep.equal(seen);
-      expectPinnedPeer(log, own!);
-      expectPinnedPeer(log, seen!);
+      await expectPinnedPeer(log, own!);
+      await expectPinnedPeer(log, seen!);
     });
 
     it('node: fetch and http.get (non-blocking sockets) connect pinned', async function () {
@@ -110,7 +128,7 @@ describe('capa-run (LD_PRELOAD library) with unmodified programs', function () {
       expect(peers).to.have.length(2);
       for (const peer of peers) {
         expect(tcp.peers).to.deep.include(peer);
-        expectPinnedPeer(log, peer);
+        await expectPinnedPeer(log, peer);
       }
     });
 
@@ -121,7 +139,7 @@ describe('capa-run (LD_PRELOAD library) with unmodified programs', function () {
       expect(result.code, result.stderr).to.equal(0);
       const peer = JSON.parse(result.stdout) as { address: string; port: number };
       expect(udp.peers).to.deep.include(peer);
-      expectPinnedPeer(log, peer);
+      await expectPinnedPeer(log, peer);
       expect(pins(readCapaLog(log))[0]!.proto).to.equal(17);
     });
 
@@ -138,7 +156,7 @@ describe('capa-run (LD_PRELOAD library) with unmodified programs', function () {
       expect(result.code, result.stderr).to.equal(0);
       const [first, second] = result.stdout.trim().split('\n').map((l) => JSON.parse(l) as { address: string; port: number });
       expect(second).to.deep.equal(first);
-      expectPinnedPeer(log, first!);
+      await expectPinnedPeer(log, first!);
       expect(pins(readCapaLog(log))).to.have.length(1);
     });
 
@@ -157,7 +175,7 @@ describe('capa-run (LD_PRELOAD library) with unmodified programs', function () {
       expect(aob).to.equal(OUTSIDE_HOST);
       const peer = { address: address!, port: Number(port) };
       expect(tcp.peers).to.deep.include(peer);
-      expectPinnedPeer(log, peer);
+      await expectPinnedPeer(log, peer);
       const [pin] = pins(readCapaLog(log));
       expect(pin).to.include({ qname: OUTSIDE_NAME, pB: tcp.port });
     });
@@ -219,7 +237,7 @@ describe('capa-run (LD_PRELOAD library) with unmodified programs', function () {
       expect(byPid(parent.pid).map((p) => p.qname)).to.deep.equal([`_${tcp.port}._tcp.${OUTSIDE_NAME}`]);
       expect(key(...child.local)).to.not.equal(key(...parent.local));
       for (const r of [child, parent]) {
-        expectPinnedPeer(log, { address: r.local[0], port: r.local[1] });
+        await expectPinnedPeer(log, { address: r.local[0], port: r.local[1] });
         expect(tcp.peers).to.deep.include({ address: r.local[0], port: r.local[1] });
       }
     });
@@ -240,7 +258,7 @@ describe('capa-run (LD_PRELOAD library) with unmodified programs', function () {
       const out = lastJson<{ rc: number; error: number; local: [string, number] }>(result.stdout);
       expect(out.rc).to.equal(EINPROGRESS);
       expect(out.error).to.equal(0);
-      expectPinnedPeer(log, { address: out.local[0], port: out.local[1] });
+      await expectPinnedPeer(log, { address: out.local[0], port: out.local[1] });
     });
 
     it('a pinned descriptor closed behind the hooks (close_range) and reused is pinned afresh', async function () {
@@ -258,7 +276,7 @@ describe('capa-run (LD_PRELOAD library) with unmodified programs', function () {
       expect(result.code, result.stderr).to.equal(0);
       const out = lastJson<{ reused: boolean; local: [string, number] }>(result.stdout);
       expect(out.reused).to.equal(true);
-      expectPinnedPeer(log, { address: out.local[0], port: out.local[1] });
+      await expectPinnedPeer(log, { address: out.local[0], port: out.local[1] });
       expect(readCapaLog(log).some((e) => e.event === 'release' && e.why === 'socket gone')).to.equal(true);
     });
   });

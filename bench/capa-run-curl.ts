@@ -1,0 +1,165 @@
+/**
+ * capa-run overhead: wall time of one `curl` HTTP GET of a local server, plain next to the same
+ * curl under the CAPA LD_PRELOAD library, through the same name-resolution path. To give plain
+ * curl that path, everything runs in a network namespace whose /etc/resolv.conf (ip netns
+ * exec's /etc/netns/<ns>/resolv.conf) names capa-gateway on 127.0.0.1:53: plain curl's glibc
+ * asks it for A/AAAA, the library asks it for CAPA (and releases on close). Rows, interleaved
+ * in the same run:
+ *   plain curl (peer)                  curl, glibc resolver -> gateway
+ *   curl + libcapa_preload.so          exactly what capa-run execs: LD_PRELOAD + CAPA_SERVER
+ *   capa-run -- curl                   the same plus the launcher (a Node process) in front
+ * Target: the library at most 1.1x plain curl (median). The launcher row shows what the Node
+ * launcher adds on top. Needs root (network namespace).
+ *
+ *   node dist/bench/capa-run-curl.js [--runs 100] [--check]
+ */
+import { type ChildProcess, spawn, execFileSync } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+
+const TARGET_RATIO = 1.1;
+const LAUNCHER_EVERY = 4;
+const POOL = '127.66.90.1-127.66.90.4';
+const OUTSIDE = '127.67.90.1';
+const URL_TO_GET = 'http://outside.test/';
+const GATEWAY_JS = fileURLToPath(new URL('../gateway-ref/bin/capa-gateway.js', import.meta.url));
+const CAPA_RUN_JS = fileURLToPath(new URL('../socket-shim/bin/capa-run.js', import.meta.url));
+const LIBRARY = fileURLToPath(new URL('../../build/Release/libcapa_preload.so', import.meta.url));
+const SELF = fileURLToPath(import.meta.url);
+
+const argv = yargs(hideBin(process.argv))
+  .usage('$0 [options]\n\nWall time of curl fetching a local page: plain, under the CAPA LD_PRELOAD library, and under capa-run (same resolution path, in a network namespace; needs root).')
+  .option('runs', { type: 'number', default: 100, describe: 'measured runs per row (interleaved)' })
+  .option('warmup', { type: 'number', default: 5, describe: 'unmeasured runs per row first' })
+  .option('check', { type: 'boolean', default: false, describe: `exit 1 when the library's median is above ${TARGET_RATIO}x plain curl's` })
+  .option('inner', { type: 'string', hidden: true, describe: 'internal: run the measurement inside this namespace' })
+  .check((a) => {
+    if (!Number.isInteger(a.runs) || a.runs < 10) throw new Error('--runs must be a whole number >= 10');
+    if (!Number.isInteger(a.warmup) || a.warmup < 0) throw new Error('--warmup must be a whole number >= 0');
+    return true;
+  })
+  .strict()
+  .help()
+  .parseSync();
+
+interface Row {
+  name: string;
+  role: 'peer' | 'library' | 'launcher';
+  command: string[];
+  env: NodeJS.ProcessEnv;
+  /** What the page must report as the client address (pool for CAPA rows). */
+  expectPool: boolean;
+  ms: number[];
+}
+
+function findCurl(): string {
+  return execFileSync('sh', ['-c', 'command -v curl'], { encoding: 'utf8' }).trim();
+}
+
+/** Runs a child to completion and returns its wall time in ms; throws on a failed fetch. */
+async function timed(row: Row): Promise<number> {
+  const start = process.hrtime.bigint();
+  const child = spawn(row.command[0]!, row.command.slice(1), { env: { ...process.env, ...row.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
+  child.stderr.on('data', (c: Buffer) => { err += c.toString(); });
+  const [code] = await once(child, 'close') as [number | null];
+  const ms = Number(process.hrtime.bigint() - start) / 1e6;
+  const client = out.trim();
+  if (code !== 0 || (row.expectPool ? !client.startsWith('127.66.90.') : client.startsWith('127.66.90.'))) {
+    throw new Error(`${row.name}: exit ${code}, page saw client "${client}"\n${err}`);
+  }
+  return ms;
+}
+
+function quantile(sorted: number[], q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+}
+
+async function startChild(command: string[], readyPattern: RegExp): Promise<ChildProcess> {
+  const child = spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${command.join(' ')} not ready within 10 s: ${out}`)), 10_000);
+    child.stdout!.on('data', (c: Buffer) => { out += c.toString(); if (readyPattern.test(out)) { clearTimeout(timer); resolve(); } });
+    child.on('exit', (code) => { clearTimeout(timer); reject(new Error(`${command.join(' ')} exited (${code}): ${out}`)); });
+  });
+  return child;
+}
+
+/** Inside the namespace: gateway on :53, the page on OUTSIDE:80, then the interleaved rows. */
+async function measure(): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'capa-bench-'));
+  const zone = join(dir, 'zone.txt');
+  await writeFile(zone, `$ORIGIN test.\n$TTL 60\noutside A ${OUTSIDE}\n`);
+  const children: ChildProcess[] = [];
+  try {
+    children.push(await startChild([process.execPath, GATEWAY_JS, '--listen', '127.0.0.1:53', '--pool', POOL, '--zone', zone, '--hold-down', '0'], /listening on/));
+    const page = `require('node:http').createServer((q, r) => r.end(q.socket.remoteAddress + '\\n')).listen(80, '${OUTSIDE}', () => console.log('ready'))`;
+    children.push(await startChild([process.execPath, '-e', page], /ready/));
+    const curl = [findCurl(), '-sS', '--max-time', '10', URL_TO_GET];
+    const rows: Row[] = [
+      { name: 'plain curl (peer)', role: 'peer', command: curl, env: {}, expectPool: false, ms: [] },
+      { name: 'curl + libcapa_preload.so', role: 'library', command: curl, env: { LD_PRELOAD: LIBRARY, CAPA_SERVER: '127.0.0.1:53' }, expectPool: true, ms: [] },
+      { name: 'capa-run -- curl', role: 'launcher', command: [process.execPath, CAPA_RUN_JS, '--server', '127.0.0.1:53', '--', ...curl], env: {}, expectPool: true, ms: [] },
+    ];
+    // The launcher row (a Node start each time) runs every LAUNCHER_EVERY-th round, to keep the default run short.
+    const due = (row: Row, i: number): boolean => row.role !== 'launcher' || i % LAUNCHER_EVERY === 0;
+    for (let i = 0; i < argv.warmup; i++) for (const row of rows) if (due(row, i)) await timed(row);
+    for (let i = 0; i < argv.runs; i++) for (const row of rows) if (due(row, i)) row.ms.push(await timed(row));
+    report(rows);
+  } finally {
+    for (const c of children) c.kill('SIGTERM');
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+function report(rows: Row[]): void {
+  const peer = rows.find((r) => r.role === 'peer')!;
+  const median = (r: Row): number => quantile([...r.ms].sort((a, b) => a - b), 0.5);
+  console.log(`curl GET ${URL_TO_GET} (page on ${OUTSIDE}:80, capa-gateway on 127.0.0.1:53 in a network namespace), ${argv.runs} runs per row interleaved (launcher row: every ${LAUNCHER_EVERY}th round)`);
+  console.log(`${'row'.padEnd(28)} ${'runs'.padStart(5)} ${'median ms'.padStart(10)} ${'p90 ms'.padStart(8)} ${'mean ms'.padStart(8)} ${'vs plain'.padStart(9)}`);
+  for (const row of rows) {
+    const sorted = [...row.ms].sort((a, b) => a - b);
+    const mean = row.ms.reduce((a, b) => a + b, 0) / row.ms.length;
+    console.log(`${row.name.padEnd(28)} ${String(row.ms.length).padStart(5)} ${median(row).toFixed(2).padStart(10)} ${quantile(sorted, 0.9).toFixed(2).padStart(8)} ${mean.toFixed(2).padStart(8)} ${(median(row) / median(peer)).toFixed(3).padStart(8)}x`);
+  }
+  const ratio = median(rows.find((r) => r.role === 'library')!) / median(peer);
+  const launcher = median(rows.find((r) => r.role === 'launcher')!) - median(rows.find((r) => r.role === 'library')!);
+  console.log(`library / plain (median): ${ratio.toFixed(3)}x, target <= ${TARGET_RATIO}x: ${ratio <= TARGET_RATIO ? 'met' : 'NOT met'}`);
+  console.log(`the Node launcher adds ${launcher.toFixed(1)} ms per run on top of the library`);
+  if (argv.check && ratio > TARGET_RATIO) process.exitCode = 1;
+}
+
+/** Outside: a namespace whose resolv.conf names the gateway; the measurement runs in it. */
+function outer(): void {
+  if (process.getuid?.() !== 0) {
+    console.error('capa-run-curl bench: needs root (it creates a network namespace so plain curl resolves through the gateway)');
+    process.exit(1);
+  }
+  const ns = `capa-bench-${process.pid}`;
+  const etc = `/etc/netns/${ns}`;
+  execFileSync('ip', ['netns', 'add', ns]);
+  try {
+    execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+    mkdirSync(etc, { recursive: true });
+    writeFileSync(join(etc, 'resolv.conf'), 'nameserver 127.0.0.1\n');
+    const args = [SELF, '--inner', ns, '--runs', String(argv.runs), '--warmup', String(argv.warmup), ...(argv.check ? ['--check'] : [])];
+    execFileSync('ip', ['netns', 'exec', ns, process.execPath, ...args], { stdio: 'inherit' });
+  } catch (err) {
+    process.exitCode = (err as { status?: number }).status ?? 1;
+  } finally {
+    rmSync(etc, { recursive: true, force: true });
+    execFileSync('ip', ['netns', 'del', ns]);
+  }
+}
+
+if (argv.inner === undefined) outer();
+else await measure();

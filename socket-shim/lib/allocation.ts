@@ -2,11 +2,12 @@
  * The life of one CAPA allocation on the terminal: ask the GRM, put the source address on the
  * configured interface, hand the allocation to exactly one socket, and give it back (DNS UPDATE)
  * when that socket closes, or at once when the socket could not be opened. Nothing leaks.
+ * A bind that fails never becomes an unpinned connect.
  */
 import type { EventEmitter } from 'node:events';
 import type { Protocol } from '../../resolver/lib/constants.js';
 import { CapaError, isCapaError } from '../../resolver/lib/errors.js';
-import { type CapaEndpoint, release, type Resolution, resolve } from '../../resolver/lib/resolve.js';
+import { type CapaEndpoint, type PlainResult, release, type Resolution, resolve } from '../../resolver/lib/resolve.js';
 import { addressAdd, isLocalAddress } from './native.js';
 import type { Settings } from './options.js';
 
@@ -26,8 +27,15 @@ export interface Destination {
   signal?: AbortSignal | undefined;
 }
 
+/**
+ * Allocations tried per socket when the pinned bind finds (aOG, pA) held by a local socket (a
+ * wildcard listener on that port, say): the GRM cannot know the terminal's own ports, and the
+ * released pair is held down for this destination, so the next answer is another port.
+ */
+const PIN_TRIES = 3;
+
 /** A fresh CAPA allocation (never cached: one per socket), or the plain addresses. */
-export function resolveDestination(destination: Destination, settings: Settings): Promise<Resolution> {
+function resolveDestination(destination: Destination, settings: Settings): Promise<Resolution> {
   const { host, port, protocol, signal } = destination;
   return resolve({ host, port, protocol, servers: settings.servers, rrtype: settings.rrtype, ...settings.call, signal });
 }
@@ -66,7 +74,7 @@ async function giveBack(endpoint: CapaEndpoint, settings: Settings): Promise<Err
  * Opens the socket of an allocation (configure, then `open`) and ties the allocation to it:
  * released when the socket emits 'close', or before this rejects when opening fails.
  */
-export async function adopt<S extends EventEmitter>(endpoint: CapaEndpoint, settings: Settings, open: () => S): Promise<S & { capa: SocketAllocation }> {
+async function adopt<S extends EventEmitter>(endpoint: CapaEndpoint, settings: Settings, open: () => S): Promise<S & { capa: SocketAllocation }> {
   let socket: S;
   try {
     configure(endpoint.local.address, settings.interface);
@@ -79,4 +87,25 @@ export async function adopt<S extends EventEmitter>(endpoint: CapaEndpoint, sett
     socket.once('close', () => { void giveBack(endpoint, settings).then(done); });
   });
   return Object.assign(socket, { capa: { ...endpoint, released } });
+}
+
+export type Opened<S> = PlainResult | { kind: 'capa'; socket: S & { capa: SocketAllocation } };
+
+/**
+ * Asks the GRM and opens the pinned socket of the allocation with `open` (see adopt), or hands
+ * back the plain addresses where the design allows an unpinned connect. A bind that fails with
+ * EADDRINUSE is retried with a fresh allocation, up to PIN_TRIES in all; every other failure,
+ * and the last one, rejects.
+ */
+export async function openAllocated<S extends EventEmitter>(destination: Destination, settings: Settings,
+  open: (endpoint: CapaEndpoint) => S): Promise<Opened<S>> {
+  for (let tries = 1; ; tries++) {
+    const resolution = await resolveDestination(destination, settings);
+    if (resolution.kind === 'plain') return resolution;
+    try {
+      return { kind: 'capa', socket: await adopt(resolution, settings, () => open(resolution)) };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || tries >= PIN_TRIES) throw err;
+    }
+  }
 }

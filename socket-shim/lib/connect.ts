@@ -8,7 +8,7 @@ import net from 'node:net';
 import { addAbortSignal } from 'node:stream';
 import { invalidArg } from '../../resolver/lib/errors.js';
 import { ipFamily } from '../../resolver/lib/ip.js';
-import { adopt, resolveDestination, type SocketAllocation } from './allocation.js';
+import { openAllocated, type SocketAllocation } from './allocation.js';
 import { pinnedTcpSocket } from './native.js';
 import { type CapaOptions, destinationPort, settingsOf } from './options.js';
 
@@ -62,19 +62,18 @@ export async function openSocket(options: CapaConnectOptions): Promise<CapaSocke
   const port = checkOptions(options);
   const host = options.host ?? 'localhost';
   const settings = settingsOf(options.capa);
-  const resolution = await resolveDestination({ host, port, protocol: 'tcp', signal: options.signal }, settings);
-  if (resolution.kind === 'plain') return Object.assign(plainSocket(resolution.addresses, port, options), { capa: undefined });
-  const socket = await adopt(resolution, settings, () => {
+  const opened = await openAllocated({ host, port, protocol: 'tcp', signal: options.signal }, settings, (endpoint) => {
     options.signal?.throwIfAborted();
     return pinnedTcpSocket({
-      localAddress: resolution.local.address,
-      localPort: resolution.local.port,
-      address: resolution.remote.address,
-      port: resolution.remote.port,
+      localAddress: endpoint.local.address,
+      localPort: endpoint.local.port,
+      address: endpoint.remote.address,
+      port: endpoint.remote.port,
     });
   });
-  applySocketOptions(socket, options);
-  return socket;
+  if (opened.kind === 'plain') return Object.assign(plainSocket(opened.addresses, port, options), { capa: undefined });
+  applySocketOptions(opened.socket, options);
+  return opened.socket;
 }
 
 function timedOut(socket: net.Socket): Error {

@@ -6,7 +6,7 @@
 import dgram from 'node:dgram';
 import { invalidArg } from '../../resolver/lib/errors.js';
 import { ipFamily } from '../../resolver/lib/ip.js';
-import { adopt, resolveDestination, type SocketAllocation } from './allocation.js';
+import { openAllocated, type SocketAllocation } from './allocation.js';
 import { pinnedUdpSocket } from './native.js';
 import { type CapaOptions, destinationPort, settingsOf } from './options.js';
 
@@ -41,17 +41,17 @@ export async function connectUdp(options: CapaUdpOptions): Promise<CapaUdpSocket
   const port = destinationPort(options.port);
   const host = options.host ?? 'localhost';
   const settings = settingsOf(options.capa);
-  const resolution = await resolveDestination({ host, port, protocol: 'udp', signal: options.signal }, settings);
+  const opened = await openAllocated({ host, port, protocol: 'udp', signal: options.signal }, settings, (endpoint) => {
+    options.signal?.throwIfAborted();
+    return pinnedUdpSocket({ localAddress: endpoint.local.address, localPort: endpoint.local.port });
+  });
   let socket: CapaUdpSocket;
   let remote: string;
-  if (resolution.kind === 'capa') {
-    socket = await adopt(resolution, settings, () => {
-      options.signal?.throwIfAborted();
-      return pinnedUdpSocket({ localAddress: resolution.local.address, localPort: resolution.local.port });
-    });
-    remote = resolution.remote.address;
+  if (opened.kind === 'capa') {
+    socket = opened.socket;
+    remote = opened.socket.capa.remote.address;
   } else {
-    remote = resolution.addresses[0]!;
+    remote = opened.addresses[0]!;
     socket = Object.assign(dgram.createSocket(ipFamily(remote) === 6 ? 'udp6' : 'udp4'), { capa: undefined });
   }
   try {

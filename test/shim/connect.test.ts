@@ -165,6 +165,20 @@ describe('shim: connect() through the real gateway (loopback)', () => {
     expect(await firstLine(third)).to.equal(`${POOL}:1024`);
   });
 
+  it('asks for another allocation when a local socket holds the allocated port', async () => {
+    lab = await startLab({ pool: [POOL], hosts: { echo: OUTSIDE }, portStrategy: 'sequential' });
+    const squatter = net.createServer().listen(1024, POOL);
+    await once(squatter, 'listening');
+    try {
+      const socket = await open(TERMINAL_A);
+      expect(socket.capa!.local).to.deep.equal({ address: POOL, port: 1025 });
+      expect(await firstLine(socket)).to.equal(`${POOL}:1025`);
+      expect(lab.gateway.service.allocator.stats()).to.include({ live: 1, heldDown: 1 });
+    } finally {
+      squatter.close();
+    }
+  });
+
   it('surfaces an exhausted quota as ERR_CAPA_QUOTA with nothing connected', async () => {
     lab = await startLab({ pool: [POOL], hosts: { echo: OUTSIDE }, quota: 2 });
     await Promise.all([open(TERMINAL_A), open(TERMINAL_A)]);
@@ -218,7 +232,7 @@ describe('shim: connect() against a scripted GRM', () => {
     }
   });
 
-  it('fails the connect when the allocated (address, port) cannot be bound, releases it, and connects nothing', async () => {
+  it('fails the connect when no allocated (address, port) can be bound, releases each, and connects nothing', async () => {
     const squatter = net.createServer().listen(0, '127.64.1.9');
     await once(squatter, 'listening');
     const taken = (squatter.address() as net.AddressInfo).port;
@@ -231,7 +245,8 @@ describe('shim: connect() against a scripted GRM', () => {
     try {
       const err = await rejection(ask());
       expect(err.code).to.equal('EADDRINUSE');
-      expect(fake.queries.map((q) => q.message?.opcode)).to.deep.equal(['QUERY', 'UPDATE'], 'the allocation was handed back');
+      expect(fake.queries.map((q) => q.message?.opcode)).to.deep.equal(['QUERY', 'UPDATE', 'QUERY', 'UPDATE', 'QUERY', 'UPDATE'],
+        'three allocations tried, each handed back');
       expect(outside.peers).to.have.length(0);
     } finally {
       squatter.close();

@@ -72,17 +72,11 @@ static void log_allocation(const struct capa_config *cfg, const char *via, const
                  (unsigned)a->ttl);
 }
 
-/* Keeps the allocation for the connect to come, or hands it back when the caller cannot use it:
- * a family it did not ask for, or (for a bare host) a protocol the server chose for it. */
-static int keep_allocation(const struct capa_config *cfg, const char *via, const struct capa_allocation *a,
-                           int family_ok, int proto) {
-  log_allocation(cfg, via, a);
-  if (family_ok && a->record.proto == proto) {
-    capa_pending_put(a);
-    return 1;
-  }
-  capa_release(cfg, a, family_ok ? "unusable protocol" : "unusable family");
-  return family_ok;
+/* Keeps the allocation for the connect to come, or hands it back when the caller got no result
+ * or cannot use it (a family it did not ask for; for a bare host, a protocol the server chose). */
+static void settle(const struct capa_config *cfg, const struct capa_allocation *a, const char *unusable) {
+  if (unusable == NULL) capa_pending_put(a);
+  else capa_release(cfg, a, unusable);
 }
 
 static void fail_notice(const struct capa_config *cfg, const char *name, const struct capa_lookup *l) {
@@ -165,10 +159,10 @@ int capa_getaddrinfo(const char *node, const char *service, const struct addrinf
     return rc == EAI_ADDRFAMILY ? CAPA_NAMES_REAL : rc;
   }
   const struct capa_allocation *a = &l.alloc;
-  int family_ok = h->ai_family == AF_UNSPEC || (h->ai_family == AF_INET) == (a->remote.family == 4) ||
-                  (h->ai_flags & AI_V4MAPPED);
-  if (!keep_allocation(cfg, "getaddrinfo", a, family_ok, r.proto)) return EAI_ADDRFAMILY;
-  return address_list(&r, &a->remote, 1, res);
+  log_allocation(cfg, "getaddrinfo", a);
+  rc = address_list(&r, &a->remote, 1, res);
+  settle(cfg, a, rc == EAI_ADDRFAMILY ? "unusable family" : rc != 0 ? "no result" : a->record.proto != r.proto ? "unusable protocol" : NULL);
+  return rc;
 }
 
 /* ---- gethostbyname -------------------------------------------------------------------------- */
@@ -220,12 +214,16 @@ int capa_gethostbyname(const char *name, int af, struct hostent *ret, char *buf,
     return *h_errnop == TRY_AGAIN ? EAGAIN : 0;
   }
   if (l.outcome == CAPA_ALLOCATED) {
-    if (keep_allocation(cfg, "gethostbyname", &l.alloc, l.alloc.remote.family == family, IPPROTO_TCP)) {
-      return host_result(name, af, &l.alloc.remote, 1, ret, buf, buflen, result, h_errnop);
+    log_allocation(cfg, "gethostbyname", &l.alloc);
+    int rc = 0;
+    if (l.alloc.remote.family != family) {
+      *result = NULL;
+      *h_errnop = NO_DATA;
+    } else {
+      rc = host_result(name, af, &l.alloc.remote, 1, ret, buf, buflen, result, h_errnop);
     }
-    *result = NULL;
-    *h_errnop = NO_DATA;
-    return 0;
+    settle(cfg, &l.alloc, *result == NULL ? (rc ? "no result" : "unusable family") : NULL);
+    return rc;
   }
   for (int i = 0; i < l.n_addrs; i++) {
     if (l.addrs[i].family == family) same_family[n++] = l.addrs[i];

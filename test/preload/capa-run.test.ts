@@ -8,7 +8,7 @@ import { constants } from 'node:os';
 import { existsSync } from 'node:fs';
 import { expect } from 'chai';
 import { EDE } from '../../resolver/lib/constants.js';
-import { requireTool } from '../helpers/c-build.js';
+import { buildC, requireTool } from '../helpers/c-build.js';
 import { addressRecord, reply, startFakeDnsServer } from '../helpers/fake-dns-server.js';
 import {
   CAPA_RUN, capaRun, closedUdpPort, type Gateway, inPool, type JournalEvent, key, LIBRARY, OUTSIDE_HOST, OUTSIDE_NAME, type OutsideServer, pins,
@@ -178,6 +178,49 @@ describe('capa-run (LD_PRELOAD library) with unmodified programs', function () {
       await expectPinnedPeer(log, peer);
       const [pin] = pins(readCapaLog(log));
       expect(pin).to.include({ qname: OUTSIDE_NAME, pB: tcp.port });
+    });
+  });
+
+  describe('resolver hooks', function () {
+    it('gethostbyname, gethostbyname2 and the _r forms: aOB, NO_DATA for another family, ERANGE for a small buffer', async function () {
+      requireTool(this, 'cc', 'the gethostbyname test program');
+      const build = buildC({ sources: ['test/preload/fixtures/hostent.c'], kind: 'executable', flags: ['-O2', '-Wall', '-Werror'], name: 'hostent' });
+      try {
+        const log = newLog();
+        const result = await capaRun(gateway.server, log, [build.path, OUTSIDE_NAME, String(tcp.port)]);
+        expect(result.code, result.stderr).to.equal(0);
+        const lines = result.stdout.trim().split('\n');
+        expect(lines.slice(0, 5)).to.deep.equal([
+          `gethostbyname 0 ${OUTSIDE_HOST}`,
+          'gethostbyname2-inet6 4', // NO_DATA: the allocation is IPv4
+          `gethostbyname2_r 0 ${OUTSIDE_HOST}`,
+          'gethostbyname_r-tiny 34', // ERANGE
+          `gethostbyname_r 0 ${OUTSIDE_HOST}`,
+        ]);
+        const [, address, port] = lines[5]!.split(' ');
+        await expectPinnedPeer(log, { address: address!, port: Number(port) });
+        const releases = readCapaLog(log).filter((e) => e.event === 'release').map((e) => e.why);
+        expect(releases).to.include.members(['unusable family', 'no result']);
+      } finally {
+        build.remove();
+      }
+    });
+
+    it('an AF_INET6 socket reaching an IPv4 destination (AI_V4MAPPED) is pinned to the v4-mapped allocation', async function () {
+      const python = requireTool(this, 'python3', 'capa-run tests');
+      const log = newLog();
+      const script = [
+        'import json, socket',
+        `ai = socket.getaddrinfo(${JSON.stringify(OUTSIDE_NAME)}, ${tcp.port}, socket.AF_INET6, socket.SOCK_STREAM, 0, socket.AI_V4MAPPED)[0]`,
+        's = socket.socket(socket.AF_INET6, socket.SOCK_STREAM); s.connect(ai[4])',
+        'print(json.dumps({"remote": ai[4][0], "local": s.getsockname()[:2]}))',
+      ].join('\n');
+      const result = await capaRun(gateway.server, log, [python, '-c', script]);
+      expect(result.code, result.stderr).to.equal(0);
+      const out = lastJson<{ remote: string; local: [string, number] }>(result.stdout);
+      expect(out.remote).to.equal(`::ffff:${OUTSIDE_HOST}`);
+      expect(out.local[0]).to.match(/^::ffff:127\.66\.80\.[1-4]$/);
+      await expectPinnedPeer(log, { address: out.local[0].slice('::ffff:'.length), port: out.local[1] });
     });
   });
 

@@ -141,6 +141,29 @@ describe('capa-run DNS client against scripted servers', function () {
     expect(readCapaLog(log).find((e) => e.event === 'error')?.message).to.include('name does not exist');
   });
 
+  it('asks a server on IPv6 ([::1]:port)', async function () {
+    const dns = await startFakeDnsServer(fakeGateway((q) => capaAnswer(q, GENUINE)), '::1');
+    servers.push(dns);
+    const out = await pythonConnect(this, dns.server, newLog());
+    expect(out.local).to.deep.equal([GENUINE.address, GENUINE.port]);
+    expect(dns.queries[0]!.from.address).to.equal('::1');
+  });
+
+  it('CAPA_RRTYPE changes the record type it asks for and reads', async function () {
+    const python = requireTool(this, 'python3', 'capa-run DNS tests');
+    const rrtype = 65400;
+    const dns = await startFakeDnsServer((q) => {
+      const question = q.message?.questions[0];
+      if (question?.type !== `UNKNOWN_${rrtype}`) return reply(q, { rcode: 'REFUSED' });
+      return reply(q, { aa: true, answers: [capaRecord(question.name, 30, GENUINE, rrtype)], additionals: [addressRecord(OUTSIDE_NAME, 30, OUTSIDE_HOST)] });
+    }, '127.0.0.1', rrtype);
+    servers.push(dns);
+    const script = `import socket; print(socket.create_connection((${JSON.stringify(OUTSIDE_NAME)}, ${tcp.port})).getsockname())`;
+    const result = await run(process.execPath, [CAPA_RUN, '--server', dns.server, '--', python, '-c', script], { env: { CAPA_RRTYPE: String(rrtype) } });
+    expect(result.code, result.stderr).to.equal(0);
+    expect(result.stdout.trim()).to.equal(`('${GENUINE.address}', ${GENUINE.port})`);
+  });
+
   it('a CAPA answer for a protocol the program did not ask for is refused, not used', async function () {
     const dns = await server(fakeGateway((q) => capaAnswer(q, { ...GENUINE, proto: 17 })));
     const log = newLog();

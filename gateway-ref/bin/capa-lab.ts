@@ -23,7 +23,7 @@ function fail(err: unknown): never {
 function describePlan(plan: LabPlan): string {
   const rows = [
     `gateway   ${plan.gateway.netns}  ${plan.gateway.outsideAddress} (DNS front end on port ${plan.dnsPort}, pool ${plan.poolPrefix}, data plane nftables)`,
-    `outside   ${plan.outside.netns}  ${plan.outside.address} (out.${plan.zone}: HTTP port ${plan.outside.httpPort}, UDP echo port ${plan.outside.udpPort})`,
+    `outside   ${plan.outside.netns}  ${plan.outside.address} (out.${plan.zone}: HTTP ports ${plan.outside.httpPorts.join(', ')}, UDP echo port ${plan.outside.udpPort})`,
     ...plan.terminals.map((t) => `${t.name.padEnd(9)} ${t.netns}  ${t.address} on ${t.ifname} (${t.name}.${plan.zone}, DNS ${t.gatewayAddress})`),
   ];
   return `${rows.join('\n')}\n`;
@@ -51,10 +51,12 @@ void yargs(process.argv.slice(2))
   .option('state-dir', { type: 'string', describe: 'Directory for pids, logs, the zone file and the allocation journal (default /run/capa-lab/<prefix>)' })
   .command('up', 'Build the lab and start its gateway and outside host', (y) => y
     .option('terminals', { type: 'number', default: 2, describe: `Number of terminals (1-${MAX_TERMINALS}), each in its own namespace and on its own link` })
+    .option('pool', { type: 'string', describe: 'Pool addresses to hand out, within 198.51.100.0/24: a-b ranges, CIDR blocks or addresses (default 198.51.100.1-198.51.100.254)' })
+    .option('port-strategy', { choices: ['random', 'sequential'] as const, default: 'random' as const, describe: 'How the GRM picks source ports: random or sequential (first free)' })
     .option('lease', { type: 'number', default: 30, describe: 'Seconds a terminal has to start its flow (the CAPA TTL)' })
     .option('hold-down', { type: 'number', default: 60, describe: 'Seconds before a released (address, port) is reissued for the same destination' }),
   (argv) => run(async () => {
-    const plan = await up({ ...settingsOf(argv), terminals: argv.terminals, leaseSeconds: argv.lease, holdDownSeconds: argv['hold-down'] });
+    const plan = await up({ ...settingsOf(argv), terminals: argv.terminals, pool: argv.pool, portStrategy: argv['port-strategy'], leaseSeconds: argv.lease, holdDownSeconds: argv['hold-down'] });
     process.stdout.write(`capa-lab is up (state in ${stateDirOf(settingsOf(argv))}):\n${describePlan(plan)}`);
     return 0;
   }))

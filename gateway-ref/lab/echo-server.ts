@@ -7,7 +7,7 @@ import dgram from 'node:dgram';
 import http from 'node:http';
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
-import { formatServer, parseServer } from '../../resolver/lib/servers.js';
+import { type ServerAddress, formatServer, parseServer } from '../../resolver/lib/servers.js';
 
 const yargs = createRequire(import.meta.url)('yargs') as typeof import('yargs').default;
 
@@ -22,10 +22,10 @@ export interface PeerReport {
 
 const argv = yargs(process.argv.slice(2))
   .scriptName('echo-server')
-  .usage('$0 [--http ip:port] [--udp ip:port]')
+  .usage('$0 [--http ip:port ...] [--udp ip:port]')
   .epilog('Answers every HTTP request and every UDP datagram with one JSON line naming the peer address and port '
     + 'it came from. Prints "echo-server ready ..." when both listen; stops on SIGINT/SIGTERM.')
-  .option('http', { type: 'string', default: '0.0.0.0:80', describe: 'Address and port of the HTTP server' })
+  .option('http', { type: 'string', array: true, default: ['0.0.0.0:80'], describe: 'Address and port of an HTTP server; repeat for more' })
   .option('udp', { type: 'string', default: '0.0.0.0:7', describe: 'Address and port of the UDP echo server' })
   .strict()
   .version(false)
@@ -41,20 +41,28 @@ function report(protocol: 'tcp' | 'udp', remote: { address: string; port: number
   return `${JSON.stringify(body)}\n`;
 }
 
+function listen(server: http.Server, at: ServerAddress): Promise<void> {
+  return new Promise((resolve, reject) => { server.once('error', reject).listen(at.port, at.address, resolve); });
+}
+
 async function main(): Promise<void> {
-  const httpAt = parseServer(argv.http);
+  const httpAt = argv.http.map((text) => parseServer(text));
   const udpAt = parseServer(argv.udp);
-  const server = http.createServer((req, res) => {
+  const servers = httpAt.map(() => http.createServer((req, res) => {
     const socket = req.socket;
     const text = report('tcp', { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 }, socket.address() as AddressInfo);
     res.writeHead(200, { 'content-type': 'application/json', connection: 'close' }).end(text);
-  });
-  const udp = dgram.createSocket(httpAt.address.includes(':') ? 'udp6' : 'udp4');
+  }));
+  const udp = dgram.createSocket(udpAt.address.includes(':') ? 'udp6' : 'udp4');
   udp.on('message', (_msg, rinfo) => udp.send(report('udp', rinfo, udp.address()), rinfo.port, rinfo.address));
-  await new Promise<void>((resolve, reject) => { server.once('error', reject).listen(httpAt.port, httpAt.address, resolve); });
+  await Promise.all(servers.map((server, i) => listen(server, httpAt[i]!)));
   await new Promise<void>((resolve, reject) => { udp.once('error', reject).bind(udpAt.port, udpAt.address, resolve); });
-  process.stdout.write(`echo-server ready: http ${formatServer(httpAt)}, udp ${formatServer(udpAt)}\n`);
-  const stop = (): void => { udp.close(); server.close(() => process.exit(0)); server.closeAllConnections(); };
+  process.stdout.write(`echo-server ready: http ${httpAt.map(formatServer).join(' ')}, udp ${formatServer(udpAt)}\n`);
+  const stop = (): void => {
+    udp.close();
+    for (const server of servers) { server.close(); server.closeAllConnections(); }
+    process.exit(0);
+  };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
 }

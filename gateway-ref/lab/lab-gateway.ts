@@ -10,6 +10,7 @@ import { NftablesDataPlane } from '../lib/dataplane/nftables.js';
 import { parseLinkSpecs } from '../lib/dataplane/nft-rules.js';
 import { parseListen, startGateway } from '../lib/gateway.js';
 import { parsePool } from '../lib/grm/pool.js';
+import type { PortStrategy } from '../lib/grm/types.js';
 
 export interface LabGatewayConfig {
   listen: string;
@@ -18,6 +19,7 @@ export interface LabGatewayConfig {
   zoneFile: string;
   /** ADDRESS=IFNAME per terminal. */
   links: string[];
+  portStrategy: PortStrategy;
   leaseSeconds: number;
   holdDownSeconds: number;
   logFile: string;
@@ -33,6 +35,7 @@ async function main(): Promise<void> {
     pool,
     inside: config.inside,
     zoneFile: config.zoneFile,
+    portStrategy: config.portStrategy,
     leaseSeconds: config.leaseSeconds,
     holdDownSeconds: config.holdDownSeconds,
     logFile: config.logFile,

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CapaError } from '../../resolver/lib/errors.js';
 import { runCommand } from '../lib/dataplane/command.js';
+import type { PortStrategy } from '../lib/grm/types.js';
 import type { LabGatewayConfig } from './lab-gateway.js';
 import {
   GATEWAY_SYSCTLS, type LabPlan, isLabNamespace, linkSpecs, nameserverOf, namespaceOf, namespaces, planLab, renderLinks, renderZone, resolvConf,
@@ -28,6 +29,9 @@ export interface LabSettings {
 
 export interface UpSettings extends LabSettings {
   terminals: number;
+  /** Pool addresses to hand out (inside the lab's pool prefix); default all of it. */
+  pool?: string;
+  portStrategy?: PortStrategy;
   leaseSeconds?: number;
   holdDownSeconds?: number;
 }
@@ -98,10 +102,27 @@ function distFile(name: string): string {
   return fileURLToPath(new URL(name, import.meta.url));
 }
 
+/** Namespaces, links, addresses, routes, gateway sysctls and resolv.conf files of a plan; no processes. */
+export async function buildNetwork(plan: LabPlan): Promise<void> {
+  await runCommand(['ip', '-batch', '-'], { input: namespaces(plan).map((ns) => `netns add ${ns}\n`).join('') });
+  for (const batch of renderLinks(plan)) {
+    await runCommand(['ip', '-batch', '-'], { netns: batch.netns, input: `${batch.lines.join('\n')}\n` });
+  }
+  // Loads conntrack in the namespace, so its sysctls exist.
+  await runCommand(['conntrack', '-C'], { netns: plan.gateway.netns });
+  await runCommand(['sysctl', '-q', '-w', ...GATEWAY_SYSCTLS], { netns: plan.gateway.netns });
+  for (const ns of namespaces(plan)) {
+    const nameserver = nameserverOf(plan, ns);
+    if (nameserver === undefined) continue;
+    await mkdir(join(NETNS_ETC, ns), { recursive: true });
+    await writeFile(join(NETNS_ETC, ns, 'resolv.conf'), resolvConf(nameserver, plan.zone));
+  }
+}
+
 /** Builds the lab; on any failure removes what it built and rethrows. */
 export async function up(settings: UpSettings): Promise<LabPlan> {
   requireRoot();
-  const plan = planLab(settings.prefix, settings.terminals);
+  const plan = planLab(settings.prefix, settings.terminals, settings.pool);
   const leftovers = await existingNamespaces(plan.prefix);
   if (leftovers.length > 0) {
     throw new CapaError('ERR_CAPA_CONFIG', `a lab with prefix "${plan.prefix}" is already up (${leftovers.join(', ')}); run capa-lab down first`);
@@ -110,19 +131,7 @@ export async function up(settings: UpSettings): Promise<LabPlan> {
   try {
     await mkdir(stateDir, { recursive: true });
     await writeFile(join(stateDir, 'plan.json'), `${JSON.stringify(plan, null, 2)}\n`);
-    await runCommand(['ip', '-batch', '-'], { input: namespaces(plan).map((ns) => `netns add ${ns}\n`).join('') });
-    for (const batch of renderLinks(plan)) {
-      await runCommand(['ip', '-batch', '-'], { netns: batch.netns, input: `${batch.lines.join('\n')}\n` });
-    }
-    // Loads conntrack in the namespace, so its sysctls exist.
-    await runCommand(['conntrack', '-C'], { netns: plan.gateway.netns });
-    await runCommand(['sysctl', '-q', '-w', ...GATEWAY_SYSCTLS], { netns: plan.gateway.netns });
-    for (const ns of namespaces(plan)) {
-      const nameserver = nameserverOf(plan, ns);
-      if (nameserver === undefined) continue;
-      await mkdir(join(NETNS_ETC, ns), { recursive: true });
-      await writeFile(join(NETNS_ETC, ns, 'resolv.conf'), resolvConf(nameserver, plan.zone));
-    }
+    await buildNetwork(plan);
     const zoneFile = join(stateDir, 'lab.zone');
     await writeFile(zoneFile, renderZone(plan));
     const config: LabGatewayConfig = {
@@ -131,6 +140,7 @@ export async function up(settings: UpSettings): Promise<LabPlan> {
       inside: [plan.inside],
       zoneFile,
       links: linkSpecs(plan),
+      portStrategy: settings.portStrategy ?? 'random',
       leaseSeconds: settings.leaseSeconds ?? 30,
       holdDownSeconds: settings.holdDownSeconds ?? 60,
       logFile: join(stateDir, 'journal.jsonl'),
@@ -142,7 +152,7 @@ export async function up(settings: UpSettings): Promise<LabPlan> {
     await startProcess(stateDir, {
       name: 'echo',
       netns: out.netns,
-      argv: [process.execPath, distFile('./echo-server.js'), '--http', `${out.address}:${out.httpPort}`, '--udp', `${out.address}:${out.udpPort}`],
+      argv: [process.execPath, distFile('./echo-server.js'), ...out.httpPorts.flatMap((port) => ['--http', `${out.address}:${port}`]), '--udp', `${out.address}:${out.udpPort}`],
       ready: /echo-server ready/,
     });
     return plan;
@@ -215,7 +225,10 @@ export async function exec(settings: LabSettings, host: string, argv: string[]):
     throw new CapaError('ERR_CAPA_INVALID_ARG', `unknown host "${host}": use gw, out or t1..t${plan.terminals.length}`);
   }
   if (argv.length === 0) throw new CapaError('ERR_CAPA_INVALID_ARG', 'give the command after --, e.g. capa-lab exec t1 -- curl http://out.lab.example/');
-  const child = spawn('ip', ['netns', 'exec', netns, ...argv], { stdio: 'inherit' });
+  // capa-socket and capa-run add allocated addresses to this interface (CAPA_INTERFACE).
+  const terminal = plan.terminals.find((t) => t.netns === netns);
+  const env = terminal && process.env.CAPA_INTERFACE === undefined ? { ...process.env, CAPA_INTERFACE: terminal.ifname } : process.env;
+  const child = spawn('ip', ['netns', 'exec', netns, ...argv], { stdio: 'inherit', env });
   return new Promise((resolve, reject) => {
     child.on('error', reject);
     child.on('close', (code, signal) => resolve(code ?? (signal ? 128 : 1)));

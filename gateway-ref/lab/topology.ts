@@ -9,6 +9,7 @@
  * gateway. Nothing connects to the host's own interfaces.
  */
 import { CapaError } from '../../resolver/lib/errors.js';
+import { parsePool } from '../lib/grm/pool.js';
 
 export interface LabTerminal {
   /** `t1`, `t2`, ... as `capa-lab exec` names it. */
@@ -25,7 +26,7 @@ export interface LabTerminal {
 export interface LabPlan {
   prefix: string;
   gateway: { netns: string; outsideIfname: string; outsideAddress: string };
-  outside: { netns: string; ifname: string; address: string; httpPort: number; udpPort: number };
+  outside: { netns: string; ifname: string; address: string; httpPorts: number[]; udpPort: number };
   terminals: LabTerminal[];
   /** Pool addresses handed out, and the prefix routed to the gateway. */
   pool: string;
@@ -53,15 +54,31 @@ export function checkPrefix(prefix: string): void {
   }
 }
 
-export function planLab(prefix: string, terminals: number): LabPlan {
+/** 198.51.100.0/24 is routed to the gateway; the pool is any part of it. */
+const POOL_PREFIX = '198.51.100.0/24';
+const DEFAULT_POOL = '198.51.100.1-198.51.100.254';
+
+function checkPool(pool: string): void {
+  let addresses: string[];
+  try {
+    addresses = parsePool(pool);
+  } catch (err) {
+    throw new CapaError('ERR_CAPA_INVALID_ARG', `--pool: ${(err as Error).message}`);
+  }
+  const outside = addresses.find((a) => !a.startsWith('198.51.100.'));
+  if (outside !== undefined) throw new CapaError('ERR_CAPA_INVALID_ARG', `--pool: ${outside} is not in the lab's pool prefix ${POOL_PREFIX}`);
+}
+
+export function planLab(prefix: string, terminals: number, pool = DEFAULT_POOL): LabPlan {
   checkPrefix(prefix);
+  checkPool(pool);
   if (!Number.isInteger(terminals) || terminals < 1 || terminals > MAX_TERMINALS) {
     throw new CapaError('ERR_CAPA_INVALID_ARG', `--terminals must be a whole number from 1 to ${MAX_TERMINALS}, got ${terminals}`);
   }
   return {
     prefix,
     gateway: { netns: `${prefix}gw`, outsideIfname: 'out0', outsideAddress: '203.0.113.1' },
-    outside: { netns: `${prefix}out`, ifname: 'gw0', address: '203.0.113.10', httpPort: 80, udpPort: 7 },
+    outside: { netns: `${prefix}out`, ifname: 'gw0', address: '203.0.113.10', httpPorts: [80, 8080], udpPort: 7 },
     terminals: Array.from({ length: terminals }, (_, k) => {
       const i = k + 1;
       const base = INSIDE_BASE + 4 * i;
@@ -74,8 +91,8 @@ export function planLab(prefix: string, terminals: number): LabPlan {
         gatewayAddress: ipv4(base + 1),
       };
     }),
-    pool: '198.51.100.1-198.51.100.254',
-    poolPrefix: '198.51.100.0/24',
+    pool,
+    poolPrefix: POOL_PREFIX,
     inside: '100.64.0.0/10',
     zone: 'lab.example',
     dnsPort: 53,

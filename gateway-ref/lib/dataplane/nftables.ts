@@ -39,11 +39,17 @@ export interface NftablesOptions {
   /** Watch conntrack for flow start and end; default true. */
   flowEvents?: boolean;
   maxBatchOps?: number;
+  /**
+   * A state removed while its flow still lives in conntrack (release on close, FIN still in
+   * flight) stays until the flow's DESTROY, at most this long; default 30 000 ms.
+   */
+  drainMs?: number;
   /** Problems that do not fail a call (lost events, a failed background update); default stderr. */
   log?: (message: string) => void;
 }
 
 export const DEFAULT_RULE_PRIORITY = 1000;
+export const DEFAULT_DRAIN_MS = 30_000;
 
 const MISSING = /No such file or directory/;
 const EXISTS = /File exists/;
@@ -66,6 +72,10 @@ export class NftablesDataPlane implements DataPlane {
   /** Partial states by allocation id, and their keys: complete states need no record (their element follows from the allocation). */
   private readonly partialById = new Map<number, MapElement>();
   private readonly partialByKey = new Map<string, number>();
+  /** Keys of complete states whose flow conntrack has seen start and not yet end. */
+  private readonly liveFlows = new Set<string>();
+  /** Removed states waiting for their flow's end, by key. */
+  private readonly draining = new Map<string, { element: MapElement; timer: NodeJS.Timeout }>();
 
   constructor(private readonly options: NftablesOptions) {
     this.layout = { table: options.table ?? DEFAULT_TABLE, links: options.links, pool: options.pool };
@@ -105,8 +115,12 @@ export class NftablesDataPlane implements DataPlane {
     this.requireStarted();
     const partial = allocation.tuple.remotePort === undefined;
     if (partial) this.trackPartial(allocation.id, element);
+    // The same tuple may still be draining (hold-down shorter than the drain): take it over.
+    const drained = this.undrain(elementKey(element));
+    const ops: ElementOp[] = drained ? [{ action: 'delete', element: drained }] : [];
+    ops.push({ action: 'add', element });
     try {
-      await this.writer.submit({ ops: [{ action: 'add', element }] });
+      await this.writer.submit({ ops });
     } catch (err) {
       if (partial) this.untrackPartial(allocation.id);
       throw err;
@@ -117,8 +131,14 @@ export class NftablesDataPlane implements DataPlane {
     this.requireStarted();
     const element = this.partialById.get(allocation.id) ?? stateElement(allocation.tuple, this.linkOf(allocation.terminal).mark);
     this.untrackPartial(allocation.id);
-    // Already gone (never installed, or removed twice) is what remove wants.
-    await this.writer.submit({ ops: [{ action: 'delete', element }], fallback: { when: MISSING, ops: [] } });
+    const key = elementKey(element);
+    if (this.liveFlows.has(key) && !this.draining.has(key)) {
+      const timer = setTimeout(() => this.endDrain(key), this.options.drainMs ?? DEFAULT_DRAIN_MS);
+      timer.unref();
+      this.draining.set(key, { element, timer });
+      return;
+    }
+    await this.delete(element);
   }
 
   /** Installs or renews an inbound binding; the kernel drops it after ttlMs unless renewed. */
@@ -138,6 +158,8 @@ export class NftablesDataPlane implements DataPlane {
     if (session === undefined) return;
     await this.watch?.stop();
     this.watch = undefined;
+    for (const key of [...this.draining.keys()]) this.undrain(key);
+    this.liveFlows.clear();
     await this.writer.idle();
     try {
       await session.run(renderTeardown(this.layout.table));
@@ -148,6 +170,25 @@ export class NftablesDataPlane implements DataPlane {
       this.partialByKey.clear();
       await session.close();
     }
+  }
+
+  private delete(element: MapElement): Promise<void> {
+    // Already gone (never installed, or removed twice) is what a delete wants.
+    return this.writer.submit({ ops: [{ action: 'delete', element }], fallback: { when: MISSING, ops: [] } });
+  }
+
+  /** Stops waiting for a draining state's flow; returns its element, still installed. */
+  private undrain(key: string): MapElement | undefined {
+    const entry = this.draining.get(key);
+    if (entry === undefined) return undefined;
+    clearTimeout(entry.timer);
+    this.draining.delete(key);
+    return entry.element;
+  }
+
+  private endDrain(key: string): void {
+    const element = this.undrain(key);
+    if (element) this.delete(element).catch((err: unknown) => this.log(`could not remove the state ${key}: ${(err as Error).message}`));
   }
 
   private requireStarted(): void {
@@ -200,8 +241,15 @@ export class NftablesDataPlane implements DataPlane {
   private onConntrack(event: ConntrackEvent): void {
     if (!this.poolSet.has(event.src) || this.events === undefined) return;
     const tuple: OutsideTuple = { proto: event.proto, remoteAddress: event.dst, remotePort: event.dport, localAddress: event.src, localPort: event.sport };
-    if (event.kind === 'destroy') { this.events.flowEnded(tuple); return; }
+    const key = elementKey(stateElement(tuple, 0));
+    if (event.kind === 'destroy') {
+      this.liveFlows.delete(key);
+      this.endDrain(key);
+      this.events.flowEnded(tuple);
+      return;
+    }
     this.narrowPartial(tuple);
+    this.liveFlows.add(key);
     this.events.flowStarted(tuple);
   }
 

@@ -1,0 +1,220 @@
+/**
+ * The nftables data plane against the real kernel, in network namespaces this test creates
+ * (capa-lab's topology, without its processes): two terminals, a gateway, an outside host with
+ * echo servers. The driver runs in this process and drives nft, ip and conntrack inside the
+ * gateway namespace. Needs root; fails instead of skipping when CI=true.
+ */
+import { expect } from 'chai';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runCommand } from '../../gateway-ref/lib/dataplane/command.js';
+import { parseLinkSpecs, renderRuleset, stateElement } from '../../gateway-ref/lib/dataplane/nft-rules.js';
+import { NftablesDataPlane } from '../../gateway-ref/lib/dataplane/nftables.js';
+import { parsePool } from '../../gateway-ref/lib/grm/pool.js';
+import type { Allocation, OutsideTuple } from '../../gateway-ref/lib/grm/types.js';
+import { buildNetwork, down } from '../../gateway-ref/lab/lab.js';
+import { linkSpecs, planLab } from '../../gateway-ref/lab/topology.js';
+import { isCapaError } from '../../resolver/lib/errors.js';
+import { NsProcess, PinnedClient, counters, reapConntrack, requireNetns, startEcho, testPrefix, waitFor } from './helpers.js';
+
+const AOG = '198.51.100.7';
+const OUTSIDE = '203.0.113.10';
+
+describe('nftables data plane (network namespaces, root)', function () {
+  this.timeout(120_000);
+  const prefix = testPrefix('dp');
+  const plan = planLab(prefix, 2);
+  const [t1, t2] = plan.terminals as [typeof plan.terminals[0], typeof plan.terminals[0]];
+  const gw = plan.gateway.netns;
+  const links = parseLinkSpecs(linkSpecs(plan));
+  const pool = parsePool(plan.pool);
+  const started: OutsideTuple[] = [];
+  const ended: OutsideTuple[] = [];
+  const problems: string[] = [];
+  let stateDir = '';
+  let echo: NsProcess | undefined;
+  let driver: NftablesDataPlane;
+  let nextId = 1;
+
+  function allocation(terminal: string, tuple: Partial<OutsideTuple> & { localPort: number }): Allocation {
+    return {
+      id: nextId++,
+      terminal,
+      state: 'pending',
+      leaseExpiresAt: Infinity,
+      createdAt: 0,
+      tuple: { proto: 6, remoteAddress: OUTSIDE, remotePort: 80, localAddress: AOG, ...tuple },
+    };
+  }
+
+  function newDriver(): NftablesDataPlane {
+    return new NftablesDataPlane({ links, pool, netns: gw, log: (m) => problems.push(m) });
+  }
+
+  /** Is the element of this tuple (keyed as the driver keys it) in the kernel? Asks for that one element only. */
+  async function hasElement(tuple: OutsideTuple): Promise<boolean> {
+    const element = stateElement(tuple, 0);
+    const { code } = await runCommand(['nft', 'get', 'element', 'inet', 'capa', element.map, `{ ${element.key} }`], { netns: gw, allowFailure: true });
+    return code === 0;
+  }
+
+  async function fwmarkRules(): Promise<string[]> {
+    const { stdout } = await runCommand(['ip', '-j', 'rule', 'show', 'pref', '1000'], { netns: gw });
+    return (JSON.parse(stdout || '[]') as { fwmark?: string; table?: string }[]).map((r) => `${r.fwmark} -> ${r.table}`);
+  }
+
+  before(async function () {
+    await requireNetns(this);
+    stateDir = await mkdtemp(join(tmpdir(), 'capa-dp-'));
+    await down({ prefix, stateDir });
+    await buildNetwork(plan);
+    for (const t of plan.terminals) await runCommand(['ip', 'address', 'add', `${AOG}/32`, 'dev', t.ifname], { netns: t.netns });
+    echo = await startEcho(plan.outside.netns, [`${OUTSIDE}:80`], `${OUTSIDE}:7`);
+  });
+
+  after(async () => {
+    if (process.getuid?.() !== 0) return;
+    await driver?.stop();
+    await echo?.stop();
+    await down({ prefix, stateDir });
+  });
+
+  it('replaces what an earlier run left (table, elements, fwmark rules, tables) and duplicates nothing on restart', async () => {
+    const stale = { proto: 6 as const, remoteAddress: OUTSIDE, remotePort: 80, localAddress: '198.51.100.99', localPort: 5555 };
+    await runCommand(['nft', '-f', '-'], { netns: gw, input: `${renderRuleset({ table: 'capa', links, pool })}add element inet capa state_tcp4 { ${stateElement(stale, 1000).key} : 1000 }\n` });
+    await runCommand(['ip', '-batch', '-'], { netns: gw, input: `rule add fwmark 77 table 77 priority 1000\nroute add default via ${t1.address} dev ${t1.gatewayIfname} table 77\n` });
+    expect(await hasElement(stale)).to.equal(true);
+
+    driver = newDriver();
+    await driver.start({ flowStarted: (t) => started.push(t), flowEnded: (t) => ended.push(t) });
+    expect(await hasElement(stale)).to.equal(false);
+    expect(await fwmarkRules()).to.deep.equal(['0x3e8 -> 1000', '0x3e9 -> 1001']);
+    expect((await runCommand(['ip', 'route', 'show', 'table', '77'], { netns: gw, allowFailure: true })).stdout.trim()).to.equal('');
+
+    await driver.stop();
+    driver = newDriver();
+    await driver.start({ flowStarted: (t) => started.push(t), flowEnded: (t) => ended.push(t) });
+    expect(await fwmarkRules()).to.deep.equal(['0x3e8 -> 1000', '0x3e9 -> 1001']);
+    const tables = (await runCommand(['nft', 'list', 'tables'], { netns: gw })).stdout;
+    expect(tables.match(/table inet capa\b/g)).to.have.length(1);
+    expect((await runCommand(['ip', 'route', 'show', 'table', '1000'], { netns: gw })).stdout).to.contain(`default via ${t1.address} dev ${t1.gatewayIfname}`);
+  });
+
+  it('has the state in the kernel when install() resolves, and two terminals on one (aOG) reach one outside socket at once', async () => {
+    const a1 = allocation(t1.address, { localPort: 40001 });
+    const a2 = allocation(t2.address, { localPort: 40002 });
+    await Promise.all([driver.install(a1), driver.install(a2)]);
+    expect(await hasElement(a1.tuple)).to.equal(true);
+    expect(await hasElement(a2.tuple)).to.equal(true);
+    const c1 = new PinnedClient(t1.netns, { proto: 'tcp', localAddress: AOG, localPort: 40001, host: OUTSIDE, port: 80, hold: true });
+    const c2 = new PinnedClient(t2.netns, { proto: 'tcp', localAddress: AOG, localPort: 40002, host: OUTSIDE, port: 80, hold: true });
+    await Promise.all([c1.ready, c2.ready]);
+    c1.go();
+    c2.go();
+    const [r1, r2] = await Promise.all([c1.report(), c2.report()]);
+    expect([r1.remoteAddress, r1.remotePort]).to.deep.equal([AOG, 40001]);
+    expect([r2.remoteAddress, r2.remotePort]).to.deep.equal([AOG, 40002]);
+    await waitFor('flow starts', () => (started.filter((t) => t.localPort === 40001 || t.localPort === 40002).length === 2 ? true : undefined), 10_000);
+    await driver.remove(a1);
+    await driver.remove(a2);
+  });
+
+  it('drops a terminal sending from another terminal\'s (aOG, pA), from an unassigned port, or from its inside address', async () => {
+    const a2 = allocation(t2.address, { localPort: 40010 });
+    await driver.install(a2);
+    const before = await counters(gw);
+    const attempts = [
+      new PinnedClient(t1.netns, { proto: 'tcp', localAddress: AOG, localPort: 40010, host: OUTSIDE, port: 80, timeoutMs: 1500 }),
+      new PinnedClient(t1.netns, { proto: 'tcp', localAddress: AOG, localPort: 40011, host: OUTSIDE, port: 80, timeoutMs: 1500 }),
+      new PinnedClient(t1.netns, { proto: 'tcp', localAddress: t1.address, localPort: 40012, host: OUTSIDE, port: 80, timeoutMs: 1500 }),
+    ];
+    for (const attempt of attempts) expect(await attempt.done).to.deep.equal({ event: 'timeout' });
+    expect((await counters(gw)).spoofed - before.spoofed).to.be.at.least(3);
+    // The owner still gets through on the same (aOG, pA).
+    const owner = new PinnedClient(t2.netns, { proto: 'tcp', localAddress: AOG, localPort: 40010, host: OUTSIDE, port: 80 });
+    expect((await owner.report()).remotePort).to.equal(40010);
+    await driver.remove(a2);
+  });
+
+  it('does not deliver inside-bound packets for a tuple no state names', async () => {
+    const before = await counters(gw);
+    const probe = new PinnedClient(plan.outside.netns, { proto: 'udp', localAddress: OUTSIDE, localPort: 7070, host: AOG, port: 40020, timeoutMs: 1500 });
+    expect(await probe.done).to.deep.equal({ event: 'timeout' });
+    expect((await counters(gw)).unmatched - before.unmatched).to.equal(1);
+  });
+
+  it('completes a partial state with the first packet\'s destination port', async () => {
+    const partial = allocation(t1.address, { proto: 17, remotePort: undefined, localPort: 40030 });
+    await driver.install(partial);
+    expect(await hasElement(partial.tuple)).to.equal(true);
+    const client = new PinnedClient(t1.netns, { proto: 'udp', localAddress: AOG, localPort: 40030, host: OUTSIDE, port: 7 });
+    const report = await client.report();
+    expect([report.remoteAddress, report.remotePort]).to.deep.equal([AOG, 40030]);
+    const complete = { ...partial.tuple, remotePort: 7 };
+    await waitFor('the complete element', async () => ((await hasElement(complete)) && !(await hasElement(partial.tuple)) ? true : undefined), 10_000);
+    expect(started).to.deep.include(complete);
+    await driver.remove({ ...partial, tuple: complete });
+  });
+
+  it('keeps a removed state until conntrack ends its flow, so the connection closes cleanly', async () => {
+    const a = allocation(t1.address, { localPort: 40040 });
+    await driver.install(a);
+    const client = new PinnedClient(t1.netns, { proto: 'tcp', localAddress: AOG, localPort: 40040, host: OUTSIDE, port: 80, hold: true });
+    await client.ready;
+    await waitFor('the flow start', () => (started.some((t) => t.localPort === 40040) ? true : undefined), 10_000);
+    await driver.remove(a);
+    expect(await hasElement(a.tuple)).to.equal(true);
+    client.go();
+    expect((await client.report()).remotePort).to.equal(40040);
+    await waitFor('the flow end', () => (ended.some((t) => t.localPort === 40040) ? true : undefined), 60_000, () => reapConntrack(gw));
+    await waitFor('the element to go', async () => (!(await hasElement(a.tuple)) ? true : undefined), 10_000);
+  });
+
+  it('routes a bound querier\'s packets for a pool address to the terminal (inbound path), and nobody else\'s', async () => {
+    const server = await startEcho(t1.netns, [`${t1.address}:8000`], `${t1.address}:8001`);
+    try {
+      await driver.routeInbound({ querier: OUTSIDE, poolAddress: '198.51.100.200', terminal: t1.address, ttlMs: 30_000 });
+      const report = await new PinnedClient(plan.outside.netns, { proto: 'tcp', localAddress: OUTSIDE, localPort: 0, host: '198.51.100.200', port: 8000 }).report();
+      expect([report.remoteAddress, report.localAddress]).to.deep.equal([OUTSIDE, t1.address]);
+      await runCommand(['ip', 'address', 'add', '203.0.113.11/24', 'dev', plan.outside.ifname], { netns: plan.outside.netns });
+      const stranger = new PinnedClient(plan.outside.netns, { proto: 'tcp', localAddress: '203.0.113.11', localPort: 0, host: '198.51.100.200', port: 8000, timeoutMs: 1500 });
+      expect(await stranger.done).to.deep.equal({ event: 'timeout' });
+      // Rebinding the address for this querier to another terminal replaces the binding.
+      await driver.routeInbound({ querier: OUTSIDE, poolAddress: '198.51.100.200', terminal: t2.address, ttlMs: 30_000 });
+      const { stdout } = await runCommand(['nft', 'get', 'element', 'inet', 'capa', 'inbound4', `{ ${OUTSIDE} . 198.51.100.200 }`], { netns: gw });
+      expect(stdout).to.contain(`: ${t2.address}`);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('fails only the conflicting update of a batch, and refuses a terminal without a link', async () => {
+    const x1 = allocation(t1.address, { localPort: 40050 });
+    const x2 = allocation(t2.address, { localPort: 40050 });
+    const y = allocation(t2.address, { localPort: 40051 });
+    const results = await Promise.allSettled([driver.install(x1), driver.install(x2), driver.install(y)]);
+    expect(results.map((r) => r.status)).to.deep.equal(['fulfilled', 'rejected', 'fulfilled']);
+    expect(String((results[1] as PromiseRejectedResult).reason)).to.match(/File exists/);
+    expect(await hasElement(y.tuple)).to.equal(true);
+    let refused: unknown;
+    await driver.install(allocation('100.64.9.9', { localPort: 40052 })).catch((err: unknown) => { refused = err; });
+    expect(isCapaError(refused, 'ERR_CAPA_CONFIG')).to.equal(true);
+    expect(String(refused)).to.match(/--nft-link 100\.64\.9\.9=/);
+    await driver.remove(x1);
+    await driver.remove(y);
+  });
+
+  it('renders an IPv6 ruleset the kernel accepts', async () => {
+    const v6 = renderRuleset({ table: 'capa6check', links: parseLinkSpecs(['2001:db8:1::6=t1', '100.64.0.6=t1']), pool: ['2001:db8:ff::1', '2001:db8:ff::2'] });
+    await runCommand(['nft', '-c', '-f', '-'], { netns: gw, input: v6 });
+  });
+
+  it('removes everything it installed on stop', async () => {
+    await driver.stop();
+    expect((await runCommand(['nft', 'list', 'tables'], { netns: gw })).stdout).not.to.match(/inet capa\b/);
+    expect(await fwmarkRules()).to.deep.equal([]);
+    expect((await runCommand(['ip', 'route', 'show', 'table', '1000'], { netns: gw, allowFailure: true })).stdout.trim()).to.equal('');
+    expect(problems).to.deep.equal([]);
+  });
+});

@@ -73,6 +73,13 @@ static int pin_is_live(int fd, const struct capa_pin *p) {
          memcmp(ip.addr, r->addr, r->family == 4 ? 4 : 16) == 0;
 }
 
+/* Multicast, broadcast and link-local destinations never leave the link: no gateway, no CAPA. */
+static int link_only(const struct capa_ip *ip) {
+  const uint8_t *a = ip->addr;
+  if (ip->family == 4) return (a[0] & 0xf0) == 224 || (a[0] == 169 && a[1] == 254) || (a[0] & a[1] & a[2] & a[3]) == 255;
+  return a[0] == 0xff || (a[0] == 0xfe && (a[1] & 0xc0) == 0x80);
+}
+
 /* IPPROTO_TCP or IPPROTO_UDP, 0 for anything CAPA does not pin (raw, ICMP, SCTP, MPTCP...). */
 static int socket_proto(int fd) {
   int proto = 0;
@@ -165,7 +172,7 @@ static int prepare(int fd, const struct destination *d, int connecting) {
   struct capa_pin pinned;
   struct capa_allocation a;
   int proto = socket_proto(fd);
-  if (proto == 0) return 0;
+  if (proto == 0 || link_only(&d->ip)) return 0;
   if (capa_config_exempts(cfg, &d->ip, d->port)) {
     /* The name lookup could not know the destination is exempt: hand its allocation back. */
     if (capa_pending_take(&d->ip, d->port, proto, &a)) capa_release(cfg, &a, "exempt destination");

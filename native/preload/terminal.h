@@ -7,9 +7,10 @@
  *   destination: take the pending allocation for (aOB, pB, proto) or ask by reverse name, put
  *   aOG on CAPA_INTERFACE when it is not local, pin the socket to (aOG, pA), then let the real
  *   call run (a non-blocking connect stays non-blocking).
- * - Exempt, connected as they are: other families, other protocols, the CAPA servers' own
- *   address and port, CAPA_EXEMPT prefixes, and destinations the server answers without CAPA
- *   (inside-to-inside, or a server that does not know CAPA).
+ * - Exempt, connected as they are: other families, other protocols, multicast, broadcast and
+ *   link-local destinations, the CAPA servers' own address and port, CAPA_EXEMPT prefixes, and
+ *   destinations the server answers without CAPA (inside-to-inside, or a server that does not
+ *   know CAPA).
  * - A socket the app bound itself is the app's choice (CAPA-aware code binds to its own
  *   allocation): it is connected as bound, never rebound. Except a UDP bind to the wildcard
  *   address and port 0 (node's dgram does that before its first send): that bind is deferred,

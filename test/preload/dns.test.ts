@@ -164,6 +164,25 @@ describe('capa-run DNS client against scripted servers', function () {
     expect(result.stdout.trim()).to.equal(`('${GENUINE.address}', ${GENUINE.port})`);
   });
 
+  it('multicast, broadcast and link-local destinations are sent without asking CAPA', async function () {
+    const python = requireTool(this, 'python3', 'capa-run DNS tests');
+    const dns = await server(fakeGateway((q) => capaAnswer(q, GENUINE)));
+    const script = [
+      'import socket',
+      'for dest in [("239.255.0.1", 9), ("255.255.255.255", 9), ("169.254.1.1", 9)]:',
+      '    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)',
+      '    try: s.sendto(b"x", dest)',
+      '    except OSError: pass  # no route on this host: the kernel decides, not CAPA',
+      '    print(s.getsockname()[0])',
+    ].join('\n');
+    const log = newLog();
+    const result = await capaRun(dns.server, log, [python, '-c', script]);
+    expect(result.code, result.stderr).to.equal(0);
+    expect(dns.queries).to.have.length(0);
+    expect(result.stdout).to.not.include(GENUINE.address);
+    expect(pins(readCapaLog(log))).to.have.length(0);
+  });
+
   it('a CAPA answer for a protocol the program did not ask for is refused, not used', async function () {
     const dns = await server(fakeGateway((q) => capaAnswer(q, { ...GENUINE, proto: 17 })));
     const log = newLog();

@@ -17,6 +17,8 @@
 #define MAX_TIMEOUT_MS 600000
 #define ITEM_MAX 128
 
+const uint8_t CAPA_V4_MAPPED[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
 static struct capa_config process_config;
 static pthread_once_t config_once = PTHREAD_ONCE_INIT;
 

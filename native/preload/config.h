@@ -69,4 +69,7 @@ socklen_t capa_sockaddr(const struct capa_ip *ip, uint16_t port, struct sockaddr
 /* "a.b.c.d" or RFC 5952 IPv6 text. */
 void capa_ip_format(const struct capa_ip *ip, char *out, size_t len);
 
+/* The first 12 octets of a v4-mapped IPv6 address (::ffff:a.b.c.d). */
+extern const uint8_t CAPA_V4_MAPPED[12];
+
 #endif

@@ -18,8 +18,6 @@
 
 #define SERVICE_BUF 1024
 
-static const uint8_t V4_MAPPED[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-
 /* RFC 6761: localhost names never leave the host, so no gateway is involved. */
 static int is_localhost(const char *name) {
   size_t n = strlen(name);
@@ -93,7 +91,7 @@ static struct addrinfo *new_node(const struct capa_ip *ip, uint16_t port, int ma
   struct capa_ip wire = *ip;
   if (mapped) {
     wire.family = 6;
-    memcpy(wire.addr, V4_MAPPED, sizeof V4_MAPPED);
+    memcpy(wire.addr, CAPA_V4_MAPPED, sizeof CAPA_V4_MAPPED);
     memcpy(wire.addr + 12, ip->addr, 4);
   }
   struct sockaddr_storage ss;

@@ -22,8 +22,6 @@ struct destination {
   int mapped;         /* an AF_INET6 socket talking to a v4-mapped address */
 };
 
-static const uint8_t V4_MAPPED[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-
 /* An AF_INET/AF_INET6 socket address as (ip, port), v4-mapped IPv6 as IPv4; 0 for others. */
 static int read_sockaddr(const struct sockaddr *sa, socklen_t len, struct capa_ip *ip, uint16_t *port, int *mapped) {
   memset(ip, 0, sizeof *ip);
@@ -38,7 +36,7 @@ static int read_sockaddr(const struct sockaddr *sa, socklen_t len, struct capa_i
   }
   if (sa->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
     const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
-    *mapped = memcmp(&sin6->sin6_addr, V4_MAPPED, sizeof V4_MAPPED) == 0;
+    *mapped = memcmp(&sin6->sin6_addr, CAPA_V4_MAPPED, sizeof CAPA_V4_MAPPED) == 0;
     ip->family = *mapped ? 4 : 6;
     memcpy(ip->addr, sin6->sin6_addr.s6_addr + (*mapped ? 12 : 0), *mapped ? 4 : 16);
     *port = ntohs(sin6->sin6_port);
@@ -88,15 +86,13 @@ static int socket_proto(int fd) {
   return proto == IPPROTO_TCP || proto == IPPROTO_UDP ? proto : 0;
 }
 
-
 static const char *proto_name(int proto) { return proto == IPPROTO_UDP ? "udp" : "tcp"; }
 
-static void log_pin(const struct capa_config *cfg, const char *event, int fd, const struct capa_allocation *a,
-                    const struct destination *d) {
+static void log_pin(const struct capa_config *cfg, int fd, const struct capa_allocation *a, const struct destination *d) {
   char aog[CAPA_ADDRESS_TEXT_MAX], aob[CAPA_ADDRESS_TEXT_MAX];
   capa_address_format(a->record.family, a->record.addr, aog, sizeof aog);
   capa_ip_format(&d->ip, aob, sizeof aob);
-  capa_log_event(cfg, event, "\"fd\":%d,\"proto\":%d,\"qname\":\"%s\",\"aOG\":\"%s\",\"pA\":%u,\"aOB\":\"%s\",\"pB\":%u", fd,
+  capa_log_event(cfg, "pin", "\"fd\":%d,\"proto\":%d,\"qname\":\"%s\",\"aOG\":\"%s\",\"pA\":%u,\"aOB\":\"%s\",\"pB\":%u", fd,
                  a->record.proto, a->qname, aog, (unsigned)a->record.port, aob, (unsigned)d->port);
 }
 
@@ -124,7 +120,7 @@ static int pin(const struct capa_config *cfg, int fd, const struct destination *
     capa_notice(cfg, "cannot put CAPA address %s on interface %s (%s); not connecting", aog, cfg->interface, strerror(-rc));
   } else {
     /* An AF_INET6 socket reaching an IPv4 destination binds the v4-mapped form of aOG. */
-    memcpy(source, V4_MAPPED, sizeof V4_MAPPED);
+    memcpy(source, CAPA_V4_MAPPED, sizeof CAPA_V4_MAPPED);
     memcpy(d->mapped ? source + 12 : source, a->record.addr, a->record.family == 4 ? 4 : 16);
     rc = capa_pin_fd(fd, d->sock_family, source, a->record.port, NULL, &step);
     const char *option = capa_pin_step_option(step);
@@ -139,7 +135,7 @@ static int pin(const struct capa_config *cfg, int fd, const struct destination *
   }
   struct capa_pin entry = {.alloc = *a, .dest = d->ip, .dest_port = d->port};
   capa_pins_add(fd, &entry);
-  log_pin(cfg, "pin", fd, a, d);
+  log_pin(cfg, fd, a, d);
   return 0;
 }
 
@@ -211,18 +207,12 @@ int capa_before_send(int fd, const struct sockaddr *to, socklen_t len) {
 
 int capa_bind_deferred(int fd, const struct sockaddr *addr, socklen_t len) {
   static const uint8_t any[16];
-  int type = 0;
+  struct capa_ip ip;
+  uint16_t port = 1;
+  int mapped, type = 0;
   socklen_t type_len = sizeof type;
-  if (addr == NULL || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &type_len) < 0 || type != SOCK_DGRAM) return 0;
-  if (addr->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
-    const struct sockaddr_in *sin = (const struct sockaddr_in *)addr;
-    return sin->sin_port == 0 && sin->sin_addr.s_addr == htonl(INADDR_ANY);
-  }
-  if (addr->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
-    const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)addr;
-    return sin6->sin6_port == 0 && memcmp(&sin6->sin6_addr, any, sizeof any) == 0;
-  }
-  return 0;
+  return read_sockaddr(addr, len, &ip, &port, &mapped) && !mapped && port == 0 && memcmp(ip.addr, any, sizeof any) == 0 &&
+         getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &type_len) == 0 && type == SOCK_DGRAM;
 }
 
 int capa_take_pin(int fd, struct capa_pin *pin) { return capa_pins_remove(fd, pin); }

@@ -68,10 +68,11 @@ function requireRoot(): void {
   }
 }
 
+/** A process that exists and is not a zombie (a killed lab process may wait a while for its reaper). */
 function alive(pid: number): boolean {
   try {
-    process.kill(pid, 0);
-    return true;
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
   } catch {
     return false;
   }

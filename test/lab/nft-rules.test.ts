@@ -70,10 +70,12 @@ describe('nft-rules: ruleset', () => {
 
   it('checks outside-bound packets before conntrack and marks inside-bound ones after dstnat', () => {
     expect(text).to.match(/chain outbound \{\n\s+type filter hook prerouting priority raw;/);
-    expect(text).to.match(/chain route_inbound \{\n\s+type filter hook prerouting priority dstnat \+ 10;/);
+    expect(text).to.match(/chain route_inbound \{\n\s+type filter hook prerouting priority mangle;/);
+    expect(text).to.match(/chain drop_unmatched \{\n\s+type filter hook prerouting priority dstnat \+ 10;/);
     expect(text).to.contain('meta l4proto tcp meta mark set ip daddr . th dport . ip saddr . th sport map @state_tcp4 meta mark . iifname @owners meta mark set 0 accept');
     expect(text).to.contain('meta l4proto udp meta mark set ip6 saddr . ip6 daddr . th dport map @partial_udp6 accept');
-    expect(text).to.contain('ip daddr @pool4 counter name unmatched drop');
+    expect(text).to.contain('meta mark 0 ip daddr @pool4 counter name unmatched drop');
+    expect(text).to.contain('iifname != @links meta mark 0 dnat ip to ip saddr . ip daddr map @inbound4');
   });
 
   it('refuses a table name nft would misread and a mark below 256', () => {

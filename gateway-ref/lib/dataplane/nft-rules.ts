@@ -169,7 +169,6 @@ function inboundRules(family: Family): string[] {
     rules.push(`    ${l4} meta mark set ${ip} saddr . th sport . ${ip} daddr . th dport map @${stateMapName(proto, family)} accept`);
     rules.push(`    ${l4} meta mark set ${ip} saddr . ${ip} daddr . th dport map @${partialMapName(proto, family)} accept`);
   }
-  rules.push(`    ${ip} daddr @pool${family} counter name unmatched drop`);
   return rules;
 }
 
@@ -210,16 +209,23 @@ export function renderRuleset(layout: NftLayout): string {
     ...FAMILIES.flatMap((f) => familyDeclarations(f, pool[f], terminalPairs(layout.links, f))),
     '  counter spoofed { comment "outside-bound packets from a terminal with no state of its own"; }',
     '  counter unmatched { comment "inside-bound packets matching no state"; }',
+    '  chain route_inbound {',
+    '    type filter hook prerouting priority mangle; policy accept;',
+    '    iifname @links return',
+    ...FAMILIES.flatMap(inboundRules),
+    '  }',
+    // Only a new connection that matches no state takes the inbound path (a state's own traffic never does).
     '  chain inbound_nat {',
     '    type nat hook prerouting priority dstnat; policy accept;',
-    '    iifname != @links dnat ip to ip saddr . ip daddr map @inbound4',
-    '    iifname != @links dnat ip6 to ip6 saddr . ip6 daddr map @inbound6',
+    '    iifname != @links meta mark 0 dnat ip to ip saddr . ip daddr map @inbound4',
+    '    iifname != @links meta mark 0 dnat ip6 to ip6 saddr . ip6 daddr map @inbound6',
     '  }',
-    '  chain route_inbound {',
+    '  chain drop_unmatched {',
     // After dstnat, so inbound-path packets already carry the terminal's inside address.
     '    type filter hook prerouting priority dstnat + 10; policy accept;',
     '    iifname @links return',
-    ...FAMILIES.flatMap(inboundRules),
+    '    meta mark 0 ip daddr @pool4 counter name unmatched drop',
+    '    meta mark 0 ip6 daddr @pool6 counter name unmatched drop',
     '  }',
     '  chain outbound {',
     '    type filter hook prerouting priority raw; policy accept;',

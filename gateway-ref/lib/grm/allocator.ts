@@ -147,7 +147,7 @@ export class Allocator {
     const port = this.choosePort(scope, address);
     const slot = this.slots.acquire();
     const s = this.slots;
-    s.terminal[slot] = this.terminals.hold(terminal, address).idx;
+    s.terminal[slot] = this.terminals.hold(terminal, owner, address).idx;
     s.scope[slot] = scope.idx;
     s.address[slot] = address;
     s.port[slot] = port;
@@ -262,8 +262,10 @@ export class Allocator {
     // Own and blocking ports are disjoint per address, so this sum reaches the bound only when all are full.
     if (scope.total + scope.blockingTotal() >= PORT_COUNT * n) return -1;
     if (owner) {
-      for (const address of owner.addresses.keys()) {
-        if (this.poolFamily[address] === family && scope.taken(address) < PORT_COUNT) return address;
+      const { addresses, counts } = owner;
+      for (let i = 0; i < addresses.length; i++) {
+        const address = addresses[i]!;
+        if (counts[i]! > 0 && this.poolFamily[address] === family && scope.taken(address) < PORT_COUNT) return address;
       }
     }
     for (let tries = 0; tries < n; tries++) {
@@ -278,8 +280,9 @@ export class Allocator {
   private choosePort(scope: Scope, address: number): number {
     const own = scope.sets.get(address);
     const blocking = scope.blocking(address);
-    const free = PORT_COUNT - scope.taken(address);
-    const k = this.sequential ? 0 : Math.min(free - 1, Math.floor(this.random() * free));
+    const free = PORT_COUNT - (own?.size ?? 0) - (blocking?.size ?? 0);
+    // Clamped: an injected source outside [0, 1) must not pick a port outside the free ones.
+    const k = this.sequential ? 0 : Math.min(free - 1, Math.max(0, Math.floor(this.random() * free) || 0));
     if (own && blocking) return selectFreeInBoth(own, blocking, k);
     const only = own ?? blocking;
     return only ? only.selectFree(k) : FIRST_PORT + k;

@@ -52,14 +52,17 @@ export abstract class Scope {
 
 export class HostScope extends Scope {
   readonly destinations = new Map<number, DestinationScope>();
-  /** Ports used by any destination of this host, per pool address. */
-  readonly union = new Map<number, PortMultiset>();
+  /**
+   * Ports used by any destination of this host, per pool address: what a new partial state must
+   * avoid. Built at the host's first partial request and kept up to date from then on, so hosts
+   * only ever reached with a known pB never pay for it.
+   */
+  private union: Map<number, PortMultiset> | undefined;
   /** Distinct ports in `union`, over all pool addresses. */
-  unionTotal = 0;
+  private unionTotal = 0;
 
   constructor(
     idx: number,
-    readonly key: string,
     readonly proto: ProtoNumber,
     readonly address: string,
     readonly family: 4 | 6,
@@ -76,14 +79,16 @@ export class HostScope extends Scope {
   }
 
   blocking(address: number): PortSet | undefined {
-    return this.union.get(address)?.distinct;
+    return this.trackedUnion().get(address)?.distinct;
   }
 
   blockingTotal(): number {
+    this.trackedUnion();
     return this.unionTotal;
   }
 
   unionAdd(address: number, port: number): void {
+    if (!this.union) return;
     let ports = this.union.get(address);
     if (!ports) this.union.set(address, (ports = new PortMultiset()));
     const before = ports.distinct.size;
@@ -92,11 +97,21 @@ export class HostScope extends Scope {
   }
 
   unionDelete(address: number, port: number): void {
+    if (!this.union) return;
     const ports = this.union.get(address)!;
     const before = ports.distinct.size;
     ports.delete(port);
     this.unionTotal += ports.distinct.size - before;
     if (ports.distinct.size === 0) this.union.delete(address);
+  }
+
+  private trackedUnion(): Map<number, PortMultiset> {
+    if (this.union) return this.union;
+    this.union = new Map();
+    for (const destination of this.destinations.values()) {
+      for (const [address, ports] of destination.sets) for (const port of ports.ports()) this.unionAdd(address, port);
+    }
+    return this.union;
   }
 
   get unused(): boolean {
@@ -132,19 +147,17 @@ export class DestinationScope extends Scope {
   }
 }
 
-function hostKey(proto: number, address: string): string {
-  return `${proto} ${address}`;
-}
-
 /** Scopes by key and by index; a scope lives while some state or held-down port names it. */
 export class ScopeRegistry {
-  private readonly hosts = new Map<string, HostScope>();
+  /** Hosts by protocol, then by canonical address (no key strings to build on each lookup). */
+  private readonly tcp = new Map<string, HostScope>();
+  private readonly udp = new Map<string, HostScope>();
   private readonly byIdx: (Scope | undefined)[] = [];
   private readonly freeIdx: number[] = [];
   private destinationCount = 0;
 
   get hostCount(): number {
-    return this.hosts.size;
+    return this.tcp.size + this.udp.size;
   }
 
   get destinations(): number {
@@ -157,11 +170,12 @@ export class ScopeRegistry {
 
   /** The host scope of (proto, address), if any state names it. Never throws. */
   findHost(proto: number, address: string): HostScope | undefined {
-    const host = this.hosts.get(hostKey(proto, address));
-    if (host || isIP(address) === 0) return host;
+    const hosts = proto === 6 ? this.tcp : proto === 17 ? this.udp : undefined;
+    const host = hosts?.get(address);
+    if (host || !hosts || isIP(address) === 0) return host;
     // Non-canonical spellings of an address name the same host.
     const canonical = canonicalIp(address);
-    return canonical === address ? undefined : this.hosts.get(hostKey(proto, canonical));
+    return canonical === address ? undefined : hosts.get(canonical);
   }
 
   /** The host scope of (proto, address), created (after validation) if missing. */
@@ -172,8 +186,8 @@ export class ScopeRegistry {
     const family = typeof address === 'string' ? isIP(address) : 0;
     if (family === 0) throw invalidArg(`destination address is not an IP address: "${String(address)}"`);
     const canonical = canonicalIp(address);
-    const host = new HostScope(this.nextIdx(), hostKey(proto, canonical), proto, canonical, family as 4 | 6);
-    this.hosts.set(host.key, host);
+    const host = new HostScope(this.nextIdx(), proto, canonical, family as 4 | 6);
+    (proto === 6 ? this.tcp : this.udp).set(canonical, host);
     this.byIdx[host.idx] = host;
     return host;
   }
@@ -203,7 +217,7 @@ export class ScopeRegistry {
     }
     const host = scope.host;
     if (!host.unused) return;
-    this.hosts.delete(host.key);
+    (host.proto === 6 ? this.tcp : this.udp).delete(host.address);
     this.forget(host);
   }
 

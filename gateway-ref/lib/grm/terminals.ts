@@ -1,13 +1,19 @@
 /**
  * Inside terminals that hold live allocations: how many (for the quota) and on which pool
- * addresses (for paired pooling). A terminal is forgotten when its last allocation ends.
+ * addresses (for paired pooling). A terminal whose last allocation ended is forgotten in a later
+ * sweep rather than at once, so one making a flow at a time does not churn the table.
  */
 import { CapaError, invalidArg } from '../../../resolver/lib/errors.js';
 
+/** Idle terminals kept at least, before a sweep; beyond it, at most as many idle as in use. */
+const IDLE_FLOOR = 1024;
+
 export class Terminal {
   live = 0;
-  /** Live allocations by pool index, in the order the terminal first got each address. */
-  readonly addresses = new Map<number, number>();
+  /** Pool indexes the terminal has held since its record was made, in the order it first got each... */
+  readonly addresses: number[] = [];
+  /** ...and its live allocations on each (0: no longer held; kept to spare array churn). */
+  readonly counts: number[] = [];
 
   constructor(
     readonly idx: number,
@@ -19,9 +25,11 @@ export class TerminalRegistry {
   private readonly byName = new Map<string, Terminal>();
   private readonly byIdx: (Terminal | undefined)[] = [];
   private readonly freeIdx: number[] = [];
+  private idle = 0;
 
+  /** Terminals holding at least one live allocation. */
   get count(): number {
-    return this.byName.size;
+    return this.byName.size - this.idle;
   }
 
   find(name: string): Terminal | undefined {
@@ -32,7 +40,7 @@ export class TerminalRegistry {
     return this.byIdx[idx]!;
   }
 
-  /** Checks that `name` may get one more allocation; its record if it already holds some. */
+  /** Checks that `name` may get one more allocation; its record if it has one. */
   admit(name: string, quota: number): Terminal | undefined {
     const terminal = this.byName.get(name);
     if (!terminal) {
@@ -43,27 +51,42 @@ export class TerminalRegistry {
     return terminal;
   }
 
-  /** Counts a new allocation of an admitted terminal on pool address `address`. */
-  hold(name: string, address: number): Terminal {
-    let terminal = this.byName.get(name);
+  /** Counts a new allocation on pool address `address` of an admitted terminal (`known`: its record). */
+  hold(name: string, known: Terminal | undefined, address: number): Terminal {
+    let terminal = known;
     if (!terminal) {
       terminal = new Terminal(this.freeIdx.pop() ?? this.byIdx.length, name);
       this.byName.set(name, terminal);
       this.byIdx[terminal.idx] = terminal;
+    } else if (terminal.live === 0) {
+      this.idle--;
     }
     terminal.live++;
-    terminal.addresses.set(address, (terminal.addresses.get(address) ?? 0) + 1);
+    const i = terminal.addresses.indexOf(address);
+    if (i < 0) {
+      terminal.addresses.push(address);
+      terminal.counts.push(1);
+    } else {
+      terminal.counts[i]!++;
+    }
     return terminal;
   }
 
   /** Uncounts an allocation on `address`. */
   drop(terminal: Terminal, address: number): void {
-    const onAddress = terminal.addresses.get(address)!;
-    if (onAddress === 1) terminal.addresses.delete(address);
-    else terminal.addresses.set(address, onAddress - 1);
+    terminal.counts[terminal.addresses.indexOf(address)]!--;
     if (--terminal.live > 0) return;
-    this.byName.delete(terminal.name);
-    this.byIdx[terminal.idx] = undefined;
-    this.freeIdx.push(terminal.idx);
+    this.idle++;
+    if (this.idle > IDLE_FLOOR && this.idle * 2 > this.byName.size) this.sweep();
+  }
+
+  private sweep(): void {
+    for (const terminal of this.byName.values()) {
+      if (terminal.live > 0) continue;
+      this.byName.delete(terminal.name);
+      this.byIdx[terminal.idx] = undefined;
+      this.freeIdx.push(terminal.idx);
+    }
+    this.idle = 0;
   }
 }

@@ -89,7 +89,7 @@ function checkPool(pool: readonly string[]): string[] {
   });
 }
 
-function describe(scope: Scope): string {
+function scopeText(scope: Scope): string {
   const { proto, address, family } = scope.host;
   const host = family === 6 ? `[${address}]` : address;
   return `${proto === 6 ? 'tcp' : 'udp'}/${host}:${scope.remotePort ?? '*'}`;
@@ -294,7 +294,7 @@ export class Allocator {
     const why = n === 0
       ? `the pool has no IPv${family} address`
       : `all ${PORT_COUNT} ports of the ${n} IPv${family} pool address${n === 1 ? '' : 'es'} are in use or held down for it`;
-    return new CapaError('ERR_CAPA_EXHAUSTED', `no free (aOG, pA) for ${describe(scope)}: ${why}`);
+    return new CapaError('ERR_CAPA_EXHAUSTED', `no free (aOG, pA) for ${scopeText(scope)}: ${why}`);
   }
 
   /** A partial state's first packet fixed pB: it now reserves only that destination's tuple. */

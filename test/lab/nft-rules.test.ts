@@ -1,7 +1,7 @@
 /** The nftables data plane's pure part: link specifications, pool ranges, ruleset and element scripts. */
 import { expect } from 'chai';
 import {
-  inboundElement, parseLinkSpecs, poolRanges, renderElementOps, renderRouteCleanup, renderRoutes, renderRuleset, renderTeardown, stateElement,
+  CHAIN_NAMES, inboundElement, renderChains, parseLinkSpecs, poolRanges, renderElementOps, renderRouteCleanup, renderRoutes, renderRuleset, renderTeardown, stateElement,
 } from '../../gateway-ref/lib/dataplane/nft-rules.js';
 import type { OutsideTuple } from '../../gateway-ref/lib/grm/types.js';
 import { isCapaError } from '../../resolver/lib/errors.js';
@@ -76,6 +76,10 @@ describe('nft-rules: ruleset', () => {
     expect(text).to.contain('meta l4proto udp meta mark set ip6 saddr . ip6 daddr . th dport map @partial_udp6 accept');
     expect(text).to.contain('meta mark 0 ip daddr @pool4 counter name unmatched drop');
     expect(text).to.contain('iifname != @links meta mark 0 dnat ip to ip saddr . ip daddr map @inbound4');
+  });
+
+  it('lists every chain it declares by name', () => {
+    expect([...renderChains().join('\n').matchAll(/chain (\w+) \{/g)].map((m) => m[1])).to.have.members([...CHAIN_NAMES]);
   });
 
   it('refuses a table name nft would misread and a mark below 256', () => {

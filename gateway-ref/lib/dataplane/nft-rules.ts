@@ -189,26 +189,9 @@ function outboundRules(family: Family): string[] {
   return rules;
 }
 
-/**
- * The whole table, replacing any earlier copy in the same transaction (the leading
- * `table`+`delete table` pair makes the delete safe when there is none): leftovers of an earlier
- * run disappear and nothing is duplicated.
- */
-export function renderRuleset(layout: NftLayout): string {
-  checkLayout(layout);
-  const pool = poolRanges(layout.pool);
-  const links = layout.links.map((l) => quoted(l.ifname));
-  const owners = layout.links.map((l) => `${l.mark} . ${quoted(l.ifname)}`);
-  const t = layout.table;
+/** The chains (the hooks); the sets and maps they use are declared beside them. */
+export function renderChains(): string[] {
   return [
-    `table inet ${t} {}`,
-    `delete table inet ${t}`,
-    `table inet ${t} {`,
-    `  set links { type ifname;${elements(links)} }`,
-    `  set owners { type mark . ifname;${elements(owners)} }`,
-    ...FAMILIES.flatMap((f) => familyDeclarations(f, pool[f], terminalPairs(layout.links, f))),
-    '  counter spoofed { comment "outside-bound packets from a terminal with no state of its own"; }',
-    '  counter unmatched { comment "inside-bound packets matching no state"; }',
     '  chain route_inbound {',
     '    type filter hook prerouting priority mangle; policy accept;',
     '    iifname @links return',
@@ -256,6 +239,33 @@ export function renderRuleset(layout: NftLayout): string {
     '    meta mark != 0 accept',
     '    counter name unmatched drop',
     '  }',
+  ];
+}
+
+/** Names of the chains renderChains() declares, e.g. to delete them. */
+export const CHAIN_NAMES = ['route_inbound', 'inbound_nat', 'drop_unmatched', 'outbound', 'forward', 'from_terminal', 'inside_bound'] as const;
+
+/**
+ * The whole table, replacing any earlier copy in the same transaction (the leading
+ * `table`+`delete table` pair makes the delete safe when there is none): leftovers of an earlier
+ * run disappear and nothing is duplicated.
+ */
+export function renderRuleset(layout: NftLayout): string {
+  checkLayout(layout);
+  const pool = poolRanges(layout.pool);
+  const links = layout.links.map((l) => quoted(l.ifname));
+  const owners = layout.links.map((l) => `${l.mark} . ${quoted(l.ifname)}`);
+  const t = layout.table;
+  return [
+    `table inet ${t} {}`,
+    `delete table inet ${t}`,
+    `table inet ${t} {`,
+    `  set links { type ifname;${elements(links)} }`,
+    `  set owners { type mark . ifname;${elements(owners)} }`,
+    ...FAMILIES.flatMap((f) => familyDeclarations(f, pool[f], terminalPairs(layout.links, f))),
+    '  counter spoofed { comment "outside-bound packets from a terminal with no state of its own"; }',
+    '  counter unmatched { comment "inside-bound packets matching no state"; }',
+    ...renderChains(),
     '}',
     '',
   ].join('\n');

@@ -54,7 +54,12 @@ void yargs(process.argv.slice(2))
     .option('pool', { type: 'string', describe: 'Pool addresses to hand out, within 198.51.100.0/24: a-b ranges, CIDR blocks or addresses (default 198.51.100.1-198.51.100.254)' })
     .option('port-strategy', { choices: ['random', 'sequential'] as const, default: 'random' as const, describe: 'How the GRM picks source ports: random or sequential (first free)' })
     .option('lease', { type: 'number', default: 30, describe: 'Seconds a terminal has to start its flow (the CAPA TTL)' })
-    .option('hold-down', { type: 'number', default: 60, describe: 'Seconds before a released (address, port) is reissued for the same destination' }),
+    .option('hold-down', { type: 'number', default: 60, describe: 'Seconds before a released (address, port) is reissued for the same destination' })
+    .check((a) => {
+      if (!(Number.isInteger(a.lease) && a.lease >= 1)) throw new Error(`--lease must be a whole number of seconds >= 1, got ${a.lease}`);
+      if (!(Number.isInteger(a['hold-down']) && a['hold-down'] >= 0)) throw new Error(`--hold-down must be a whole number of seconds >= 0, got ${a['hold-down']}`);
+      return true;
+    }),
   (argv) => run(async () => {
     const plan = await up({ ...settingsOf(argv), terminals: argv.terminals, pool: argv.pool, portStrategy: argv['port-strategy'], leaseSeconds: argv.lease, holdDownSeconds: argv['hold-down'] });
     process.stdout.write(`capa-lab is up (state in ${stateDirOf(settingsOf(argv))}):\n${describePlan(plan)}`);

@@ -122,8 +122,8 @@ export async function buildNetwork(plan: LabPlan): Promise<void> {
 
 /** Builds the lab; on any failure removes what it built and rethrows. */
 export async function up(settings: UpSettings): Promise<LabPlan> {
-  requireRoot();
   const plan = planLab(settings.prefix, settings.terminals, settings.pool);
+  requireRoot();
   const leftovers = await existingNamespaces(plan.prefix);
   if (leftovers.length > 0) {
     throw new CapaError('ERR_CAPA_CONFIG', `a lab with prefix "${plan.prefix}" is already up (${leftovers.join(', ')}); run capa-lab down first`);

@@ -68,7 +68,7 @@ describe('nft-rules: ruleset', () => {
     expect(text).to.contain('set pool6 { type ipv6_addr; flags interval; }');
   });
 
-  it('checks outside-bound packets before conntrack and marks inside-bound ones after dstnat', () => {
+  it('checks outside-bound packets before conntrack, marks inside-bound ones before dstnat and drops the unmatched after it', () => {
     expect(text).to.match(/chain outbound \{\n\s+type filter hook prerouting priority raw;/);
     expect(text).to.match(/chain route_inbound \{\n\s+type filter hook prerouting priority mangle;/);
     expect(text).to.match(/chain drop_unmatched \{\n\s+type filter hook prerouting priority dstnat \+ 10;/);

@@ -55,15 +55,23 @@ export function bulkAllocation(lab: BenchLab, i: number): Allocation {
   return { id: i + 1, terminal: lab.plan.terminals[i % 2]!.address, tuple, state: 'pending', leaseExpiresAt: Infinity, createdAt: 0 };
 }
 
-/** Installs states [from, to) through the driver, in chunks so the promises stay bounded. */
+/**
+ * Installs states [from, to) through the driver as a steady stream of requests would: chunks
+ * keep arriving while earlier ones are in the kernel, at most a few chunks outstanding.
+ */
 export async function installBulk(lab: BenchLab, driver: NftablesDataPlane, from: number, to: number): Promise<void> {
-  const CHUNK = 100_000;
+  const CHUNK = 10_000;
+  const OUTSTANDING = 4;
+  const chunks: Promise<void[]>[] = [];
   for (let start = from; start < to; start += CHUNK) {
-    const end = Math.min(to, start + CHUNK);
+    if (chunks.length >= OUTSTANDING) await chunks.shift();
     const pending: Promise<void>[] = [];
-    for (let i = start; i < end; i++) pending.push(driver.install(bulkAllocation(lab, i)));
-    await Promise.all(pending);
+    for (let i = start; i < Math.min(to, start + CHUNK); i++) pending.push(driver.install(bulkAllocation(lab, i)));
+    chunks.push(Promise.all(pending));
+    // Let the writer pick up what is queued before the next chunk is made.
+    await new Promise((resolve) => setImmediate(resolve));
   }
+  await Promise.all(chunks);
 }
 
 export function percentile(sorted: readonly number[], p: number): number {

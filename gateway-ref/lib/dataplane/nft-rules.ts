@@ -292,8 +292,9 @@ export interface ElementOp {
 
 /** The element that routes `tuple`'s inside-bound packets to the link with `mark`. */
 export function stateElement(tuple: OutsideTuple, mark: number): MapElement {
-  const family = ipFamily(tuple.localAddress);
-  if (family === 0 || ipFamily(tuple.remoteAddress) !== family) {
+  // On every install: the allocator's addresses are canonical, so the family shows in a colon.
+  const family: Family = tuple.localAddress.includes(':') ? 6 : 4;
+  if (tuple.remoteAddress.includes(':') !== (family === 6)) {
     throw new CapaError('ERR_CAPA_INVALID_ARG', `outside tuple mixes or lacks address families: ${tuple.remoteAddress} / ${tuple.localAddress}`);
   }
   if (tuple.remotePort === undefined) {

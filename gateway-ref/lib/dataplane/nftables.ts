@@ -196,11 +196,15 @@ export class NftablesDataPlane implements DataPlane {
   }
 
   private linkOf(terminal: string): NftLink {
+    const known = this.linkOfTerminal.get(terminal);
+    if (known) return known;
     const plain = unmapIPv4(terminal);
     const link = ipFamily(plain) === 0 ? undefined : this.linkOfTerminal.get(canonicalIp(plain));
     if (link === undefined) {
       throw new CapaError('ERR_CAPA_CONFIG', `no terminal link is configured for ${terminal}; give it one (e.g. --nft-link ${plain}=<gateway-side interface>)`);
     }
+    // Requester addresses come in whatever form the socket gave; normalise each form once.
+    this.linkOfTerminal.set(terminal, link);
     return link;
   }
 

@@ -464,13 +464,19 @@ static unsigned record_count(const uint8_t *msg) {
   return (unsigned)get16(msg + 6) + get16(msg + 8) + get16(msg + 10);
 }
 
-int capa_validate_message(const uint8_t *msg, size_t len, uint16_t rrtype) {
-  size_t off = HEADER;
-  if (msg == NULL || len < HEADER) return CAPA_EMALFORMED;
+/* Past the question section: *off becomes the offset of the first answer RR. */
+static int skip_questions(const uint8_t *msg, size_t len, size_t *off) {
+  *off = HEADER;
   for (unsigned i = get16(msg + 4); i > 0; i--) {
-    if (skip_name(msg, len, off, &off) != CAPA_OK || off + 4 > len) return CAPA_EMALFORMED;
-    off += 4;
+    if (skip_name(msg, len, *off, off) != CAPA_OK || *off + 4 > len) return CAPA_EMALFORMED;
+    *off += 4;
   }
+  return CAPA_OK;
+}
+
+int capa_validate_message(const uint8_t *msg, size_t len, uint16_t rrtype) {
+  size_t off;
+  if (msg == NULL || len < HEADER || skip_questions(msg, len, &off) != CAPA_OK) return CAPA_EMALFORMED;
   for (unsigned i = record_count(msg); i > 0; i--) {
     struct rr rr;
     if (read_rr(msg, len, &off, &rr) != CAPA_OK) return CAPA_EMALFORMED;
@@ -675,16 +681,17 @@ static void read_opt(const uint8_t *msg, const struct rr *rr, struct capa_respon
   }
 }
 
-static void read_address(const uint8_t *msg, const struct rr *rr, struct capa_response *out) {
+/* Counts an A/AAAA record and keeps it while slots (CAPA_MAX_ADDRS of them) last. */
+static void store_address(const uint8_t *msg, const struct rr *rr, struct capa_address *slots, int *count) {
   size_t want = rr->type == T_A ? 4 : 16;
   if (rr->rdlen != want) return;
-  if (out->addr_count < CAPA_MAX_ADDRS) {
-    struct capa_address *a = &out->addrs[out->addr_count];
+  if (*count < CAPA_MAX_ADDRS) {
+    struct capa_address *a = &slots[*count];
     memset(a, 0, sizeof *a);
     a->family = rr->type == T_A ? 4 : 6;
     memcpy(a->addr, msg + rr->rdata_off, want);
   }
-  out->addr_count++;
+  (*count)++;
 }
 
 enum section { ANSWER, AUTHORITY, ADDITIONAL };
@@ -702,7 +709,7 @@ static void use_record(const uint8_t *msg, const struct rr *rr, enum section sec
     out->capa_ttl = rr->ttl;
   } else if (section == ADDITIONAL && (rr->type == T_A || rr->type == T_AAAA) &&
              name_equals(msg, rr->name_off, host_part(qname))) {
-    read_address(msg, rr, out);
+    store_address(msg, rr, out->addrs, &out->addr_count);
   }
 }
 
@@ -726,4 +733,62 @@ int capa_response_parse(const uint8_t *msg, size_t len, uint16_t rrtype, uint16_
     use_record(msg, &rr, i < an ? ANSWER : i < an + ns ? AUTHORITY : ADDITIONAL, rrtype, qname, out);
   }
   return CAPA_OK;
+}
+
+/* The (validated) wire name at off as text; CAPA_EMALFORMED for a label holding '.' or NUL, which
+ * the text form cannot spell. out holds CAPA_NAME_TEXT_MAX octets, enough for any wire name. */
+static int name_text(const uint8_t *msg, size_t off, char *out) {
+  size_t n = 0;
+  for (uint8_t l = msg[off]; l != 0; l = msg[off]) {
+    if ((l & 0xc0) == 0xc0) {
+      off = ((size_t)(l & 0x3f) << 8) | msg[off + 1];
+      continue;
+    }
+    if (memchr(msg + off + 1, '.', l) != NULL || memchr(msg + off + 1, '\0', l) != NULL) return CAPA_EMALFORMED;
+    if (n > 0) out[n++] = '.';
+    memcpy(out + n, msg + off + 1, l);
+    n += l;
+    off += (size_t)l + 1;
+  }
+  out[n] = '\0';
+  return CAPA_OK;
+}
+
+/* Replaces owner by the target of the first CNAME owned by it among the an records at off;
+ * 0 when there is none (or its target has no text form). */
+static int follow_cname(const uint8_t *msg, size_t len, size_t off, unsigned an, char *owner) {
+  char target[CAPA_NAME_TEXT_MAX];
+  for (unsigned i = 0; i < an; i++) {
+    struct rr rr;
+    if (read_rr(msg, len, &off, &rr) != CAPA_OK) return 0;
+    if (rr.type != T_CNAME || !name_equals(msg, rr.name_off, owner)) continue;
+    if (name_text(msg, rr.rdata_off, target) != CAPA_OK) return 0;
+    memcpy(owner, target, sizeof target);
+    return 1;
+  }
+  return 0;
+}
+
+enum { MAX_CNAME_HOPS = 8 };
+
+int capa_answer_addresses(const uint8_t *msg, size_t len, uint16_t rrtype, const char *name, uint16_t qtype,
+                          struct capa_address out[CAPA_MAX_ADDRS]) {
+  char owner[CAPA_NAME_TEXT_MAX + 1]; /* the caller's name may keep its trailing dot */
+  size_t start;
+  int count = 0;
+  if (msg == NULL || name == NULL || out == NULL || (qtype != T_A && qtype != T_AAAA)) return CAPA_EINVAL;
+  if (strlen(name) >= sizeof owner) return CAPA_EINVAL;
+  int rc = capa_validate_message(msg, len, rrtype);
+  if (rc != CAPA_OK) return rc;
+  if (skip_questions(msg, len, &start) != CAPA_OK) return CAPA_EMALFORMED;
+  unsigned an = get16(msg + 6);
+  memcpy(owner, name, strlen(name) + 1);
+  for (int hops = 0; hops < MAX_CNAME_HOPS && follow_cname(msg, len, start, an, owner); hops++) {
+  }
+  for (size_t off = start; an > 0; an--) {
+    struct rr rr;
+    if (read_rr(msg, len, &off, &rr) != CAPA_OK) return CAPA_EMALFORMED;
+    if (rr.type == qtype && name_equals(msg, rr.name_off, owner)) store_address(msg, &rr, out, &count);
+  }
+  return count;
 }

@@ -23,6 +23,8 @@ enum capa_status {
 };
 
 #define CAPA_DEFAULT_RRTYPE 65280
+#define CAPA_TYPE_A 1
+#define CAPA_TYPE_AAAA 28
 #define CAPA_EDNS_PAYLOAD 1232
 #define CAPA_RDLENGTH_V4 8
 #define CAPA_RDLENGTH_V6 20
@@ -102,6 +104,16 @@ int capa_query_encode(uint16_t id, const char *qname, uint16_t qtype, int rd, in
  */
 int capa_response_parse(const uint8_t *msg, size_t len, uint16_t rrtype, uint16_t expected_id,
                         const char *qname, uint16_t qtype, struct capa_response *out);
+
+/*
+ * The answer to an A or AAAA query (qtype CAPA_TYPE_A or CAPA_TYPE_AAAA), read as
+ * resolver/lib/resolve.ts reads it: the records of qtype in the answer section owned by name, or
+ * by the end of a CNAME chain from it (at most 8 hops). Validates msg but not its question (check
+ * that with capa_response_parse). Stores the first CAPA_MAX_ADDRS in out and returns how many
+ * there are (0 when none), or a negative capa_status.
+ */
+int capa_answer_addresses(const uint8_t *msg, size_t len, uint16_t rrtype, const char *name, uint16_t qtype,
+                          struct capa_address out[CAPA_MAX_ADDRS]);
 
 #ifdef __cplusplus
 }

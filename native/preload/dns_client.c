@@ -177,6 +177,9 @@ static int match_query(const uint8_t *msg, size_t len, void *ctx) {
   int rc = capa_response_parse(msg, len, q->rrtype, q->id, q->qname, q->qtype, r);
   if (rc == CAPA_EMISMATCH) return 0;
   if (rc != CAPA_OK) return -1;
+  int is_address_query = q->qtype == CAPA_TYPE_A || q->qtype == CAPA_TYPE_AAAA;
+  q->out->answer_count = is_address_query ? capa_answer_addresses(msg, len, q->rrtype, q->qname, q->qtype, q->out->answers) : 0;
+  if (q->out->answer_count < 0) return -1;
   size_t n = r->ede >= 0 ? r->ede_text_len : 0;
   if (n >= sizeof q->out->ede_text) n = sizeof q->out->ede_text - 1;
   memcpy(q->out->ede_text, msg + r->ede_text_off, n);

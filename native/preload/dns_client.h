@@ -48,11 +48,14 @@ uint16_t capa_dns_random_id(void);
 /* CLOCK_MONOTONIC in milliseconds. */
 int64_t capa_now_ms(void);
 
-/* A reply to a CAPA, A or AAAA query, read by capa_response_parse. */
+/* A reply to a CAPA, A or AAAA query, read by capa_response_parse (and, for A or AAAA, by
+ * capa_answer_addresses). */
 struct capa_dns_answer {
   struct capa_response response;
   char ede_text[128]; /* NUL-terminated copy of the EDE text */
   int tcp;
+  int answer_count;   /* A/AAAA queries: addresses in the answer section (may exceed CAPA_MAX_ADDRS) */
+  struct capa_address answers[CAPA_MAX_ADDRS];
 };
 
 /* One QUERY for (qname, qtype) to one server with a fresh random ID; error as in capa_exchange. */

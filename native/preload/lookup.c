@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "dns_client.h"
+#include "release.h"
 
 #define PER_TRY_MS 1000 /* one try of one server; CAPA_TIMEOUT_MS bounds the whole lookup */
 
@@ -26,6 +27,7 @@ struct target {
   int proto;
   int literal;      /* name is an IP literal: aOB is that address */
   struct capa_ip literal_ip;
+  int64_t until_ms; /* the whole lookup's deadline (capa_now_ms) */
 };
 
 static const char *rcode_name(int rcode) {
@@ -43,52 +45,114 @@ static void fail(struct capa_lookup *out, enum capa_failure failure, const char 
   va_end(ap);
 }
 
-/* "(SERVFAIL from 127.0.0.1:5300, EDE 49152: CAPA pool exhausted)" */
+/* "<what> (SERVFAIL from 127.0.0.1:5300, EDE 49152: CAPA pool exhausted) for <name>" */
 static void fail_answer(struct capa_lookup *out, enum capa_failure failure, const char *what,
-                        const struct capa_server *server, const struct capa_dns_answer *ans) {
+                        const struct capa_server *server, const struct capa_dns_answer *ans, const char *name) {
   char detail[200] = "";
   if (ans->response.ede >= 0) {
     snprintf(detail, sizeof detail, ", EDE %d%s%s", ans->response.ede, ans->ede_text[0] ? ": " : "", ans->ede_text);
   }
   char tail[260];
   snprintf(tail, sizeof tail, "(%s from %s%s)", rcode_name(ans->response.rcode), server->text, detail);
-  fail(out, failure, "%s %s for %s", what, tail, out->alloc.qname);
+  fail(out, failure, "%s %s for %s", what, tail, name);
 }
 
-/* aOB: the literal itself, else the A/AAAA owned by the host in ADDITIONAL, of aOG's family. */
-static int remote_address(const struct target *t, const struct capa_response *r, struct capa_ip *remote) {
-  if (t->literal) {
-    *remote = t->literal_ip;
-    return t->literal_ip.family == r->capa.family ? 0 : -1;
-  }
-  int n = r->addr_count < CAPA_MAX_ADDRS ? r->addr_count : CAPA_MAX_ADDRS;
-  for (int i = 0; i < n; i++) {
-    if (r->addrs[i].family != r->capa.family) continue;
-    remote->family = r->addrs[i].family;
-    memcpy(remote->addr, r->addrs[i].addr, 16);
+/* One try's deadline: PER_TRY_MS from now, within the lookup's. */
+static int64_t try_until(int64_t until_ms) {
+  int64_t now = capa_now_ms();
+  return now + PER_TRY_MS < until_ms ? now + PER_TRY_MS : until_ms;
+}
+
+/* Judges the reply to the A/AAAA query of ask_address: 0 with aOB set, or -1 (failed). */
+static int judge_address(const struct capa_server *s, const char *type, const struct capa_dns_answer *ans,
+                         struct capa_lookup *out) {
+  struct capa_allocation *a = &out->alloc;
+  int rcode = ans->response.rcode;
+  char what[32];
+  if (rcode == RCODE_NOERROR && ans->answer_count > 0) {
+    a->remote.family = ans->answers[0].family;
+    memcpy(a->remote.addr, ans->answers[0].addr, 16);
     return 0;
+  }
+  if (rcode == RCODE_NOERROR) {
+    fail(out, CAPA_FAIL_NOT_FOUND, "%s has no %s record (asked %s) to go with its IPv%d CAPA allocation", a->host, type,
+         s->text, a->record.family);
+  } else if (rcode == RCODE_NXDOMAIN) {
+    fail_answer(out, CAPA_FAIL_NOT_FOUND, "name does not exist", s, ans, a->host);
+  } else {
+    snprintf(what, sizeof what, "%s query %s", type, rcode == RCODE_REFUSED ? "refused" : "failed");
+    fail_answer(out, rcode == RCODE_REFUSED ? CAPA_FAIL_REFUSED : CAPA_FAIL_SERVER, what, s, ans, a->host);
   }
   return -1;
 }
 
-static void judge_allocation(const struct target *t, int server, const struct capa_dns_answer *ans,
-                             struct capa_lookup *out) {
+/* aOB when the CAPA answer carried none: the A (AAAA) of the host, of aOG's family, asked of the
+ * server that made the allocation, with RD=1 (as resolve.ts remoteAddress does). 0 or -1 (failed). */
+static int ask_address(const struct capa_config *cfg, const struct target *t, struct capa_lookup *out) {
+  struct capa_allocation *a = &out->alloc;
+  const struct capa_server *s = &cfg->servers[a->server];
+  const char *type = a->record.family == 4 ? "A" : "AAAA";
+  struct capa_dns_answer ans;
+  enum capa_dns_status status = CAPA_DNS_TIMEOUT;
+  int error = 0;
+  while (status == CAPA_DNS_TIMEOUT && capa_now_ms() < t->until_ms) {
+    status = capa_dns_query(s, a->host, a->record.family == 4 ? CAPA_TYPE_A : CAPA_TYPE_AAAA, 1, cfg->rrtype,
+                            try_until(t->until_ms), &ans, &error);
+  }
+  if (status == CAPA_DNS_OK) return judge_address(s, type, &ans, out);
+  if (status == CAPA_DNS_MALFORMED) {
+    fail(out, CAPA_FAIL_MALFORMED, "only malformed replies from %s to the %s query for %s", s->text, type, a->host);
+  } else {
+    fail(out, CAPA_FAIL_NO_ANSWER, "no answer from %s to the %s query for %s (%s)", s->text, type, a->host,
+         status == CAPA_DNS_UNREACHABLE ? strerror(error) : "timed out");
+  }
+  return -1;
+}
+
+/* aOB: the literal itself, else the A/AAAA owned by the host in ADDITIONAL, of aOG's family, else
+ * asked for. 0 or -1 (failed). */
+static int remote_address(const struct capa_config *cfg, const struct target *t, const struct capa_response *r,
+                          struct capa_lookup *out) {
+  struct capa_allocation *a = &out->alloc;
+  if (t->literal) {
+    a->remote = t->literal_ip;
+    if (t->literal_ip.family == r->capa.family) return 0;
+    fail(out, CAPA_FAIL_MALFORMED, "CAPA answer for %s gives an IPv%d source for an IPv%d destination", a->qname,
+         r->capa.family, t->literal_ip.family);
+    return -1;
+  }
+  int n = r->addr_count < CAPA_MAX_ADDRS ? r->addr_count : CAPA_MAX_ADDRS;
+  for (int i = 0; i < n; i++) {
+    if (r->addrs[i].family != r->capa.family) continue;
+    a->remote.family = r->addrs[i].family;
+    memcpy(a->remote.addr, r->addrs[i].addr, 16);
+    return 0;
+  }
+  return ask_address(cfg, t, out);
+}
+
+static void judge_allocation(const struct capa_config *cfg, const struct target *t, int server,
+                             const struct capa_dns_answer *ans, struct capa_lookup *out) {
   const struct capa_response *r = &ans->response;
   struct capa_allocation *a = &out->alloc;
   /* A bare host names no protocol, so the server picks one; otherwise it must be ours (or any). */
   if (t->port != 0 && r->capa.proto != t->proto && r->capa.proto != 0) {
     fail(out, CAPA_FAIL_MALFORMED, "CAPA answer for %s is for another protocol", a->qname);
-  } else if (r->capa.port == 0) {
+    return;
+  }
+  if (r->capa.port == 0) {
     fail(out, CAPA_FAIL_MALFORMED, "CAPA answer for %s allocates port 0", a->qname);
-  } else if (remote_address(t, r, &a->remote) < 0) {
-    fail(out, CAPA_FAIL_MALFORMED, "CAPA answer for %s carries no address of %s of the allocation's family",
-         a->qname, a->host);
-  } else {
+    return;
+  }
+  a->record = r->capa;
+  a->ttl = r->capa_ttl;
+  a->remote_port = t->port;
+  a->server = server;
+  if (remote_address(cfg, t, r, out) == 0) {
     out->outcome = CAPA_ALLOCATED;
-    a->record = r->capa;
-    a->ttl = r->capa_ttl;
-    a->remote_port = t->port;
-    a->server = server;
+  } else {
+    /* Made but of no use without a destination: hand it back rather than wait for the lease. */
+    capa_release(cfg, a, "no destination address");
   }
 }
 
@@ -109,7 +173,7 @@ static int judge(const struct capa_config *cfg, const struct target *t, int serv
   enum { NEXT = 0, FINAL = 1 };
   switch (r->rcode) {
   case RCODE_NOERROR:
-    if (r->has_capa) judge_allocation(t, server, ans, out);
+    if (r->has_capa) judge_allocation(cfg, t, server, ans, out);
     else plain(r, out);
     return FINAL;
   case RCODE_FORMERR:
@@ -118,25 +182,25 @@ static int judge(const struct capa_config *cfg, const struct target *t, int serv
     out->n_addrs = 0;
     return FINAL;
   case RCODE_NXDOMAIN:
-    fail_answer(out, CAPA_FAIL_NOT_FOUND, "name does not exist", s, ans);
+    fail_answer(out, CAPA_FAIL_NOT_FOUND, "name does not exist", s, ans, out->alloc.qname);
     return FINAL;
   case RCODE_REFUSED:
-    fail_answer(out, CAPA_FAIL_REFUSED, "CAPA refused", s, ans);
+    fail_answer(out, CAPA_FAIL_REFUSED, "CAPA refused", s, ans, out->alloc.qname);
     return FINAL;
   case RCODE_SERVFAIL:
     if (r->ede == EDE_QUOTA_EXCEEDED) {
-      fail_answer(out, CAPA_FAIL_QUOTA, "this terminal is over its CAPA quota", s, ans);
+      fail_answer(out, CAPA_FAIL_QUOTA, "this terminal is over its CAPA quota", s, ans, out->alloc.qname);
       return FINAL;
     }
     if (r->ede == EDE_POOL_EXHAUSTED) {
-      fail_answer(out, CAPA_FAIL_EXHAUSTED, "CAPA pool exhausted", s, ans);
+      fail_answer(out, CAPA_FAIL_EXHAUSTED, "CAPA pool exhausted", s, ans, out->alloc.qname);
       return NEXT;
     }
     break;
   default:
     break;
   }
-  fail_answer(out, CAPA_FAIL_SERVER, "CAPA server failure", s, ans);
+  fail_answer(out, CAPA_FAIL_SERVER, "CAPA server failure", s, ans, out->alloc.qname);
   return NEXT;
 }
 
@@ -167,7 +231,7 @@ static int transport_failure(const struct capa_config *cfg, int server, enum cap
 /* Servers in order, round after round, until a final verdict or the deadline (as the TypeScript
  * resolver's askServers does). */
 static void ask_servers(const struct capa_config *cfg, const struct target *t, struct capa_lookup *out) {
-  int64_t until = capa_now_ms() + cfg->timeout_ms;
+  int64_t until = t->until_ms;
   int again[CAPA_MAX_SERVERS], n_again = cfg->n_servers;
   enum rank best = RANK_NONE;
   for (int i = 0; i < n_again; i++) again[i] = i;
@@ -178,9 +242,8 @@ static void ask_servers(const struct capa_config *cfg, const struct target *t, s
     for (int i = 0; i < n && capa_now_ms() < until; i++) {
       struct capa_dns_answer ans;
       int error = 0, server = candidates[i];
-      int64_t try_until = capa_now_ms() + PER_TRY_MS < until ? capa_now_ms() + PER_TRY_MS : until;
       enum capa_dns_status status = capa_dns_query(&cfg->servers[server], out->alloc.qname, cfg->rrtype, 0,
-                                                   cfg->rrtype, try_until, &ans, &error);
+                                                   cfg->rrtype, try_until(until), &ans, &error);
       if (status != CAPA_DNS_OK) {
         if (transport_failure(cfg, server, status, error, &best, out)) again[n_again++] = server;
         continue;
@@ -200,7 +263,7 @@ static void ask_servers(const struct capa_config *cfg, const struct target *t, s
 
 void capa_lookup(const struct capa_config *cfg, const char *host, uint16_t port, int proto,
                  struct capa_lookup *out) {
-  struct target t = {.name = host, .port = port, .proto = proto};
+  struct target t = {.name = host, .port = port, .proto = proto, .until_ms = capa_now_ms() + cfg->timeout_ms};
   memset(out, 0, sizeof *out);
   if (cfg->error[0] != '\0') {
     fail(out, CAPA_FAIL_CONFIG, "%s", cfg->error);

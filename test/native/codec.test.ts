@@ -4,6 +4,7 @@
  * vectors, on mutants of them, and on the edge cases of addresses, query names and queries.
  */
 import { expect } from 'chai';
+import type dnsPacket from 'dns-packet';
 import koffi from 'koffi';
 import { createRequire } from 'node:module';
 import { dnsPacketTypeName } from '../../resolver/lib/constants.js';
@@ -13,8 +14,10 @@ import { type QuerySpec, capaAnswers, decodeMessage, encodeQuery, extendedErrors
 import { parseRdata } from '../../resolver/lib/presentation.js';
 import { type QueryTarget, buildQueryName } from '../../resolver/lib/qname.js';
 import { type CapaRecord, decode as decodeRdata } from '../../resolver/lib/rdata.js';
+import { resolve } from '../../resolver/lib/resolve.js';
 import { validateMessage } from '../../resolver/lib/validate.js';
 import { type CBuild, buildC, requireTool } from '../helpers/c-build.js';
+import { type RecordSpec, addressRecord, capaRecord, reply, startFakeDnsServer } from '../helpers/fake-dns-server.js';
 import { FRAMING_CASES, WELL_FORMED, hex, messageSeeds, responseWith, vectors } from '../helpers/vectors.js';
 import { Prng, mutate } from '../helpers/wire-fuzz.js';
 
@@ -62,6 +65,7 @@ interface CodecC {
   qnameBuild(host: string, port: number, proto: number, out: Uint8Array, len: number): number;
   queryEncode(id: number, qname: string, qtype: number, rd: number, edns: number, buf: Uint8Array, len: number, written: number[]): number;
   responseParse(msg: Uint8Array, len: number, rrtype: number, id: number, qname: string, qtype: number, out: Partial<CResponse>): number;
+  answerAddresses(msg: Uint8Array, len: number, rrtype: number, name: string, qtype: number, out: Uint8Array): number;
 }
 
 function bind(path: string): { codec: CodecC; unload(): void } {
@@ -85,6 +89,8 @@ function bind(path: string): { codec: CodecC; unload(): void } {
     qnameBuild: lib.func('int capa_qname_build(const char *host, int port, int proto, _Out_ uint8_t *out, size_t len)'),
     queryEncode: lib.func('int capa_query_encode(uint16_t id, const char *qname, uint16_t qtype, int rd, int edns, _Out_ uint8_t *buf, size_t len, _Out_ size_t *written)'),
     responseParse: lib.func('int capa_response_parse(const uint8_t *msg, size_t len, uint16_t rrtype, uint16_t expected_id, const char *qname, uint16_t qtype, _Out_ capa_response *out)'),
+    // out: CAPA_MAX_ADDRS struct capa_address as raw bytes, read back by cAddresses().
+    answerAddresses: lib.func('int capa_answer_addresses(const uint8_t *msg, size_t len, uint16_t rrtype, const char *name, uint16_t qtype, _Out_ uint8_t *out)'),
   };
   return { codec, unload: () => lib.unload() };
 }
@@ -118,6 +124,19 @@ function tsOutcome(fn: () => unknown): string {
   }
 }
 
+/** struct capa_address: int family, then 16 address octets. */
+const C_ADDRESS_SIZE = 20;
+const CAPA_MAX_ADDRS = 8;
+
+/** The first `count` (at most CAPA_MAX_ADDRS) struct capa_address of out, as address text. */
+function cAddresses(out: Uint8Array, count: number): string[] {
+  const view = Buffer.from(out.buffer, out.byteOffset, out.byteLength);
+  return Array.from({ length: Math.min(count, CAPA_MAX_ADDRS) }, (_, i) => {
+    const at = i * C_ADDRESS_SIZE;
+    return bytesToIp(out, at + 4, view.readInt32LE(at) === 4 ? 4 : 16);
+  });
+}
+
 const C_OUTCOME: Record<number, string> = {
   [CAPA_OK]: 'ok', [CAPA_EMALFORMED]: 'ERR_CAPA_MALFORMED', [CAPA_EINVAL]: 'ERR_CAPA_INVALID_ARG',
 };
@@ -137,6 +156,12 @@ describe('native: C codec = TypeScript codec', function () {
   after(function () {
     unload();
     build?.remove();
+  });
+
+  it('builds without a warning at -O3 too, as node-gyp builds the preload library', function () {
+    this.timeout(60_000);
+    // -O3 inlines read_rr into the response reader, where GCC's -Wmaybe-uninitialized looks.
+    buildC({ sources: ['native/core/capa_codec.c'], kind: 'shared', flags: ['-std=c99', '-O3', '-Wall', '-Wextra', '-Werror'] }).remove();
   });
 
   function cParse(text: string): { rc: number; record?: CapaRecord } {
@@ -319,6 +344,73 @@ describe('native: C codec = TypeScript codec', function () {
         const cVerdict = C_OUTCOME[c.validate(mutant, mutant.length, RRTYPE)];
         if (cVerdict !== ts) expect.fail(`mutant ${i} (seed ${seed}) ${mutant.toString('hex')}: C ${cVerdict}, TypeScript ${ts}`);
       }
+    });
+  });
+
+  describe('answer addresses (an A/AAAA reply, read as resolve.ts reads it)', function () {
+    const HOST = 'outside.test';
+    const cname = (name: string, target: string): RecordSpec => ({ name, type: 'CNAME', class: 'IN', ttl: 30, data: target });
+    const chain = Array.from({ length: 9 }, (_, i) => cname(i === 0 ? HOST : `c${i}.test`, `c${i + 1}.test`));
+    const cases: { name: string; capa: string; answers: RecordSpec[]; additionals?: RecordSpec[] }[] = [
+      { name: 'A records of the host, first one taken', capa: '127.66.81.1', answers: [addressRecord(HOST, 30, '203.0.113.7'), addressRecord(HOST, 30, '203.0.113.8')] },
+      { name: 'a CNAME chain, mixed case and trailing dots', capa: '127.66.81.1',
+        answers: [cname('Outside.TEST.', 'Mid.test.'), addressRecord('elsewhere.test', 30, '203.0.113.66'), cname('mid.test', 'END.test'), addressRecord('end.TEST.', 30, '203.0.113.9')] },
+      { name: 'a chain longer than 8 hops ends at the 8th target', capa: '127.66.81.1',
+        answers: [...chain, addressRecord('c9.test', 30, '203.0.113.99'), addressRecord('c8.test', 30, '203.0.113.88')] },
+      { name: 'a CNAME loop', capa: '127.66.81.1',
+        answers: [cname(HOST, 'x.test'), cname('x.test', HOST), addressRecord(HOST, 30, '203.0.113.10'), addressRecord('x.test', 30, '203.0.113.11')] },
+      { name: 'other owners and the other family are not taken', capa: '127.66.81.1',
+        answers: [addressRecord('evil.test', 30, '203.0.113.66'), addressRecord(HOST, 30, '2001:db8::66')] },
+      { name: 'addresses in ADDITIONAL are not an answer', capa: '127.66.81.1', answers: [], additionals: [addressRecord(HOST, 30, '203.0.113.12')] },
+      { name: 'AAAA for an IPv6 allocation', capa: '2001:db8:ca9a::1',
+        answers: [addressRecord(HOST, 30, '203.0.113.13'), addressRecord(HOST, 30, '2001:DB8:0::0:13')] },
+    ];
+    for (const tc of cases) {
+      it(`${tc.name}: the same address as the TypeScript resolver`, async function () {
+        let addressReply: Buffer | undefined;
+        const dns = await startFakeDnsServer((q) => {
+          const question = q.message!.questions[0]!;
+          if (question.type === dnsPacketTypeName(RRTYPE)) {
+            return reply(q, { aa: true, answers: [capaRecord(question.name, 30, { flags: 0, proto: 6, port: 40000, address: tc.capa })] });
+          }
+          addressReply = reply(q, { answers: tc.answers, additionals: tc.additionals });
+          return addressReply;
+        });
+        let ts: string;
+        try {
+          ts = await resolve({ host: HOST, port: 80, servers: [dns.server], rrtype: RRTYPE })
+            .then((r) => (r.kind === 'capa' ? r.remote.address : `plain ${r.addresses.join()}`));
+        } catch (err) {
+          if (!isCapaError(err)) throw err;
+          ts = err.code;
+        } finally {
+          await dns.close();
+        }
+        expect(addressReply, 'the resolver asked for the address').to.not.equal(undefined);
+        const out = new Uint8Array(CAPA_MAX_ADDRS * C_ADDRESS_SIZE);
+        const qtype = tc.capa.includes(':') ? 28 : 1;
+        const count = c.answerAddresses(addressReply!, addressReply!.length, RRTYPE, HOST, qtype, out);
+        expect(count).to.be.at.least(0);
+        expect(count === 0 ? 'ERR_CAPA_NOT_FOUND' : cAddresses(out, count)[0]).to.equal(ts);
+      });
+    }
+
+    it('counts past CAPA_MAX_ADDRS, storing the first ones', function () {
+      const addresses = Array.from({ length: 10 }, (_, i) => `203.0.113.${i + 1}`);
+      const many = addresses.map((data): dnsPacket.Answer => ({ name: 'a.test', type: 'A', ttl: 30, data }));
+      const msg = responseWith(many);
+      const out = new Uint8Array(CAPA_MAX_ADDRS * C_ADDRESS_SIZE);
+      expect(c.answerAddresses(msg, msg.length, RRTYPE, 'a.test', 1, out)).to.equal(10);
+      expect(cAddresses(out, 10)).to.deep.equal(addresses.slice(0, CAPA_MAX_ADDRS));
+    });
+
+    it('refuses a malformed message and a type other than A or AAAA', function () {
+      const msg = responseWith([{ name: 'a.test', type: 'A', ttl: 30, data: '203.0.113.1' }]);
+      const out = new Uint8Array(CAPA_MAX_ADDRS * C_ADDRESS_SIZE);
+      expect(c.answerAddresses(msg, msg.length, RRTYPE, 'a.test', 1, out)).to.equal(1);
+      expect(c.answerAddresses(msg.subarray(0, msg.length - 1), msg.length - 1, RRTYPE, 'a.test', 1, out)).to.equal(CAPA_EMALFORMED);
+      expect(c.answerAddresses(msg, msg.length, RRTYPE, 'a.test', 16, out)).to.equal(CAPA_EINVAL);
+      expect(c.answerAddresses(msg, msg.length, RRTYPE, 'a'.repeat(300), 1, out)).to.equal(CAPA_EINVAL);
     });
   });
 

@@ -3,6 +3,7 @@
  * matching (spoofed source, wrong ID, malformed replies are ignored), TC=1 retried over TCP,
  * several servers in order, and the error table (REFUSED, NXDOMAIN), seen through real programs.
  */
+import dnsPacket from 'dns-packet';
 import { constants } from 'node:os';
 import { existsSync } from 'node:fs';
 import { expect } from 'chai';
@@ -17,6 +18,9 @@ const CAPA_TYPE = 'UNKNOWN_65280';
 const GENUINE: CapaRecord = { flags: 0, proto: 6, port: 40001, address: '127.66.81.1' };
 const SPOOFED: CapaRecord = { flags: 0, proto: 6, port: 40002, address: '127.66.81.2' };
 
+/** glibc's EAI_NONAME, as Python's socket.gaierror reports it. */
+const EAI_NONAME = -2;
+
 const isCapa = (q: ReceivedQuery): boolean => q.message?.questions[0]?.type === CAPA_TYPE;
 
 /** A CAPA answer for the query's own name, with the host's A record in ADDITIONAL. */
@@ -28,6 +32,23 @@ function capaAnswer(q: ReceivedQuery, record: CapaRecord, shape: Parameters<type
     additionals: [addressRecord(parseQueryName(qname).host, 30, OUTSIDE_HOST)],
     ...shape,
   });
+}
+
+/** What the server received, in order: type (or opcode UPDATE), name, RD. */
+function asked(dns: FakeDnsServer): string[] {
+  return dns.queries.map((q) => {
+    const question = q.message!.questions[0]!;
+    const rd = (q.message!.flags & dnsPacket.RECURSION_DESIRED) !== 0 ? ' rd' : '';
+    return q.message!.opcode === 'UPDATE' ? `UPDATE ${question.name}` : `${question.type} ${question.name}${rd}`;
+  });
+}
+
+/** A gateway that answers CAPA with `record` but leaves ADDITIONAL empty, and A/AAAA with `onAddress`. */
+function noAdditional(record: CapaRecord, onAddress: (q: ReceivedQuery) => Buffer): Handler {
+  return (q) => {
+    if (isCapa(q)) return reply(q, { aa: true, answers: [capaRecord(q.message!.questions[0]!.name, 30, record)] });
+    return q.message?.opcode === 'UPDATE' ? reply(q) : onAddress(q);
+  };
 }
 
 function fakeGateway(onCapa: (q: ReceivedQuery) => ReturnType<Handler>): Handler {
@@ -191,5 +212,53 @@ describe('capa-run DNS client against scripted servers', function () {
     expect(out.stderr).to.include('is for another protocol');
     expect(pins(readCapaLog(log)).map((p) => key(p.aOG, p.pA))).to.deep.equal([]);
     expect(tcp.peers).to.have.length(0);
+  });
+
+  it('a CAPA answer without the A record: asks the same server for it (RD=1), follows a CNAME, connects pinned', async function () {
+    const dns = await server(noAdditional(GENUINE, (q) => reply(q, {
+      answers: [{ name: OUTSIDE_NAME, type: 'CNAME', class: 'IN', ttl: 30, data: 'alias.test' }, addressRecord('alias.test', 30, OUTSIDE_HOST)],
+    })));
+    const other = await server(fakeGateway((q) => capaAnswer(q, SPOOFED)));
+    const log = newLog();
+    const out = await pythonConnect(this, `${dns.server},${other.server}`, log);
+    expect(out.local, out.stderr).to.deep.equal([GENUINE.address, GENUINE.port]);
+    expect(tcp.peers).to.deep.equal([{ address: GENUINE.address, port: GENUINE.port }]);
+    // ...and the release when Python closes the socket.
+    expect(asked(dns)).to.deep.equal([`${CAPA_TYPE} _${tcp.port}._tcp.${OUTSIDE_NAME}`, `A ${OUTSIDE_NAME} rd`, `UPDATE ${OUTSIDE_NAME}`]);
+    expect(readCapaLog(log).filter((e) => e.event === 'release').map((e) => e.why)).to.deep.equal(['close']);
+    expect(other.queries).to.have.length(0);
+    expect(readCapaLog(log).find((e) => e.event === 'allocate')?.aOB).to.equal(OUTSIDE_HOST);
+  });
+
+  it('no A record to go with the allocation: fails closed and hands the allocation back', async function () {
+    const dns = await server(noAdditional(GENUINE, (q) => reply(q, { answers: [addressRecord('elsewhere.test', 30, OUTSIDE_HOST)] })));
+    const log = newLog();
+    const out = await pythonConnect(this, dns.server, log);
+    expect(out.gai).to.be.a('number');
+    expect(out.stderr).to.include(`${OUTSIDE_NAME} has no A record (asked ${dns.server}) to go with its IPv4 CAPA allocation`);
+    expect(asked(dns)).to.deep.equal([`${CAPA_TYPE} _${tcp.port}._tcp.${OUTSIDE_NAME}`, `A ${OUTSIDE_NAME} rd`, `UPDATE ${OUTSIDE_NAME}`]);
+    const release = readCapaLog(log).find((e) => e.event === 'release');
+    expect(release).to.include({ why: 'no destination address', aOG: GENUINE.address, pA: GENUINE.port, outcome: 'released' });
+    expect(tcp.peers).to.have.length(0);
+  });
+
+  it('an IPv6 allocation asks AAAA, and an NXDOMAIN for it fails the lookup', async function () {
+    const v6: CapaRecord = { flags: 0, proto: 6, port: 40003, address: '2001:db8:ca9a::1' };
+    const dns = await server(noAdditional(v6, (q) => reply(q, { rcode: 'NXDOMAIN' })));
+    const out = await pythonConnect(this, dns.server, newLog());
+    expect(out.gai).to.equal(EAI_NONAME);
+    expect(out.stderr).to.include(`name does not exist (NXDOMAIN from ${dns.server}) for ${OUTSIDE_NAME}`);
+    expect(asked(dns).slice(1, 2)).to.deep.equal([`AAAA ${OUTSIDE_NAME} rd`]);
+  });
+
+  it('an allocation of the other family than a literal destination is handed back', async function () {
+    const v6: CapaRecord = { flags: 0, proto: 6, port: 40004, address: '2001:db8:ca9a::2' };
+    const dns = await server(noAdditional(v6, (q) => reply(q, { rcode: 'REFUSED' })));
+    const log = newLog();
+    const out = await pythonConnect(this, dns.server, log, OUTSIDE_HOST);
+    expect(out.errno).to.equal(constants.errno.ENETUNREACH);
+    expect(out.stderr).to.include('gives an IPv6 source for an IPv4 destination');
+    expect(asked(dns)).to.deep.equal([`${CAPA_TYPE} _${tcp.port}._tcp.1.80.67.127.in-addr.arpa`, 'UPDATE 1.80.67.127.in-addr.arpa']);
+    expect(readCapaLog(log).find((e) => e.event === 'release')?.aOG).to.equal(v6.address);
   });
 });

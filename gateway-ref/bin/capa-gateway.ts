@@ -65,7 +65,8 @@ const argv = yargs(process.argv.slice(2))
   .option('hold-down', { type: 'number', default: 60, describe: 'Seconds before a released (address, port) is reissued for the same destination (2 MSL, so TIME_WAIT never collides)' })
   .option('log', { type: 'string', describe: 'Append the allocation journal (one JSON line per allocate/confirm/release/expire) to this file (/dev/stdout to print it)' })
   .option('metrics', { type: 'string', describe: 'Serve Prometheus metrics at http://host:port/metrics' })
-  .option('data-plane', { choices: DATA_PLANES, default: 'loopback' as const, describe: 'Data-plane driver: loopback watches the kernel socket table (no privileges; pool and hosts in 127/8)' })
+  .option('data-plane', { choices: DATA_PLANES, default: 'loopback' as const, describe: 'Data-plane driver: loopback watches the kernel socket table (no privileges; pool and hosts in 127/8); nftables relays between terminal links and the outside (root, Linux; run it in the gateway namespace)' })
+  .option('nft-link', { type: 'string', array: true, describe: 'With --data-plane nftables: a terminal link, <terminal inside address>=<gateway-side interface> (e.g. 100.64.0.6=t1); repeat or comma-separate, one per terminal. Links get marks/routing tables 1000, 1001, ... in order' })
   .coerce('listen', single('listen'))
   .coerce('zone', single('zone'))
   .coerce('upstream', single('upstream'))
@@ -99,6 +100,7 @@ async function main(): Promise<void> {
       logFile: argv.log,
       metrics: argv.metrics === undefined ? undefined : parseListen(argv.metrics),
       dataPlane: argv['data-plane'],
+      nftLinks: argv['nft-link'],
       rrtype: capaRrtype(),
     });
   } catch (err) {

@@ -11,7 +11,6 @@ import { fileURLToPath } from 'node:url';
 import { CapaError } from '../../resolver/lib/errors.js';
 import { runCommand } from '../lib/dataplane/command.js';
 import type { PortStrategy } from '../lib/grm/types.js';
-import type { LabGatewayConfig } from './lab-gateway.js';
 import {
   GATEWAY_SYSCTLS, type LabPlan, isLabNamespace, linkSpecs, nameserverOf, namespaceOf, namespaces, planLab, renderLinks, renderZone, resolvConf,
 } from './topology.js';
@@ -135,20 +134,14 @@ export async function up(settings: UpSettings): Promise<LabPlan> {
     await buildNetwork(plan);
     const zoneFile = join(stateDir, 'lab.zone');
     await writeFile(zoneFile, renderZone(plan));
-    const config: LabGatewayConfig = {
-      listen: `0.0.0.0:${plan.dnsPort}`,
-      pool: plan.pool,
-      inside: [plan.inside],
-      zoneFile,
-      links: linkSpecs(plan),
-      portStrategy: settings.portStrategy ?? 'random',
-      leaseSeconds: settings.leaseSeconds ?? 30,
-      holdDownSeconds: settings.holdDownSeconds ?? 60,
-      logFile: join(stateDir, 'journal.jsonl'),
-    };
-    const configFile = join(stateDir, 'gateway.json');
-    await writeFile(configFile, `${JSON.stringify(config, null, 2)}\n`);
-    await startProcess(stateDir, { name: 'gateway', netns: plan.gateway.netns, argv: [process.execPath, distFile('./lab-gateway.js'), configFile], ready: /capa-gateway listening on/ });
+    const gateway = [
+      process.execPath, distFile('../bin/capa-gateway.js'),
+      '--listen', `0.0.0.0:${plan.dnsPort}`, '--pool', plan.pool, '--inside', plan.inside, '--zone', zoneFile,
+      '--port-strategy', settings.portStrategy ?? 'random', '--lease', String(settings.leaseSeconds ?? 30),
+      '--hold-down', String(settings.holdDownSeconds ?? 60), '--log', join(stateDir, 'journal.jsonl'),
+      '--data-plane', 'nftables', ...linkSpecs(plan).flatMap((spec) => ['--nft-link', spec]),
+    ];
+    await startProcess(stateDir, { name: 'gateway', netns: plan.gateway.netns, argv: gateway, ready: /capa-gateway listening on/ });
     const out = plan.outside;
     await startProcess(stateDir, {
       name: 'echo',

@@ -40,6 +40,8 @@ export interface GatewayConfig {
   logFile?: string;
   metrics?: ServerAddress;
   dataPlane?: DataPlaneName | DataPlane;
+  /** --nft-link specifications for the nftables data plane. */
+  nftLinks?: string[];
   rrtype?: number;
   now?: () => number;
   /** Unexpected failures, one line each; default stderr. */
@@ -123,7 +125,7 @@ export async function startGateway(config: GatewayConfig): Promise<RunningGatewa
   const zone = config.zoneFile === undefined ? new Zone([]) : await loadZone(config.zoneFile);
   const realm = new Realm(config.inside);
   const names = new Names(zone, config.upstream && new Upstream(config.upstream));
-  const dataPlane = typeof config.dataPlane === 'object' ? config.dataPlane : createDataPlane(config.dataPlane ?? 'loopback');
+  const dataPlane = typeof config.dataPlane === 'object' ? config.dataPlane : createDataPlane(config.dataPlane ?? 'loopback', { pool: config.pool, nftLinks: config.nftLinks });
   const direct = new Realm(config.direct ?? (dataPlane.name === 'loopback' ? [] : config.inside));
   const log = config.log ?? ((message: string) => process.stderr.write(`${message}\n`));
   const journal = config.logFile === undefined ? undefined : await JournalFile.open(config.logFile, log);

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type CommandResult, runCommand } from '../../gateway-ref/lib/dataplane/command.js';
-import { CAPA_DIG, CAPA_LAB, PinnedClient, counters, reapConntrack, requireNetns, sleep, testPrefix, waitFor } from './helpers.js';
+import { CAPA_DIG, CAPA_LAB, ECHO_SERVER, NsProcess, PinnedClient, counters, reapConntrack, requireNetns, sleep, testPrefix, waitFor } from './helpers.js';
 
 const CAPA_RUN = fileURLToPath(new URL('../../socket-shim/bin/capa-run.js', import.meta.url));
 const AOG = '198.51.100.7';
@@ -129,6 +129,20 @@ describe('capa-lab (network namespaces, root)', function () {
     expect(heldDown.port).not.to.equal(first.port);
     await sleep(Date.parse(release.time) + HOLD_DOWN_S * 1000 + 500 - Date.now());
     expect((await allocate('t1', 'out.lab.example', 8080)).port).to.equal(first.port);
+  });
+
+  it('lets the outside host resolve a terminal by name through the GRM and connect to it through the gateway (inbound path)', async () => {
+    const server = await NsProcess.start(`${prefix}t1`, [process.execPath, ECHO_SERVER, '--http', '100.64.0.6:8000', '--udp', '100.64.0.6:8001'], /echo-server ready/);
+    try {
+      const { stdout, code, stderr } = await inHost('out', [process.execPath, CAPA_DIG, '--type', 'A', 't1.lab.example', '--json']);
+      expect(code, stderr).to.equal(0);
+      const bound = (JSON.parse(stdout) as { answer: { data: string }[] }).answer[0]!.data;
+      expect(bound).to.equal(AOG);
+      const report = await new PinnedClient(`${prefix}out`, { proto: 'tcp', localAddress: OUTSIDE, localPort: 0, host: bound, port: 8000 }).report();
+      expect([report.remoteAddress, report.localAddress, report.localPort]).to.deep.equal([OUTSIDE, '100.64.0.6', 8000]);
+    } finally {
+      await server.stop();
+    }
   });
 
   it('runs a command in a lab host with its exit code, and refuses an unknown host', async () => {

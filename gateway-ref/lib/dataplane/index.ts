@@ -1,12 +1,27 @@
-/** Data planes by name, so a command line can pick one (`nftables` joins `loopback` later). */
+/** Data planes by name, so a command line can pick one. */
+import { CapaError } from '../../../resolver/lib/errors.js';
 import type { DataPlane } from '../grm/types.js';
 import { LoopbackDataPlane } from './loopback.js';
+import { parseLinkSpecs } from './nft-rules.js';
+import { NftablesDataPlane } from './nftables.js';
 
-export const DATA_PLANES = ['loopback'] as const;
+export const DATA_PLANES = ['loopback', 'nftables'] as const;
 export type DataPlaneName = (typeof DATA_PLANES)[number];
 
-export function createDataPlane(name: DataPlaneName): DataPlane {
+export interface DataPlaneSettings {
+  /** Pool addresses (the nftables driver drops inside-bound traffic to them that matches no state). */
+  pool: string[];
+  /** nftables: ADDRESS=IFNAME per terminal link (--nft-link). */
+  nftLinks?: string[];
+}
+
+export function createDataPlane(name: DataPlaneName, settings: DataPlaneSettings): DataPlane {
   switch (name) {
     case 'loopback': return new LoopbackDataPlane();
+    case 'nftables':
+      if (!settings.nftLinks?.length) {
+        throw new CapaError('ERR_CAPA_CONFIG', '--data-plane nftables needs the terminal links: --nft-link <terminal address>=<gateway-side interface>, one per terminal');
+      }
+      return new NftablesDataPlane({ links: parseLinkSpecs(settings.nftLinks), pool: settings.pool });
   }
 }

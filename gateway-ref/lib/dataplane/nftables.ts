@@ -7,7 +7,7 @@
 import { CapaError } from '../../../resolver/lib/errors.js';
 import { canonicalIp, ipFamily } from '../../../resolver/lib/ip.js';
 import { unmapIPv4 } from '../dns/realm.js';
-import type { Allocation, DataPlane, FlowEvents, OutsideTuple } from '../grm/types.js';
+import type { Allocation, DataPlane, FlowEvents, InboundRoute, OutsideTuple } from '../grm/types.js';
 import { runCommand } from './command.js';
 import { type ConntrackEvent, ConntrackWatch } from './conntrack.js';
 import { BatchWriter, DEFAULT_MAX_BATCH_OPS } from './nft-batch.js';
@@ -16,15 +16,6 @@ import {
   checkLayout, inboundElement, renderElementOps, renderRouteCleanup, renderRoutes, renderRuleset, renderTeardown, stateElement,
 } from './nft-rules.js';
 import { NftSession } from './nft-session.js';
-
-/** An inbound-path binding (design, "Inbound"): `querier`'s packets to `poolAddress` go to `terminal`. */
-export interface InboundRoute {
-  querier: string;
-  poolAddress: string;
-  terminal: string;
-  /** How long the binding lives unless renewed. */
-  ttlMs: number;
-}
 
 export interface NftablesOptions {
   links: NftLink[];

@@ -47,7 +47,7 @@ export interface ResponderContext {
   /** Releases the live allocation matching one of the candidate tuples. */
   release(terminal: string, candidates: OutsideTuple[]): Promise<ReleaseOutcome>;
   /** Inbound path: a pool address of `family` bound to (querier, terminal). Throws ERR_CAPA_EXHAUSTED. */
-  bindInbound(querier: string, terminal: string, family: 4 | 6): string;
+  bindInbound(querier: string, terminal: string, family: 4 | 6): Promise<string>;
   /** Unexpected failures (answered SERVFAIL) go here to be logged. */
   reportError(err: unknown): void;
 }
@@ -165,11 +165,12 @@ async function addressQuery(ctx: ResponderContext, req: Request, name: string, t
   let records = found.records;
   if (!req.inside) {
     try {
-      records = records.flatMap((r) => {
+      const bound = await Promise.all(records.map(async (r) => {
         if (r.type !== type || !ctx.isInside(r.data)) return [r];
         const family = familyOf(type);
-        return ctx.poolFamilies.has(family) ? [{ ...r, data: ctx.bindInbound(req.requester.address, r.data, family) }] : [];
-      });
+        return ctx.poolFamilies.has(family) ? [{ ...r, data: await ctx.bindInbound(req.requester.address, r.data, family) }] : [];
+      }));
+      records = bound.flat();
     } catch (err) {
       return blocked(err);
     }

@@ -42,12 +42,14 @@ export class GrmService implements ResponderContext {
   readonly poolFamilies: ReadonlySet<number>;
   private readonly now: () => number;
   private readonly inbound: InboundBindings;
+  private readonly leaseMs: number;
   private readonly log: (message: string) => void;
   private expiryTimer: NodeJS.Timeout | undefined;
   private expiryAt = Infinity;
 
   constructor(private readonly options: GrmServiceOptions) {
     const leaseMs = options.allocator.leaseMs ?? DEFAULT_LEASE_MS;
+    this.leaseMs = leaseMs;
     this.now = options.allocator.now ?? Date.now;
     this.allocator = new Allocator(options.allocator, (event) => this.onAllocationEvent(event));
     this.rrtype = options.rrtype ?? DEFAULT_CAPA_RRTYPE;
@@ -129,9 +131,12 @@ export class GrmService implements ResponderContext {
     return 'absent';
   }
 
-  bindInbound(querier: string, terminal: string, family: 4 | 6): string {
+  /** Binds a pool address to (querier, terminal) and has the data plane route it before the answer leaves. */
+  async bindInbound(querier: string, terminal: string, family: 4 | 6): Promise<string> {
     this.inbound.expire();
-    return this.inbound.bind(querier, terminal, family);
+    const poolAddress = this.inbound.bind(querier, terminal, family);
+    await this.dataPlane.routeInbound?.({ querier, poolAddress, terminal, ttlMs: this.leaseMs });
+    return poolAddress;
   }
 
   reportError(err: unknown): void {

@@ -76,6 +76,20 @@ export interface DataPlane {
   install(allocation: Allocation): Promise<void>;
   remove(allocation: Allocation): Promise<void>;
   stop(): Promise<void>;
+  /**
+   * Inbound path (DESIGN.md "Inbound"): `querier`'s packets to `poolAddress` go to `terminal`
+   * until ttlMs passes without a renewal. Resolves once in place, before the A/AAAA answer
+   * leaves. Absent where the kernel routes everything (loopback).
+   */
+  routeInbound?(route: InboundRoute): Promise<void>;
+}
+
+/** One inbound binding as the data plane installs it. */
+export interface InboundRoute {
+  querier: string;
+  poolAddress: string;
+  terminal: string;
+  ttlMs: number;
 }
 
 /** What a data plane reports back to the GRM. */

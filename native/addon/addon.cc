@@ -1,5 +1,5 @@
 // Node binding of the CAPA C core (native/core): pinned sockets and interface
-// addresses. Argument checking lives here so the C core can trust its input;
+// addresses; and the file-capability check of capa-run. Argument checking lives here so the C core can trust its input;
 // failures become Node-style errors (.code, .errno, .syscall) as libuv's are.
 #include <napi.h>
 #include <uv.h>
@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <net/if.h>
 #include <sys/socket.h>
+#include <sys/xattr.h>
 
 #include <cerrno>
 #include <cstdint>
@@ -230,12 +231,31 @@ Napi::Value IsLocalAddress(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), rc == 1);
 }
 
+// hasFileCapabilities(path) -> whether the file carries file capabilities (the
+// security.capability attribute, what getcap shows), for which the dynamic
+// linker ignores LD_PRELOAD. Reads the attribute instead of running getcap.
+Napi::Value HasFileCapabilities(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
+  if (path.empty() || path.find('\0') != std::string::npos) {
+    ThrowArg(env, info[0].IsString() ? "ERR_INVALID_ARG_VALUE" : "ERR_INVALID_ARG_TYPE",
+             "The \"path\" argument must be a non-empty string without NUL, got " + Quoted(info[0]));
+  }
+  if (getxattr(path.c_str(), "security.capability", nullptr, 0) >= 0) return Napi::Boolean::New(env, true);
+  int rc = -errno;
+  // No such attribute, or a file system without extended attributes: no capabilities.
+  if (rc == -ENODATA || rc == -ENOTSUP) return Napi::Boolean::New(env, false);
+  throw SystemError(env, rc, "getxattr", "getxattr " + std::string(uv_err_name(rc)) + " " + path);
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("pinSocket", Napi::Function::New(env, PinSocket, "pinSocket"));
   exports.Set("addressAdd", Napi::Function::New(env, AddressAdd, "addressAdd"));
   exports.Set("addressRemove", Napi::Function::New(env, AddressRemove, "addressRemove"));
   exports.Set("addressCheck", Napi::Function::New(env, AddressCheck, "addressCheck"));
   exports.Set("isLocalAddress", Napi::Function::New(env, IsLocalAddress, "isLocalAddress"));
+  exports.Set("hasFileCapabilities",
+              Napi::Function::New(env, HasFileCapabilities, "hasFileCapabilities"));
   return exports;
 }
 

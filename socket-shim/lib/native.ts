@@ -1,7 +1,8 @@
 /**
  * Typed access to the CAPA native addon (build/Release/capa.node, built from
- * binding.gyp by `npm install`): sockets pinned to an allocated (address, port)
- * and the netlink calls that put that address on an interface.
+ * binding.gyp by `npm install`): sockets pinned to an allocated (address, port),
+ * the netlink calls that put that address on an interface, and capa-run's
+ * file-capability check.
  *
  * System failures are Node-style errors (`.code` 'EADDRINUSE', 'EPERM', ...,
  * `.errno` negative, `.syscall` 'bind' | 'setsockopt' | 'netlink'); bad
@@ -43,6 +44,7 @@ interface CapaAddon {
   addressRemove(ifname: string, address: string): void;
   addressCheck(ifname: string, address: string): boolean;
   isLocalAddress(address: string): boolean;
+  hasFileCapabilities(path: string): boolean;
 }
 
 // dist/socket-shim/lib/native.js -> <package root>/build/Release/capa.node
@@ -95,6 +97,15 @@ export function addressCheck(ifname: string, address: string): boolean {
 /** Whether the kernel delivers `address` locally (every 127/8 address, any configured one). */
 export function isLocalAddress(address: string): boolean {
   return addon().isLocalAddress(address);
+}
+
+/**
+ * Whether the file (symbolic links followed, as execve follows them) carries
+ * file capabilities: its security.capability attribute, what getcap prints.
+ * Throws a system error (`.syscall` 'getxattr') when the file cannot be read.
+ */
+export function hasFileCapabilities(path: string): boolean {
+  return addon().hasFileCapabilities(path);
 }
 
 export interface PinnedTcpOptions {

@@ -9,14 +9,19 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { accessSync, closeSync, constants as fsConstants, openSync, readSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { constants } from 'node:os';
 import { delimiter, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import yargs from 'yargs';
-import { hideBin } from 'yargs/helpers';
+import type Yargs from 'yargs/yargs';
 import { isCapaError } from '../../resolver/lib/errors.js';
 import { formatServer, parseServerList } from '../../resolver/lib/servers.js';
+import { hasFileCapabilities } from '../lib/native.js';
 import { inspectExecutable, type Executable, parseExempt, preloadRefusal, preloadValue, privilegeRefusal } from '../lib/preload-target.js';
+
+// The launcher's start-up is every program's start-up: yargs' bundled CommonJS build loads in
+// about half the time of its ES module graph.
+const yargs = createRequire(import.meta.url)('yargs/yargs') as typeof Yargs;
 
 const EXIT_FAILED = 125;
 const EXIT_REFUSED = 126;
@@ -32,7 +37,7 @@ function quit(code: number, message: string): never {
   process.exit(code);
 }
 
-const argv = yargs(hideBin(process.argv))
+const argv = yargs(process.argv.slice(2))
   .scriptName('capa-run')
   .usage('$0 [options] -- <program> [args...]')
   .epilog('Runs <program> with the CAPA LD_PRELOAD library: getaddrinfo/gethostbyname ask the CAPA server for '
@@ -115,11 +120,12 @@ function inspectFile(path: string): Executable {
   }
 }
 
-/** File capabilities as getcap prints them; undefined when getcap is not installed. */
+/** File capabilities (undefined when none): as getcap prints them, only asked of getcap when there are some. */
 function fileCapabilities(path: string): string | undefined {
+  if (!hasFileCapabilities(path)) return undefined;
   const run = spawnSync('getcap', [path], { encoding: 'utf8' });
-  if (run.error !== undefined) return undefined;
-  return run.stdout.trim().slice(path.length).trim();
+  const described = run.error === undefined ? run.stdout.trim().slice(path.length).trim() : '';
+  return described !== '' ? described : 'security.capability is set';
 }
 
 /** Why the library cannot reach the program (following `#!` interpreters), or undefined. */
@@ -146,13 +152,13 @@ function run(): void {
   }
   const path = findProgram(name);
   if (path === undefined) quit(EXIT_NOT_FOUND, `${name}: no such program${name.includes('/') ? '' : ' in PATH'}`);
-  const why = refusal(path, inspectFile(LIBRARY));
-  if (why !== undefined) quit(EXIT_REFUSED, why);
   let preload: string;
   try {
+    const why = refusal(path, inspectFile(LIBRARY));
+    if (why !== undefined) quit(EXIT_REFUSED, why);
     preload = preloadValue(LIBRARY, process.env.LD_PRELOAD);
   } catch (err) {
-    if (!isCapaError(err)) throw err;
+    if (!isCapaError(err)) throw err; // ERR_CAPA_CONFIG: the addon is not built; ERR_CAPA_INVALID_ARG: the library path
     quit(EXIT_FAILED, err.message);
   }
   const child = spawn(path, args, { stdio: 'inherit', argv0: name, env: { ...process.env, ...capaEnv, LD_PRELOAD: preload } });

@@ -5,8 +5,9 @@
  */
 import { spawnSync } from 'node:child_process';
 import { closeSync, openSync, readSync } from 'node:fs';
-import { chmod, copyFile, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { constants } from 'node:os';
+import { join } from 'node:path';
 import { expect } from 'chai';
 import { isCapaError } from '../../resolver/lib/errors.js';
 import { inspectExecutable, parseExempt, preloadRefusal, preloadValue, privilegeRefusal } from '../../socket-shim/lib/preload-target.js';
@@ -119,9 +120,9 @@ describe('capa-run launcher', function () {
     }
   });
 
-  it('refuses a program with file capabilities', async function () {
+  it('refuses a program with file capabilities, with or without getcap, and runs getcap only to describe them', async function () {
     const setcap = requireTool(this, 'setcap', 'the file-capability refusal');
-    requireTool(this, 'getcap', 'the file-capability refusal');
+    const getcap = requireTool(this, 'getcap', 'the file-capability refusal');
     const copy = ws.file('cap-true');
     await copyFile('/bin/true', copy);
     const set = spawnSync(setcap, ['cap_net_raw+ep', copy], { encoding: 'utf8' });
@@ -129,9 +130,22 @@ describe('capa-run launcher', function () {
       if (process.env.CI === 'true') throw new Error(`setcap failed in CI (root needed): ${set.stderr}`);
       this.skip();
     }
-    const result = await capaRun(['--', copy]);
+    // A getcap first in PATH that notes each call, then runs the real one.
+    const bin = ws.file('spy-bin');
+    const calls = ws.file('getcap-calls');
+    await mkdir(bin, { recursive: true });
+    await writeFile(join(bin, 'getcap'), `#!/bin/sh\necho "$@" >> ${calls}\nexec ${getcap} "$@"\n`, { mode: 0o755 });
+    await writeFile(calls, '');
+    const path = `${bin}:${process.env.PATH ?? ''}`;
+    expect((await capaRun(['--', '/bin/true'], { PATH: path })).code).to.equal(0);
+    expect(await readFile(calls, 'utf8'), 'getcap run for a program without capabilities').to.equal('');
+    const result = await capaRun(['--', copy], { PATH: path });
     expect(result.code).to.equal(EXIT_REFUSED);
     expect(result.stderr).to.include('has file capabilities (cap_net_raw=ep)');
+    expect(await readFile(calls, 'utf8')).to.equal(`${copy}\n`);
+    const withoutGetcap = await capaRun(['--', copy], { PATH: ws.file('no-such-dir') });
+    expect(withoutGetcap.code).to.equal(EXIT_REFUSED);
+    expect(withoutGetcap.stderr).to.include('has file capabilities (security.capability is set)');
   });
 
   it('says which program is missing (127) and what is wrong with a flag (125)', async function () {

@@ -13,6 +13,7 @@ import {
   type NativeSystemError, type PinOptions,
 } from '../../socket-shim/lib/native.js';
 import { requireTool } from '../helpers/c-build.js';
+import { unavailable } from '../helpers/ci.js';
 
 const LOOPBACK = { 4: '127.0.0.1', 6: '::1' } as const;
 /** Pinned sources other than the default 127.0.0.1, so a test can tell pinned from unpinned. */
@@ -184,10 +185,7 @@ describe('native addon: pinned sockets', function () {
   });
 
   it('applies SO_BINDTODEVICE and SO_MARK, as ss(8) reports', async function () {
-    if (process.getuid?.() !== 0) {
-      if (process.env.CI === 'true') throw new Error('SO_MARK needs root in CI');
-      this.skip();
-    }
+    if (process.getuid?.() !== 0) unavailable(this, 'SO_MARK needs root in CI');
     const server = net.createServer((c) => c.resume()).listen(0, '127.0.0.1');
     await once(server, 'listening');
     const localPort = await freePort('127.0.0.9', 'tcp');
@@ -306,10 +304,7 @@ describe('native addon: file capabilities', function () {
     writeFileSync(capable, '#!/bin/sh\n', { mode: 0o755 });
     symlinkSync(capable, link);
     const set = spawnSync(setcap, ['cap_net_raw+ep', capable], { encoding: 'utf8' });
-    if (set.status !== 0) {
-      if (process.env.CI === 'true') throw new Error(`setcap failed in CI (root needed): ${set.stderr}`);
-      this.skip();
-    }
+    if (set.status !== 0) unavailable(this, `setcap failed in CI (root needed): ${set.stderr}`);
     expect(execFileSync(getcap, [capable], { encoding: 'utf8' })).to.include('cap_net_raw=ep');
     expect(hasFileCapabilities(capable)).to.equal(true);
     expect(hasFileCapabilities(link)).to.equal(true);

@@ -3,26 +3,19 @@
  * namespace this test creates (never the host's interfaces). Needs root and
  * `ip netns`: skipped without them, a failure when CI=true.
  */
-import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
+import { ip, requireNamespaces, TestNamespace } from '../helpers/netns.js';
 import type { NetnsOutcome, NetnsStep } from './netns-child.js';
 
-const NS = `capa-test-${process.pid}`;
+const ns = new TestNamespace('capa-test');
 const IFACE = 'capa0';
 const PEER = 'capa1';
 const CHILD = fileURLToPath(new URL('./netns-child.js', import.meta.url));
-const NOBODY = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'];
-
-function ip(...args: string[]): string {
-  return execFileSync('ip', args, { encoding: 'utf8', timeout: 10_000 });
-}
 
 /** Runs the steps in the namespace (optionally as nobody, without capabilities). */
 function inNamespace(steps: NetnsStep[], asNobody = false): NetnsOutcome[] {
-  const command = [...(asNobody ? NOBODY : []), process.execPath, CHILD, JSON.stringify(steps)];
-  const out = execFileSync('ip', ['netns', 'exec', NS, ...command], { encoding: 'utf8', timeout: 20_000 });
-  return JSON.parse(out) as NetnsOutcome[];
+  return ns.runJson<NetnsOutcome[]>(CHILD, [JSON.stringify(steps)], asNobody);
 }
 
 function one(step: NetnsStep, asNobody = false): NetnsOutcome {
@@ -31,38 +24,21 @@ function one(step: NetnsStep, asNobody = false): NetnsOutcome {
 
 /** The addresses `ip` itself reports on an interface of the namespace. */
 function ipAddresses(ifname: string): string {
-  return ip('-n', NS, '-o', 'addr', 'show', 'dev', ifname);
-}
-
-function namespacesUsable(): string | undefined {
-  if (process.getuid?.() !== 0) return 'not running as root';
-  try {
-    ip('netns', 'list');
-    return undefined;
-  } catch (err: unknown) {
-    return `ip netns does not work: ${(err as Error).message}`;
-  }
+  return ns.ip('-o', 'addr', 'show', 'dev', ifname);
 }
 
 describe('native netlink: interface addresses in a network namespace', function () {
   let hostAddressesBefore = '';
-  let created = false;
 
   before(function () {
-    const problem = namespacesUsable();
-    if (problem !== undefined) {
-      if (process.env.CI === 'true') throw new Error(`netlink tests need root and ip netns in CI: ${problem}`);
-      this.skip();
-    }
+    requireNamespaces(this, 'netlink tests');
     hostAddressesBefore = ip('-o', 'addr', 'show');
-    ip('netns', 'add', NS);
-    created = true;
-    ip('-n', NS, 'link', 'set', 'lo', 'up');
-    ip('-n', NS, 'link', 'add', IFACE, 'type', 'veth', 'peer', 'name', PEER);
+    ns.create();
+    ns.ip('link', 'add', IFACE, 'type', 'veth', 'peer', 'name', PEER);
   });
 
   after(function () {
-    if (created) ip('netns', 'del', NS);
+    ns.remove();
     if (hostAddressesBefore === '') return;
     expect(ip('-o', 'addr', 'show'), 'the host interfaces are untouched').to.equal(hostAddressesBefore);
   });
@@ -109,7 +85,7 @@ describe('native netlink: interface addresses in a network namespace', function 
   }
 
   it('sees addresses configured by ip(8), and 127/8 as local', function () {
-    ip('-n', NS, 'addr', 'add', '203.0.113.9/24', 'dev', PEER);
+    ns.ip('addr', 'add', '203.0.113.9/24', 'dev', PEER);
     expect(inNamespace([
       { op: 'check', ifname: PEER, address: '203.0.113.9' },
       { op: 'check', ifname: IFACE, address: '203.0.113.9' },

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import fc from 'fast-check';
 import { Allocator } from '../../gateway-ref/lib/grm/allocator.js';
 import type { Allocation, AllocationEvent, AllocatorOptions, Destination, ProtoNumber } from '../../gateway-ref/lib/grm/types.js';
-import { type CapaError, type CapaErrorCode, isCapaError } from '../../resolver/lib/errors.js';
+import { capaThrown } from '../helpers/expect-error.js';
 
 /** Ports per pool address and destination: the contract's 65536 - 1024. */
 const PORTS = 65536 - 1024;
@@ -16,16 +16,6 @@ function clock(): { t: number; now: () => number } {
 
 function poolOf(n: number): string[] {
   return Array.from({ length: n }, (_, i) => `198.51.100.${i + 1}`);
-}
-
-function expectCapaError(fn: () => unknown, code: CapaErrorCode): CapaError {
-  try {
-    fn();
-  } catch (err) {
-    expect(isCapaError(err, code), `expected ${code}, got ${String(err)}`).to.equal(true);
-    return err as CapaError;
-  }
-  return expect.fail(`expected ${code}, but it succeeded`);
 }
 
 function ports(allocations: Allocation[]): number[] {
@@ -47,14 +37,14 @@ describe('gateway Allocator: the bound', () => {
           if (!used.has(`${address} ${port}`)) expect.fail(`${address} port ${port} was never handed out`);
         }
       }
-      const err = expectCapaError(() => allocator.allocate('100.64.0.1', WEB), 'ERR_CAPA_EXHAUSTED');
+      const err = capaThrown(() => allocator.allocate('100.64.0.1', WEB), 'ERR_CAPA_EXHAUSTED');
       expect(err.message).to.contain('203.0.113.10:443');
 
       expect(allocator.allocate('100.64.0.1', { ...WEB, port: 80 }).tuple.remotePort).to.equal(80);
       expect(allocator.allocate('100.64.0.1', { ...WEB, address: '203.0.113.11' }).tuple.remoteAddress).to.equal('203.0.113.11');
       expect(allocator.allocate('100.64.0.1', { ...WEB, proto: 17 }).tuple.proto).to.equal(17);
       // A partial state would need an (aOG, pA) unused towards the host for every pB: there is none.
-      expectCapaError(() => allocator.allocate('100.64.0.1', { proto: 6, address: WEB.address }), 'ERR_CAPA_EXHAUSTED');
+      capaThrown(() => allocator.allocate('100.64.0.1', { proto: 6, address: WEB.address }), 'ERR_CAPA_EXHAUSTED');
       // Hosts are (proto, aOB): tcp .10, tcp .11, udp .10; destinations add pB: tcp .10:443 and :80.
       expect(allocator.stats()).to.include({ live: PORTS * n + 3, pending: PORTS * n + 3, hosts: 3, destinations: 4 });
     });
@@ -70,7 +60,7 @@ describe('gateway Allocator: the bound', () => {
     allocator.release(victim.id);
     expect(allocator.stats().heldDown).to.equal(1);
     c.t = 1000 + 59_999;
-    expectCapaError(() => allocator.allocate('100.64.0.2', WEB), 'ERR_CAPA_EXHAUSTED');
+    capaThrown(() => allocator.allocate('100.64.0.2', WEB), 'ERR_CAPA_EXHAUSTED');
     c.t = 1000 + 60_000;
     const again = allocator.allocate('100.64.0.2', WEB);
     expect(again.tuple.localPort).to.equal(victim.tuple.localPort);
@@ -265,7 +255,7 @@ describe('gateway Allocator: address choice', () => {
     expect(allocator.allocate('100.64.0.1', { proto: 6, address: '2001:db8::80', port: 80 }).tuple.localAddress).to.equal('2001:db8:1::1');
     expect(allocator.allocate('100.64.0.1', WEB).tuple.localAddress).to.equal('198.51.100.1');
     const v4only = new Allocator({ pool: poolOf(2) });
-    const err = expectCapaError(() => v4only.allocate('100.64.0.1', { proto: 6, address: '2001:db8::80', port: 80 }), 'ERR_CAPA_EXHAUSTED');
+    const err = capaThrown(() => v4only.allocate('100.64.0.1', { proto: 6, address: '2001:db8::80', port: 80 }), 'ERR_CAPA_EXHAUSTED');
     expect(err.message).to.contain('no IPv6 address');
     expect(v4only.stats()).to.include({ hosts: 0, destinations: 0, terminals: 0 });
   });
@@ -350,13 +340,13 @@ describe('gateway Allocator: leases, hold-down, quota', () => {
       allocator.allocate('100.64.0.1', { ...WEB, port: 80 }),
       allocator.allocate('100.64.0.1', { proto: 17, address: HOST }),
     ];
-    const err = expectCapaError(() => allocator.allocate('100.64.0.1', WEB), 'ERR_CAPA_QUOTA');
+    const err = capaThrown(() => allocator.allocate('100.64.0.1', WEB), 'ERR_CAPA_QUOTA');
     expect(err.message).to.contain('100.64.0.1');
     expect(allocator.liveFor('100.64.0.1')).to.equal(3);
     expect(allocator.allocate('100.64.0.2', WEB).terminal).to.equal('100.64.0.2');
     allocator.release(mine[0]!.id);
     allocator.allocate('100.64.0.1', WEB);
-    expectCapaError(() => allocator.allocate('100.64.0.1', WEB), 'ERR_CAPA_QUOTA');
+    capaThrown(() => allocator.allocate('100.64.0.1', WEB), 'ERR_CAPA_QUOTA');
     c.t = 1000;
     expect(allocator.expire()).to.have.length(4);
     expect(allocator.liveFor('100.64.0.1')).to.equal(0);
@@ -368,15 +358,15 @@ describe('gateway Allocator: ids, release, find', () => {
   it('release checks the id and the owner; stale ids never name a later allocation', () => {
     const allocator = new Allocator({ pool: poolOf(1), holdDownMs: 0 });
     const a = allocator.allocate('100.64.0.1', WEB);
-    expectCapaError(() => allocator.release(a.id, '100.64.0.2'), 'ERR_CAPA_NOT_OWNER');
+    capaThrown(() => allocator.release(a.id, '100.64.0.2'), 'ERR_CAPA_NOT_OWNER');
     expect(allocator.get(a.id)).to.deep.equal(a);
     expect(allocator.release(a.id, '100.64.0.1')).to.deep.equal(a);
-    expectCapaError(() => allocator.release(a.id), 'ERR_CAPA_NO_ALLOCATION');
+    capaThrown(() => allocator.release(a.id), 'ERR_CAPA_NO_ALLOCATION');
     const b = allocator.allocate('100.64.0.1', WEB);
     expect(b.id).to.not.equal(a.id);
     expect(allocator.get(a.id)).to.equal(undefined);
-    expectCapaError(() => allocator.release(a.id), 'ERR_CAPA_NO_ALLOCATION');
-    for (const bad of [-1, 1.5, NaN, Infinity, 2 ** 60]) expectCapaError(() => allocator.release(bad), 'ERR_CAPA_NO_ALLOCATION');
+    capaThrown(() => allocator.release(a.id), 'ERR_CAPA_NO_ALLOCATION');
+    for (const bad of [-1, 1.5, NaN, Infinity, 2 ** 60]) capaThrown(() => allocator.release(bad), 'ERR_CAPA_NO_ALLOCATION');
     expect([...allocator.allocations()]).to.deep.equal([b]);
   });
 
@@ -414,7 +404,7 @@ describe('gateway Allocator: bad input', () => {
   ];
   for (const [what, options] of bad) {
     it(`refuses ${what} with ERR_CAPA_CONFIG`, () => {
-      expectCapaError(() => new Allocator({ pool: poolOf(1), ...options }), 'ERR_CAPA_CONFIG');
+      capaThrown(() => new Allocator({ pool: poolOf(1), ...options }), 'ERR_CAPA_CONFIG');
     });
   }
 
@@ -428,9 +418,9 @@ describe('gateway Allocator: bad input', () => {
       { proto: 6, address: HOST, port: 80.5 },
     ];
     for (const destination of destinations) {
-      expectCapaError(() => allocator.allocate('100.64.0.1', destination), 'ERR_CAPA_INVALID_ARG');
+      capaThrown(() => allocator.allocate('100.64.0.1', destination), 'ERR_CAPA_INVALID_ARG');
     }
-    expectCapaError(() => allocator.allocate('', WEB), 'ERR_CAPA_INVALID_ARG');
+    capaThrown(() => allocator.allocate('', WEB), 'ERR_CAPA_INVALID_ARG');
     expect(allocator.stats()).to.include({ live: 0, hosts: 0, destinations: 0, terminals: 0 });
   });
 });

@@ -1,16 +1,8 @@
 import { expect } from 'chai';
 import { parsePool } from '../../gateway-ref/lib/grm/pool.js';
-import { isCapaError } from '../../resolver/lib/errors.js';
+import { capaThrown } from '../helpers/expect-error.js';
 
-function configMessage(spec: string | string[]): string {
-  try {
-    parsePool(spec);
-  } catch (err) {
-    expect(isCapaError(err, 'ERR_CAPA_CONFIG'), String(err)).to.equal(true);
-    return (err as Error).message;
-  }
-  return expect.fail(`"${String(spec)}" was accepted`);
-}
+const configMessage = (spec: string | string[]): string => capaThrown(() => parsePool(spec), 'ERR_CAPA_CONFIG').message;
 
 describe('gateway parsePool', () => {
   it('expands ranges, CIDR blocks and single addresses, in order, canonical', () => {

@@ -1,17 +1,10 @@
 import { expect } from 'chai';
 import { parseZoneFile } from '../../gateway-ref/lib/zone/zone-file.js';
 import { Zone } from '../../gateway-ref/lib/zone/zone.js';
-import { type CapaError, isCapaError } from '../../resolver/lib/errors.js';
+import type { CapaError } from '../../resolver/lib/errors.js';
+import { capaThrown } from '../helpers/expect-error.js';
 
-function configError(fn: () => unknown): CapaError {
-  try {
-    fn();
-  } catch (err) {
-    expect(isCapaError(err, 'ERR_CAPA_CONFIG'), String(err)).to.equal(true);
-    return err as CapaError;
-  }
-  return expect.fail('expected ERR_CAPA_CONFIG');
-}
+const configError = (fn: () => unknown): CapaError => capaThrown(fn, 'ERR_CAPA_CONFIG');
 
 const ZONE = `; a zone for the loopback lab
 $ORIGIN example.

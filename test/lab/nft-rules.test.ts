@@ -4,17 +4,10 @@ import {
   CHAIN_NAMES, inboundElement, renderChains, parseLinkSpecs, poolRanges, renderElementOps, renderRouteCleanup, renderRoutes, renderRuleset, renderTeardown, stateElement,
 } from '../../gateway-ref/lib/dataplane/nft-rules.js';
 import type { OutsideTuple } from '../../gateway-ref/lib/grm/types.js';
-import { isCapaError } from '../../resolver/lib/errors.js';
+import { capaThrown } from '../helpers/expect-error.js';
 
 function expectConfigError(fn: () => unknown, pattern: RegExp): void {
-  try {
-    fn();
-  } catch (err) {
-    expect(isCapaError(err, 'ERR_CAPA_CONFIG'), String(err)).to.equal(true);
-    expect((err as Error).message).to.match(pattern);
-    return;
-  }
-  expect.fail('expected ERR_CAPA_CONFIG');
+  expect(capaThrown(fn, 'ERR_CAPA_CONFIG').message).to.match(pattern);
 }
 
 const complete: OutsideTuple = { proto: 6, remoteAddress: '203.0.113.10', remotePort: 80, localAddress: '198.51.100.7', localPort: 40001 };

@@ -3,26 +3,16 @@
  * (`--dns-rr=<name>,65280,<hex>`) and A/AAAA records. In CI a missing dnsmasq fails the run.
  */
 import { expect } from 'chai';
-import { CapaError } from '../../resolver/lib/errors.js';
 import { encode as encodeRdata, type CapaRecord } from '../../resolver/lib/rdata.js';
 import { resolve } from '../../resolver/lib/resolve.js';
 import { type Dnsmasq, requireDnsmasq, startDnsmasq } from '../helpers/dnsmasq.js';
+import { capaRejection } from '../helpers/expect-error.js';
 
 const ZONE = 'example.test';
 const ALLOC: CapaRecord = { flags: 0, proto: 6, port: 8500, address: '127.64.0.5' };
 const ALLOC_V6: CapaRecord = { flags: 0, proto: 17, port: 4000, address: '2001:db8::5' };
 const hex = (record: CapaRecord): string => Buffer.from(encodeRdata(record)).toString('hex');
 const BIG = Array.from({ length: 100 }, (_, i) => `127.0.2.${i + 1}`);
-
-async function rejection(promise: Promise<unknown>): Promise<CapaError> {
-  try {
-    await promise;
-  } catch (err) {
-    if (err instanceof CapaError) return err;
-    throw err;
-  }
-  throw new Error('expected the promise to reject');
-}
 
 describe('resolver: resolve() against a real dnsmasq', function () {
   let dnsmasq: Dnsmasq | undefined;
@@ -93,12 +83,12 @@ describe('resolver: resolve() against a real dnsmasq', function () {
   });
 
   it('NXDOMAIN -> ERR_CAPA_NOT_FOUND', async () => {
-    const err = await rejection(ask(`nx.${ZONE}`, 80));
+    const err = await capaRejection(ask(`nx.${ZONE}`, 80));
     expect(err).to.include({ code: 'ERR_CAPA_NOT_FOUND', rcode: 'NXDOMAIN', server: dnsmasq!.server });
   });
 
   it('REFUSED (no upstream for the name) -> ERR_CAPA_REFUSED with dnsmasq\'s EDE', async () => {
-    const err = await rejection(ask('elsewhere.invalid', 80));
+    const err = await capaRejection(ask('elsewhere.invalid', 80));
     expect(err).to.include({ code: 'ERR_CAPA_REFUSED', rcode: 'REFUSED' });
     expect(err.ede, 'dnsmasq 2.90 sends EDE 14 (Not Ready)').to.be.a('number');
   });

@@ -18,6 +18,7 @@ import { checkReply, fromServer } from '../../resolver/lib/transport.js';
 import {
   addressRecord, capaRecord, type FakeDnsServer, type Handler, type ReceivedQuery, reply, startFakeDnsServer,
 } from '../helpers/fake-dns-server.js';
+import { capaRejection } from '../helpers/expect-error.js';
 
 const HOST = 'apricot.example.test';
 const QNAME = `_80._tcp.${HOST}`;
@@ -46,16 +47,6 @@ function gateway(onCapa: (q: ReceivedQuery) => ReturnType<Handler> = (q) => capa
     if (qtype(q) === 'A') return reply(q, { answers: [addressRecord(qname(q)!, 30, AOB)] });
     return reply(q);
   };
-}
-
-async function rejection(promise: Promise<unknown>): Promise<CapaError> {
-  try {
-    await promise;
-  } catch (err) {
-    if (err instanceof CapaError) return err;
-    throw err;
-  }
-  throw new Error('expected the promise to reject');
 }
 
 describe('resolver: resolve() against a scriptable server', () => {
@@ -169,7 +160,7 @@ describe('resolver: resolve() against a scriptable server', () => {
     for (const [name, answer, extra] of cases) {
       it(`fails ERR_CAPA_MALFORMED for a CAPA answer ${name}`, async () => {
         const s = await start(gateway(answer));
-        const err = await rejection(ask(s, extra));
+        const err = await capaRejection(ask(s, extra));
         expect(err.code).to.equal('ERR_CAPA_MALFORMED');
         expect(err.server).to.equal(s.server);
       });
@@ -177,7 +168,7 @@ describe('resolver: resolve() against a scriptable server', () => {
 
     it('fails ERR_CAPA_NOT_FOUND when <host> has no address of the allocation family', async () => {
       const s = await start((q) => (qtype(q) === CAPA_TYPE ? reply(q, { answers: [capaRecord(QNAME, 30, ALLOC)] }) : reply(q)));
-      const err = await rejection(ask(s));
+      const err = await capaRejection(ask(s));
       expect(err.code).to.equal('ERR_CAPA_NOT_FOUND');
       expect(err.message).to.match(/no A record/);
     });
@@ -207,13 +198,13 @@ describe('resolver: resolve() against a scriptable server', () => {
 
     it('fails ERR_CAPA_MALFORMED when only malformed replies came before the deadline', async () => {
       const s = await start(gateway((q) => capaReply(q).subarray(0, 40)));
-      const err = await rejection(ask(s));
+      const err = await capaRejection(ask(s));
       expect(err.code).to.equal('ERR_CAPA_MALFORMED');
     });
 
     it('fails ERR_CAPA_TIMEOUT when only spoofs came', async () => {
       const s = await start(gateway((q) => ({ bytes: capaReply(q, SPOOFED), spoof: true })));
-      const err = await rejection(ask(s));
+      const err = await capaRejection(ask(s));
       expect(err.code).to.equal('ERR_CAPA_TIMEOUT');
     });
 
@@ -248,13 +239,13 @@ describe('resolver: resolve() against a scriptable server', () => {
 
     it('asks over TCP again when the TCP reply is malformed, within the deadline', async () => {
       const s = await start((q) => (q.transport === 'udp' ? reply(q, { tc: true }) : capaReply(q).subarray(0, 50)));
-      const err = await rejection(ask(s));
+      const err = await capaRejection(ask(s));
       expect(err.code).to.equal('ERR_CAPA_MALFORMED');
     });
 
     it('retries a silent server within the deadline, then fails ERR_CAPA_TIMEOUT', async () => {
       const s = await start(() => undefined);
-      const err = await rejection(ask(s));
+      const err = await capaRejection(ask(s));
       expect(err.code).to.equal('ERR_CAPA_TIMEOUT');
       expect(err.message).to.include(s.server);
       expect(s.queries.length).to.be.greaterThan(1);
@@ -277,7 +268,7 @@ describe('resolver: resolve() against a scriptable server', () => {
       const good = await start(gateway());
       const r = await resolve({ host: HOST, port: 80, servers: [closed, good.server], timeout: 5000, deadline: 5000 });
       expect(r).to.deep.include({ kind: 'capa', server: good.server });
-      const err = await rejection(resolve({ host: HOST, port: 80, servers: [closed], ...FAST }));
+      const err = await capaRejection(resolve({ host: HOST, port: 80, servers: [closed], ...FAST }));
       expect(err.code).to.equal('ERR_CAPA_SERVER_FAILURE');
       expect(err.message).to.match(/refused/);
     });
@@ -303,7 +294,7 @@ describe('resolver: resolve() against a scriptable server', () => {
     it('NXDOMAIN for the name and the host -> ERR_CAPA_NOT_FOUND, no other server asked', async () => {
       const a = await start((q) => reply(q, { rcode: 'NXDOMAIN' }));
       const b = await start(gateway());
-      const err = await rejection(ask([a, b]));
+      const err = await capaRejection(ask([a, b]));
       expect(err).to.include({ code: 'ERR_CAPA_NOT_FOUND', rcode: 'NXDOMAIN', server: a.server });
       expect(b.queries).to.have.length(0);
     });
@@ -317,14 +308,14 @@ describe('resolver: resolve() against a scriptable server', () => {
     it('REFUSED + EDE 18 -> ERR_CAPA_REFUSED with the EDE text, no other server asked', async () => {
       const a = await start(fail('REFUSED', { code: EDE.PROHIBITED, text: 'not in the inside realm' }));
       const b = await start(gateway());
-      const err = await rejection(ask([a, b]));
+      const err = await capaRejection(ask([a, b]));
       expect(err).to.include({ code: 'ERR_CAPA_REFUSED', ede: 18, edeText: 'not in the inside realm' });
       expect(err.message).to.include('not in the inside realm');
       expect(b.queries).to.have.length(0);
     });
 
     it('REFUSED without EDE -> ERR_CAPA_REFUSED', async () => {
-      const err = await rejection(ask(await start(fail('REFUSED'))));
+      const err = await capaRejection(ask(await start(fail('REFUSED'))));
       expect(err).to.include({ code: 'ERR_CAPA_REFUSED', ede: undefined });
     });
 
@@ -338,7 +329,7 @@ describe('resolver: resolve() against a scriptable server', () => {
       const exhausted = fail('SERVFAIL', { code: EDE.POOL_EXHAUSTED, text: 'CAPA pool exhausted' });
       const a = await start(exhausted);
       const b = await start(exhausted);
-      const err = await rejection(ask([a, b]));
+      const err = await capaRejection(ask([a, b]));
       expect(err).to.include({ code: 'ERR_CAPA_EXHAUSTED', ede: 49152, edeText: 'CAPA pool exhausted' });
       expect([a.queries.length, b.queries.length]).to.deep.equal([1, 1]);
     });
@@ -346,7 +337,7 @@ describe('resolver: resolve() against a scriptable server', () => {
     it('SERVFAIL + EDE 49153 -> ERR_CAPA_QUOTA at once', async () => {
       const a = await start(fail('SERVFAIL', { code: EDE.QUOTA_EXCEEDED, text: 'CAPA quota exceeded' }));
       const b = await start(gateway());
-      const err = await rejection(ask([a, b]));
+      const err = await capaRejection(ask([a, b]));
       expect(err).to.include({ code: 'ERR_CAPA_QUOTA', ede: 49153, edeText: 'CAPA quota exceeded' });
       expect(b.queries).to.have.length(0);
     });
@@ -355,14 +346,14 @@ describe('resolver: resolve() against a scriptable server', () => {
       const a = await start(fail('SERVFAIL'));
       const b = await start(gateway());
       expect(await ask([a, b])).to.deep.include({ kind: 'capa', server: b.server });
-      const err = await rejection(ask(a));
+      const err = await capaRejection(ask(a));
       expect(err).to.include({ code: 'ERR_CAPA_SERVER_FAILURE', rcode: 'SERVFAIL' });
     });
 
     it('an exhausted answer is reported rather than a later server\'s silence', async () => {
       const a = await start(fail('SERVFAIL', { code: EDE.POOL_EXHAUSTED, text: 'CAPA pool exhausted' }));
       const b = await start(() => undefined);
-      const err = await rejection(ask([a, b]));
+      const err = await capaRejection(ask([a, b]));
       expect(err.code).to.equal('ERR_CAPA_EXHAUSTED');
     });
   });
@@ -404,12 +395,12 @@ describe('resolver: resolve() against a scriptable server', () => {
 
     it('NXDOMAIN on the address lookup -> ERR_CAPA_NOT_FOUND', async () => {
       const s = await start((q) => reply(q, { rcode: qtype(q) === CAPA_TYPE ? 'NOERROR' : 'NXDOMAIN' }));
-      expect((await rejection(ask(s))).code).to.equal('ERR_CAPA_NOT_FOUND');
+      expect((await capaRejection(ask(s))).code).to.equal('ERR_CAPA_NOT_FOUND');
     });
 
     it('no address at all -> ERR_CAPA_NOT_FOUND', async () => {
       const s = await start((q) => reply(q));
-      const err = await rejection(ask(s));
+      const err = await capaRejection(ask(s));
       expect(err.code).to.equal('ERR_CAPA_NOT_FOUND');
       expect(err.message).to.match(/no A or AAAA/);
     });
@@ -427,7 +418,7 @@ describe('resolver: resolve() against a scriptable server', () => {
     ];
     for (const [name, options] of cases) {
       it(`rejects ${name} with ERR_CAPA_INVALID_ARG`, async () => {
-        const err = await rejection(resolve({ host: HOST, port: 80, servers: ['127.0.0.1:9'], ...options }));
+        const err = await capaRejection(resolve({ host: HOST, port: 80, servers: ['127.0.0.1:9'], ...options }));
         expect(err.code).to.equal('ERR_CAPA_INVALID_ARG');
       });
     }
@@ -472,11 +463,11 @@ describe('resolver: server selection', () => {
   it('fails ERR_CAPA_CONFIG on a bad CAPA_SERVER and ERR_CAPA_NO_SERVERS when there is none', async () => {
     const empty = join(dir, 'empty.conf');
     await writeFile(empty, 'search example.test\n');
-    const bad = await rejection(resolveServers(undefined, { env: { CAPA_SERVER: 'nope' }, resolvConf: empty }));
+    const bad = await capaRejection(resolveServers(undefined, { env: { CAPA_SERVER: 'nope' }, resolvConf: empty }));
     expect(bad.code).to.equal('ERR_CAPA_CONFIG');
     expect(bad.message).to.include('CAPA_SERVER');
     for (const resolvConf of [empty, join(dir, 'missing.conf')]) {
-      const err = await rejection(resolveServers(undefined, { env: {}, resolvConf }));
+      const err = await capaRejection(resolveServers(undefined, { env: {}, resolvConf }));
       expect(err.code).to.equal('ERR_CAPA_NO_SERVERS');
     }
   });

@@ -9,7 +9,8 @@ import { expect } from 'chai';
 import { connect, createConnection, type CapaSocket, openSocket } from '../../socket-shim/index.js';
 import { addressRecord, capaRecord, type FakeDnsServer, type ReceivedQuery, reply, startFakeDnsServer } from '../helpers/fake-dns-server.js';
 import { EDE, EDE_TEXT } from '../../resolver/lib/constants.js';
-import { eventually, firstLine, type Lab, type OutsideTcp, peerKey, rejection, startLab, startOutsideTcp, ZONE } from './lab.js';
+import { rejection } from '../helpers/expect-error.js';
+import { eventually, firstLine, type Lab, type OutsideTcp, peerKey, startLab, startOutsideTcp, ZONE } from './lab.js';
 
 const POOL = '127.64.1.1';
 const OUTSIDE = '127.1.1.1';

@@ -11,7 +11,8 @@ import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
 import { fetch } from 'undici';
 import { CapaAgent, CapaDispatcher, CapaHttpsAgent, type SocketAllocation } from '../../socket-shim/index.js';
-import { eventually, type Lab, rejection, startLab, ZONE } from './lab.js';
+import { rejection } from '../helpers/expect-error.js';
+import { eventually, type Lab, startLab, ZONE } from './lab.js';
 
 const POOL = '127.64.3.1';
 const OUTSIDE = '127.3.3.3';

@@ -166,13 +166,3 @@ export async function eventually(check: () => boolean, what: string, limitMs = 3
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
-
-/** The rejection of a promise that must reject. */
-export async function rejection(promise: Promise<unknown>): Promise<Error & { code?: string }> {
-  try {
-    await promise;
-  } catch (err) {
-    return err as Error & { code?: string };
-  }
-  throw new Error('expected a rejection');
-}

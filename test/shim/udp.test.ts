@@ -5,7 +5,8 @@
 import { once } from 'node:events';
 import { expect } from 'chai';
 import { type CapaUdpSocket, connectUdp } from '../../socket-shim/index.js';
-import { type Lab, type OutsideUdp, peerKey, rejection, startLab, startOutsideUdp, ZONE } from './lab.js';
+import { rejection } from '../helpers/expect-error.js';
+import { type Lab, type OutsideUdp, peerKey, startLab, startOutsideUdp, ZONE } from './lab.js';
 
 const POOL = '127.64.2.1';
 const OUTSIDE = '127.2.2.2';

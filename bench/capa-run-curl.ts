@@ -8,8 +8,10 @@
  *   plain curl (peer)                  curl, glibc resolver -> gateway
  *   curl + libcapa_preload.so          exactly what capa-run execs: LD_PRELOAD + CAPA_SERVER
  *   capa-run -- curl                   the same plus the launcher (a Node process) in front
+ *   node -e 0                          starting Node alone, the floor of any Node launcher
  * Target: the library at most 1.1x plain curl (median). The launcher row shows what the Node
- * launcher adds on top. Needs root (network namespace).
+ * launcher adds on top, and the last row how much of that is Node's own start. Needs root
+ * (network namespace).
  *
  *   node dist/bench/capa-run-curl.js [--runs 100] [--check]
  */
@@ -50,11 +52,11 @@ const argv = yargs(hideBin(process.argv))
 
 interface Row {
   name: string;
-  role: 'peer' | 'library' | 'launcher';
+  role: 'peer' | 'library' | 'launcher' | 'node';
   command: string[];
   env: NodeJS.ProcessEnv;
-  /** What the page must report as the client address (pool for CAPA rows). */
-  expectPool: boolean;
+  /** What the page must report as the client address: a pool address (CAPA rows), not one, or no page at all. */
+  page: 'pool' | 'direct' | 'none';
   ms: number[];
 }
 
@@ -73,7 +75,8 @@ async function timed(row: Row): Promise<number> {
   const [code] = await once(child, 'close') as [number | null];
   const ms = Number(process.hrtime.bigint() - start) / 1e6;
   const client = out.trim();
-  if (code !== 0 || (row.expectPool ? !client.startsWith('127.66.90.') : client.startsWith('127.66.90.'))) {
+  const fromPool = client.startsWith('127.66.90.');
+  if (code !== 0 || (row.page === 'pool' && !fromPool) || (row.page === 'direct' && (fromPool || client === ''))) {
     throw new Error(`${row.name}: exit ${code}, page saw client "${client}"\n${err}`);
   }
   return ms;
@@ -106,12 +109,13 @@ async function measure(): Promise<void> {
     children.push(await startChild([process.execPath, '-e', page], /ready/));
     const curl = [findCurl(), '-sS', '--max-time', '10', URL_TO_GET];
     const rows: Row[] = [
-      { name: 'plain curl (peer)', role: 'peer', command: curl, env: {}, expectPool: false, ms: [] },
-      { name: 'curl + libcapa_preload.so', role: 'library', command: curl, env: { LD_PRELOAD: LIBRARY, CAPA_SERVER: '127.0.0.1:53' }, expectPool: true, ms: [] },
-      { name: 'capa-run -- curl', role: 'launcher', command: [process.execPath, CAPA_RUN_JS, '--server', '127.0.0.1:53', '--', ...curl], env: {}, expectPool: true, ms: [] },
+      { name: 'plain curl (peer)', role: 'peer', command: curl, env: {}, page: 'direct', ms: [] },
+      { name: 'curl + libcapa_preload.so', role: 'library', command: curl, env: { LD_PRELOAD: LIBRARY, CAPA_SERVER: '127.0.0.1:53' }, page: 'pool', ms: [] },
+      { name: 'capa-run -- curl', role: 'launcher', command: [process.execPath, CAPA_RUN_JS, '--server', '127.0.0.1:53', '--', ...curl], env: {}, page: 'pool', ms: [] },
+      { name: 'node -e 0', role: 'node', command: [process.execPath, '-e', '0'], env: {}, page: 'none', ms: [] },
     ];
-    // The launcher row (a Node start each time) runs every LAUNCHER_EVERY-th round, to keep the default run short.
-    const due = (row: Row, i: number): boolean => row.role !== 'launcher' || i % LAUNCHER_EVERY === 0;
+    // The Node rows (a Node start each time) run every LAUNCHER_EVERY-th round, to keep the default run short.
+    const due = (row: Row, i: number): boolean => (row.role !== 'launcher' && row.role !== 'node') || i % LAUNCHER_EVERY === 0;
     for (let i = 0; i < argv.warmup; i++) for (const row of rows) if (due(row, i)) await timed(row);
     for (let i = 0; i < argv.runs; i++) for (const row of rows) if (due(row, i)) row.ms.push(await timed(row));
     report(rows);
@@ -124,7 +128,7 @@ async function measure(): Promise<void> {
 function report(rows: Row[]): void {
   const peer = rows.find((r) => r.role === 'peer')!;
   const median = (r: Row): number => quantile([...r.ms].sort((a, b) => a - b), 0.5);
-  console.log(`curl GET ${URL_TO_GET} (page on ${OUTSIDE}:80, capa-gateway on 127.0.0.1:53 in a network namespace), ${argv.runs} runs per row interleaved (launcher row: every ${LAUNCHER_EVERY}th round)`);
+  console.log(`curl GET ${URL_TO_GET} (page on ${OUTSIDE}:80, capa-gateway on 127.0.0.1:53 in a network namespace), ${argv.runs} runs per row interleaved (Node rows: every ${LAUNCHER_EVERY}th round)`);
   console.log(`${'row'.padEnd(28)} ${'runs'.padStart(5)} ${'median ms'.padStart(10)} ${'p90 ms'.padStart(8)} ${'mean ms'.padStart(8)} ${'vs plain'.padStart(9)}`);
   for (const row of rows) {
     const sorted = [...row.ms].sort((a, b) => a - b);
@@ -133,8 +137,9 @@ function report(rows: Row[]): void {
   }
   const ratio = median(rows.find((r) => r.role === 'library')!) / median(peer);
   const launcher = median(rows.find((r) => r.role === 'launcher')!) - median(rows.find((r) => r.role === 'library')!);
+  const node = median(rows.find((r) => r.role === 'node')!);
   console.log(`library / plain (median): ${ratio.toFixed(3)}x, target <= ${TARGET_RATIO}x: ${ratio <= TARGET_RATIO ? 'met' : 'NOT met'}`);
-  console.log(`the Node launcher adds ${launcher.toFixed(1)} ms per run on top of the library`);
+  console.log(`the Node launcher adds ${launcher.toFixed(1)} ms per run on top of the library: ${node.toFixed(1)} ms starting Node (node -e 0), ${(launcher - node).toFixed(1)} ms its own work`);
   if (argv.check && ratio > TARGET_RATIO) process.exitCode = 1;
 }
 

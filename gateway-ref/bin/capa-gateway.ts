@@ -4,7 +4,7 @@
  * Exit codes: 0 clean stop (SIGINT/SIGTERM), 1 runtime failure (e.g. address in use),
  * 2 bad flags or configuration (zone file errors name the line).
  */
-import { createRequire } from 'node:module';
+import { commandLine, usageExit } from '../../resolver/lib/cli.js';
 import { capaRrtype } from '../../resolver/lib/constants.js';
 import { isCapaError } from '../../resolver/lib/errors.js';
 import { formatServer, parseServer } from '../../resolver/lib/servers.js';
@@ -12,17 +12,11 @@ import { DATA_PLANES } from '../lib/dataplane/index.js';
 import { type RunningGateway, parseListen, startGateway } from '../lib/gateway.js';
 import { parsePool } from '../lib/grm/pool.js';
 
-// yargs' ESM build wraps help text in the middle of words; its CommonJS build wraps at spaces.
-const yargs = createRequire(import.meta.url)('yargs') as typeof import('yargs').default;
-
 const DEFAULT_LISTEN = '127.0.0.1:5300';
 const EXIT_RUNTIME = 1;
 const EXIT_USAGE = 2;
 
-function usageError(message: string): never {
-  process.stderr.write(`capa-gateway: ${message}\nRun capa-gateway --help for the flags.\n`);
-  process.exit(EXIT_USAGE);
-}
+const usageError = usageExit('capa-gateway', EXIT_USAGE, 'flags');
 
 /** yargs turns a repeated flag into an array; for single-valued flags that is a usage error. */
 function once<T>(name: string, value: T | T[]): T {
@@ -44,8 +38,7 @@ function positiveInteger(name: string, min: number) {
   };
 }
 
-const argv = yargs(process.argv.slice(2))
-  .scriptName('capa-gateway')
+const argv = commandLine('capa-gateway', process.argv.slice(2), usageError, (y) => y
   .usage('$0 --pool <addresses> [options]')
   .epilog('Reference CAPA gateway resource manager. It answers CAPA queries (_<port>._<tcp|udp>.<host> TYPE65280) '
     + 'from the inside realm with a fresh (source address, source port) from the pool, installs the state in the '
@@ -74,13 +67,7 @@ const argv = yargs(process.argv.slice(2))
   .coerce('metrics', single('metrics'))
   .coerce('quota', positiveInteger('quota', 1))
   .coerce('lease', positiveInteger('lease', 1))
-  .coerce('hold-down', positiveInteger('hold-down', 0))
-  .strict()
-  .version(false)
-  .help()
-  .alias('help', 'h')
-  .wrap(Math.min(110, process.stdout.columns ?? 110))
-  .fail((message, err) => usageError(message ?? err?.message ?? 'bad command line'))
+  .coerce('hold-down', positiveInteger('hold-down', 0)))
   .parseSync();
 
 async function main(): Promise<void> {

@@ -4,20 +4,20 @@
  * Exit codes: 0 success, 1 runtime failure (or `status`: the lab is not fully up), 2 bad usage;
  * `exec` exits with the command's own code.
  */
-import { createRequire } from 'node:module';
+import { commandLine, usageExit } from '../../resolver/lib/cli.js';
 import { isCapaError } from '../../resolver/lib/errors.js';
 import { type LabSettings, down, exec, stateDirOf, status, up } from '../lab/lab.js';
 import { DEFAULT_PREFIX, type LabPlan, MAX_TERMINALS, checkPrefix } from '../lab/topology.js';
 
-const yargs = createRequire(import.meta.url)('yargs') as typeof import('yargs').default;
-
 const EXIT_RUNTIME = 1;
 const EXIT_USAGE = 2;
 
+const usageError = usageExit('capa-lab', EXIT_USAGE, 'commands');
+
 function fail(err: unknown): never {
-  const usage = isCapaError(err, 'ERR_CAPA_INVALID_ARG');
-  process.stderr.write(`capa-lab: ${(err as Error).message}\n${usage ? 'Run capa-lab --help for the commands.\n' : ''}`);
-  process.exit(usage ? EXIT_USAGE : EXIT_RUNTIME);
+  if (isCapaError(err, 'ERR_CAPA_INVALID_ARG')) usageError(err.message);
+  process.stderr.write(`capa-lab: ${(err as Error).message}\n`);
+  process.exit(EXIT_RUNTIME);
 }
 
 function describePlan(plan: LabPlan): string {
@@ -38,8 +38,7 @@ function run(action: () => Promise<number>): void {
   action().then((code) => process.exit(code), fail);
 }
 
-void yargs(process.argv.slice(2))
-  .scriptName('capa-lab')
+void commandLine('capa-lab', process.argv.slice(2), usageError, (y) => y
   .usage('$0 <command> [options]')
   .epilog('Builds a CAPA lab in network namespaces (needs root): a gateway running the reference GRM with the nftables '
     + 'data plane and its DNS front end, N terminals each on its own veth link (100.64.0.0/10), and an outside host '
@@ -90,14 +89,5 @@ void yargs(process.argv.slice(2))
     .positional('command', { type: 'string', array: true, describe: 'The command and its arguments' }),
   (argv) => run(() => exec(settingsOf(argv), argv.host, [...(argv.command ?? []), ...((argv['--'] ?? []) as string[]).map(String)])))
   .parserConfiguration({ 'populate--': true })
-  .demandCommand(1, 'give a command: up, down, status or exec')
-  .strict()
-  .version(false)
-  .help()
-  .alias('help', 'h')
-  .wrap(Math.min(110, process.stdout.columns ?? 110))
-  .fail((message, err) => {
-    process.stderr.write(`capa-lab: ${message ?? err?.message ?? 'bad command line'}\nRun capa-lab --help for the commands.\n`);
-    process.exit(EXIT_USAGE);
-  })
+  .demandCommand(1, 'give a command: up, down, status or exec'))
   .parse();

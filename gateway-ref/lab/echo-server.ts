@@ -5,11 +5,9 @@
  */
 import dgram from 'node:dgram';
 import http from 'node:http';
-import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
+import { commandLine, usageExit } from '../../resolver/lib/cli.js';
 import { type ServerAddress, formatServer, parseServer } from '../../resolver/lib/servers.js';
-
-const yargs = createRequire(import.meta.url)('yargs') as typeof import('yargs').default;
 
 /** What the servers answer, one JSON object. */
 export interface PeerReport {
@@ -20,20 +18,12 @@ export interface PeerReport {
   localPort: number;
 }
 
-const argv = yargs(process.argv.slice(2))
-  .scriptName('echo-server')
+const argv = commandLine('echo-server', process.argv.slice(2), usageExit('echo-server', 2), (y) => y
   .usage('$0 [--http ip:port ...] [--udp ip:port]')
   .epilog('Answers every HTTP request and every UDP datagram with one JSON line naming the peer address and port '
     + 'it came from. Prints "echo-server ready ..." when both listen; stops on SIGINT/SIGTERM.')
   .option('http', { type: 'string', array: true, default: ['0.0.0.0:80'], describe: 'Address and port of an HTTP server; repeat for more' })
-  .option('udp', { type: 'string', default: '0.0.0.0:7', describe: 'Address and port of the UDP echo server' })
-  .strict()
-  .version(false)
-  .help()
-  .fail((message, err) => {
-    process.stderr.write(`echo-server: ${message ?? err?.message}\n`);
-    process.exit(2);
-  })
+  .option('udp', { type: 'string', default: '0.0.0.0:7', describe: 'Address and port of the UDP echo server' }))
   .parseSync();
 
 function report(protocol: 'tcp' | 'udp', remote: { address: string; port: number }, local: AddressInfo): string {

@@ -4,7 +4,7 @@
  * Not the full resolve(): no A/AAAA fallback, the reply is shown as it came.
  * Exit 0 on a NOERROR reply, 1 on a DNS error rcode or no reply, 2 on usage errors.
  */
-import yargs from 'yargs';
+import { commandLine } from '../lib/cli.js';
 import { capaRrtype, dnsPacketTypeName, type Protocol } from '../lib/constants.js';
 import { CapaError, isCapaError } from '../lib/errors.js';
 import { ipFamily } from '../lib/ip.js';
@@ -74,8 +74,7 @@ interface DigOptions {
 }
 
 function parseArgs(argv: string[]): Promise<DigOptions> {
-  return yargs(argv)
-    .scriptName('capa-dig')
+  return commandLine('capa-dig', argv, (message) => { throw new UsageError(message); }, (y) => y
     .usage([
       'Usage: $0 [@server] [-p port] <host> [port/proto] [options]',
       '',
@@ -96,13 +95,9 @@ function parseArgs(argv: string[]): Promise<DigOptions> {
     .option('type', { alias: 't', choices: TYPES, default: 'CAPA' as QueryType, describe: 'query type' })
     .example('$0 @127.0.0.1 -p 5300 apricot.ee.unsw.edu.au 80/tcp', 'CAPA allocation for a TCP connection to port 80')
     .example('$0 @127.0.0.1 -p 5300 --type A apricot.ee.unsw.edu.au', 'the A record, as dig would ask it')
-    .epilog('Exit status: 0 NOERROR reply, 1 DNS error rcode or no reply, 2 usage error.')
-    .strict()
+    .epilog('Exit status: 0 NOERROR reply, 1 DNS error rcode or no reply, 2 usage error.'))
+    // The usage text above is laid out by hand.
     .wrap(null)
-    .version(false)
-    .help()
-    .alias('help', 'h')
-    .fail((msg, err) => { throw new UsageError(msg ?? err?.message ?? 'bad arguments'); })
     // yargs' types drop what a default command's builder adds, so the positionals are re-typed here.
     .parseAsync() as unknown as Promise<DigOptions>;
 }

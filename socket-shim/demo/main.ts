@@ -19,8 +19,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import yargs from 'yargs';
-import { hideBin } from 'yargs/helpers';
+import { commandLine, usageExit } from '../../resolver/lib/cli.js';
 import { type FlowProto, parseReport, reportFromCapaRunLog, type TerminalReport } from './report.js';
 
 const POOL = '127.64.0.1-127.64.0.2';
@@ -42,23 +41,13 @@ const TERMINAL_JS = fileURLToPath(new URL('./terminal.js', import.meta.url));
 const CAPA_RUN_JS = fileURLToPath(new URL('../bin/capa-run.js', import.meta.url));
 const PRELOAD_LIBRARY = fileURLToPath(new URL('../../../build/Release/libcapa_preload.so', import.meta.url));
 
-yargs(hideBin(process.argv))
-  .scriptName('capa-demo')
+commandLine('capa-demo', process.argv.slice(2), usageExit('capa-demo', 2), (y) => y
   .usage('$0')
   .epilog(`CAPA end to end on loopback: capa-gateway with pool ${POOL}, an outside HTTP + UDP echo host ${HOST} (${OUTSIDE}), `
     + `${NODE_TERMINALS.length} capa-socket terminals and, when capa-run and curl are available, curl under capa-run, all `
     + 'connecting at once. Prints, per flow, the (address, port) the gateway '
     + `assigned and the one the outside host saw. No root needed; gives up after ${LIMIT_MS / 1000} s. `
-    + 'Exit codes: 0 every flow matched, 1 a mismatch or a failure, 2 bad flags.')
-  .strict()
-  .version(false)
-  .help()
-  .alias('help', 'h')
-  .wrap(Math.min(110, process.stdout.columns ?? 110))
-  .fail((message, err) => {
-    process.stderr.write(`capa-demo: ${message ?? err?.message}\n`);
-    process.exit(2);
-  })
+    + 'Exit codes: 0 every flow matched, 1 a mismatch or a failure, 2 bad flags.'))
   .parseSync();
 
 const exists = (file: string): Promise<boolean> => access(file).then(() => true, () => false);

@@ -8,8 +8,7 @@
  */
 import http from 'node:http';
 import { once } from 'node:events';
-import yargs from 'yargs';
-import { hideBin } from 'yargs/helpers';
+import { commandLine, usageExit } from '../../resolver/lib/cli.js';
 import { isCapaError } from '../../resolver/lib/errors.js';
 // The modules themselves rather than ../index.js, which also loads undici: a quicker start.
 import { CapaAgent } from '../lib/agent.js';
@@ -18,8 +17,7 @@ import type { CapaOptions } from '../lib/options.js';
 import { connectUdp } from '../lib/udp.js';
 import type { FlowReport, TerminalReport } from './report.js';
 
-const argv = yargs(hideBin(process.argv))
-  .scriptName('capa-demo-terminal')
+const argv = commandLine('capa-demo-terminal', process.argv.slice(2), usageExit('capa-demo-terminal', 2), (y) => y
   .usage('$0 --name <id> --server <ip:port> --terminal-address <ip> --host <name> --http-port <n> --udp-port <n>')
   .epilog('A demo terminal: waits for a line on stdin, then GETs http://<host>:<http-port>/<name> and sends <name> to '
     + 'udp <host>:<udp-port>, both pinned through CAPA, and prints {"name", "flows": [{"proto", "assigned"}]} as one JSON line. '
@@ -29,16 +27,7 @@ const argv = yargs(hideBin(process.argv))
   .option('terminal-address', { type: 'string', demandOption: true, describe: 'Inside address the DNS queries leave from: the GRM tells terminals apart by it' })
   .option('host', { type: 'string', demandOption: true, describe: 'Name of the outside host, served by the gateway' })
   .option('http-port', { type: 'number', demandOption: true, describe: 'Port of the outside HTTP server' })
-  .option('udp-port', { type: 'number', demandOption: true, describe: 'Port of the outside UDP echo server' })
-  .strict()
-  .version(false)
-  .help()
-  .alias('help', 'h')
-  .wrap(Math.min(110, process.stdout.columns ?? 110))
-  .fail((message, err) => {
-    process.stderr.write(`capa-demo-terminal: ${message ?? err?.message}\n`);
-    process.exit(2);
-  })
+  .option('udp-port', { type: 'number', demandOption: true, describe: 'Port of the outside UDP echo server' }))
   .parseSync();
 
 const capa: CapaOptions = { servers: [argv.server], terminalAddress: argv['terminal-address'] };

@@ -18,6 +18,7 @@ import { Allocator } from '../gateway-ref/lib/grm/allocator.js';
 import { FIRST_PORT, PORT_COUNT } from '../gateway-ref/lib/grm/port-set.js';
 import { cryptoRandom } from '../gateway-ref/lib/grm/random.js';
 import type { Allocation, Destination, PortStrategy } from '../gateway-ref/lib/grm/types.js';
+import { median } from './lib.js';
 
 const TARGET_PAIRS_PER_S = 1_000_000;
 const TARGET_COST_RATIO = 2;
@@ -200,12 +201,6 @@ function round(pair: () => void, ms: number): Rate {
   } while (elapsed < budget);
   const cpu = process.cpuUsage(cpuStart);
   return { cpu: (n * 1e6) / (cpu.user + cpu.system), wall: (n * 1e9) / elapsed };
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 /** Rounds interleaved across the cases, so machine load and JIT drift hit all of them alike. */

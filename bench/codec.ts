@@ -11,6 +11,7 @@ import { hideBin } from 'yargs/helpers';
 import { dnsPacketTypeName } from '../resolver/lib/constants.js';
 import { capaAnswers, decodeMessage, encodeQuery, extendedErrors } from '../resolver/lib/message.js';
 import { validateMessage } from '../resolver/lib/validate.js';
+import { median } from './lib.js';
 
 const TARGET_RATIO = 1.5;
 
@@ -87,12 +88,6 @@ function round(op: Operation, ms: number): number {
     elapsed = process.hrtime.bigint() - start;
   } while (elapsed < budget);
   return (n * 1e9) / Number(elapsed);
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 interface Figures {

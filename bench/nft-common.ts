@@ -1,4 +1,4 @@
-/** What the nftables benchmarks share: a throwaway lab network, the driver on it, state tuples, percentiles. */
+/** What the nftables benchmarks share: a throwaway lab network, the driver on it, state tuples. */
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -72,13 +72,4 @@ export async function installBulk(lab: BenchLab, driver: NftablesDataPlane, from
     await new Promise((resolve) => setImmediate(resolve));
   }
   await Promise.all(chunks);
-}
-
-export function percentile(sorted: readonly number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
-}
-
-export function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return rows.map((r) => r.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ')).join('\n');
 }

@@ -16,7 +16,8 @@ import { renderElementOps, stateElement } from '../gateway-ref/lib/dataplane/nft
 import type { NftablesDataPlane } from '../gateway-ref/lib/dataplane/nftables.js';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { type BenchLab, OUTSIDE, bulkAllocation, installBulk, percentile, table, withBenchLabs } from './nft-common.js';
+import { percentile, table } from './lib.js';
+import { type BenchLab, OUTSIDE, bulkAllocation, installBulk, withBenchLabs } from './nft-common.js';
 
 const TARGET_RATE = 50_000;
 const TARGET_P99_MS = 5;

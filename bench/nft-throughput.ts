@@ -21,7 +21,8 @@ import { hideBin } from 'yargs/helpers';
 import { runCommand } from '../gateway-ref/lib/dataplane/command.js';
 import { CHAIN_NAMES, renderChains } from '../gateway-ref/lib/dataplane/nft-rules.js';
 import type { NftablesDataPlane } from '../gateway-ref/lib/dataplane/nftables.js';
-import { type BenchLab, OUTSIDE, installBulk, table, withBenchLabs } from './nft-common.js';
+import { median, table } from './lib.js';
+import { type BenchLab, OUTSIDE, installBulk, withBenchLabs } from './nft-common.js';
 
 const TARGET_RATIO = 0.9;
 const FLOW_TOOL = fileURLToPath(new URL('./nft-flow.js', import.meta.url));
@@ -124,12 +125,6 @@ class Path {
     this.client.stop();
     this.server.stop();
   }
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((x, y) => x - y);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 /** Both paths at once; returns [A, B] in Gbit/s. */

@@ -12,13 +12,11 @@
 import { execFileSync } from 'node:child_process';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import yargs from 'yargs';
-import { hideBin } from 'yargs/helpers';
 import { Allocator } from '../gateway-ref/lib/grm/allocator.js';
 import { FIRST_PORT, PORT_COUNT } from '../gateway-ref/lib/grm/port-set.js';
 import { cryptoRandom } from '../gateway-ref/lib/grm/random.js';
 import type { Allocation, Destination, PortStrategy } from '../gateway-ref/lib/grm/types.js';
-import { median } from './lib.js';
+import { benchCommandLine, median } from './lib.js';
 
 const TARGET_PAIRS_PER_S = 1_000_000;
 const TARGET_COST_RATIO = 2;
@@ -26,7 +24,7 @@ const TARGET_BYTES_PER_STATE = 150;
 /** Hold-down in the throughput runs, on a clock that advances 1 ms per pair: ~100 ports held. */
 const BENCH_HOLD_DOWN_MS = 100;
 
-const argv = yargs(hideBin(process.argv))
+const argv = benchCommandLine('allocator', (y) => y
   .usage('$0 [options]\n\nGRM allocator speed and memory next to a naive Map/Set allocator.')
   .option('rounds', { type: 'number', default: 7, describe: 'measured rounds per case (the median is reported)' })
   .option('round-ms', { type: 'number', default: 200, describe: 'length of one round in milliseconds' })
@@ -38,9 +36,7 @@ const argv = yargs(hideBin(process.argv))
     if (!(a.rounds >= 1) || !(a['round-ms'] >= 10)) throw new Error('--rounds must be >= 1 and --round-ms >= 10');
     if (!(a.states >= 1) || !(a.destinations >= 1)) throw new Error('--states and --destinations must be >= 1');
     return true;
-  })
-  .strict()
-  .help()
+  }))
   .parseSync();
 
 /** What both allocators offer the benchmark. */

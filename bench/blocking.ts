@@ -10,19 +10,18 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import yargs from 'yargs';
-import { hideBin } from 'yargs/helpers';
 import { Allocator } from '../gateway-ref/lib/grm/allocator.js';
 import { PORT_COUNT } from '../gateway-ref/lib/grm/port-set.js';
 import { cryptoRandom } from '../gateway-ref/lib/grm/random.js';
 import type { Destination } from '../gateway-ref/lib/grm/types.js';
+import { benchCommandLine } from './lib.js';
 
 const POOL_SIZES = [1, 4, 16];
 const DESTINATION: Destination = { proto: 6, address: '203.0.113.10', port: 443 };
 /** Loads (offered / bound) listed in the table; the plot uses every step. */
 const TABLE_LOADS = [0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 1, 1.1, 1.25];
 
-const argv = yargs(hideBin(process.argv))
+const argv = benchCommandLine('blocking', (y) => y
   .usage('$0 [options]\n\nFlows admitted to one destination socket: CAPA against uncoordinated random source ports.')
   .option('max-load', { type: 'number', default: 1.25, describe: 'largest offered load, as a multiple of the bound (65536 - 1024) x N' })
   .option('steps', { type: 'number', default: 25, describe: 'points per curve in the plot' })
@@ -34,9 +33,7 @@ const argv = yargs(hideBin(process.argv))
     if (!(Number.isInteger(a.steps) && a.steps >= 2 && a.steps <= 200)) throw new Error('--steps must be an integer 2-200');
     if (!(Number.isInteger(a.terminals) && a.terminals >= 1)) throw new Error('--terminals must be an integer >= 1');
     return true;
-  })
-  .strict()
-  .help()
+  }))
   .parseSync();
 
 /** Offered counts (cumulative, increasing) at which a curve is sampled. */

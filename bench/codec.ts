@@ -6,16 +6,14 @@
  *   node dist/bench/codec.js [--rounds 21] [--round-ms 100] [--check]
  */
 import dnsPacket from 'dns-packet';
-import yargs from 'yargs';
-import { hideBin } from 'yargs/helpers';
 import { dnsPacketTypeName } from '../resolver/lib/constants.js';
 import { capaAnswers, decodeMessage, encodeQuery, extendedErrors } from '../resolver/lib/message.js';
 import { validateMessage } from '../resolver/lib/validate.js';
-import { median } from './lib.js';
+import { benchCommandLine, median } from './lib.js';
 
 const TARGET_RATIO = 1.5;
 
-const argv = yargs(hideBin(process.argv))
+const argv = benchCommandLine('codec', (y) => y
   .usage('$0 [options]\n\nOperations per second of the CAPA codec next to dns-packet, median of several rounds.')
   .option('rounds', { type: 'number', default: 21, describe: 'measured rounds per operation (the median is reported)' })
   .option('round-ms', { type: 'number', default: 100, describe: 'length of one round in milliseconds' })
@@ -23,9 +21,7 @@ const argv = yargs(hideBin(process.argv))
   .check((a) => {
     if (!(a.rounds >= 1) || !(a['round-ms'] >= 10)) throw new Error('--rounds must be >= 1 and --round-ms >= 10');
     return true;
-  })
-  .strict()
-  .help()
+  }))
   .parseSync();
 
 /** The contract's answer: CAPA in ANSWER, the A of aOB in ADDITIONAL, OPT; no name compression. */

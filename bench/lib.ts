@@ -1,4 +1,15 @@
-/** Figures and tables every benchmark prints. */
+/** What every benchmark shares: its command line, the figures and tables it prints. */
+import type { Argv } from 'yargs';
+import { commandLine, usageExit } from '../resolver/lib/cli.js';
+
+/** Exit status of a benchmark given bad flags (1 is kept for a missed target under --check). */
+const EXIT_USAGE = 2;
+
+/** The command line of `node dist/bench/<name>.js` with the flags `define` adds, set up as every CAPA program's. */
+export function benchCommandLine<T>(name: string, define: (y: Argv) => Argv<T>): Argv<T> {
+  const program = `node dist/bench/${name}.js`;
+  return commandLine(program, process.argv.slice(2), usageExit(program, EXIT_USAGE, 'flags'), define);
+}
 
 /** The middle value (mean of the two middle ones for an even count); `values` is left unsorted. */
 export function median(values: readonly number[]): number {

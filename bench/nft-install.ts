@@ -14,15 +14,13 @@ import type { Destination } from '../gateway-ref/lib/grm/types.js';
 import { runCommand } from '../gateway-ref/lib/dataplane/command.js';
 import { renderElementOps, stateElement } from '../gateway-ref/lib/dataplane/nft-rules.js';
 import type { NftablesDataPlane } from '../gateway-ref/lib/dataplane/nftables.js';
-import yargs from 'yargs';
-import { hideBin } from 'yargs/helpers';
-import { percentile, table } from './lib.js';
+import { benchCommandLine, percentile, table } from './lib.js';
 import { type BenchLab, OUTSIDE, bulkAllocation, installBulk, withBenchLabs } from './nft-common.js';
 
 const TARGET_RATE = 50_000;
 const TARGET_P99_MS = 5;
 
-const argv = yargs(hideBin(process.argv))
+const argv = benchCommandLine('nft-install', (y) => y
   .usage('$0 [options]\n\nnftables data plane: install rate and allocation-to-installed latency next to plain nft processes.')
   .option('states', { type: 'number', default: 200_000, describe: 'states installed in the rate measurement' })
   .option('samples', { type: 'number', default: 2000, describe: 'allocations timed one at a time and again with --concurrency in flight' })
@@ -31,9 +29,7 @@ const argv = yargs(hideBin(process.argv))
   .check((a) => {
     for (const k of ['states', 'samples', 'concurrency', 'peer-samples'] as const) if (!(Number.isInteger(a[k]) && a[k] >= 1)) throw new Error(`--${k} must be a whole number >= 1`);
     return true;
-  })
-  .strict()
-  .help()
+  }))
   .parseSync();
 
 function elapsedMs(start: bigint): number {

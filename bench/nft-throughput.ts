@@ -16,12 +16,10 @@
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import yargs from 'yargs';
-import { hideBin } from 'yargs/helpers';
 import { runCommand } from '../gateway-ref/lib/dataplane/command.js';
 import { CHAIN_NAMES, renderChains } from '../gateway-ref/lib/dataplane/nft-rules.js';
 import type { NftablesDataPlane } from '../gateway-ref/lib/dataplane/nftables.js';
-import { median, table } from './lib.js';
+import { benchCommandLine, median, table } from './lib.js';
 import { type BenchLab, OUTSIDE, installBulk, withBenchLabs } from './nft-common.js';
 
 const TARGET_RATIO = 0.9;
@@ -29,7 +27,7 @@ const FLOW_TOOL = fileURLToPath(new URL('./nft-flow.js', import.meta.url));
 const AOG = '198.51.100.7';
 const SERVER_PORT = 5001;
 
-const argv = yargs(hideBin(process.argv))
+const argv = benchCommandLine('nft-throughput', (y) => y
   .usage('$0 [options]\n\nTCP throughput through the nftables data plane with many states vs plain forwarding, measured side by side.')
   .option('seconds', { type: 'number', default: 1, describe: 'length of each transfer' })
   .option('rounds', { type: 'number', default: 4, describe: 'paired measurements (and calibrations) per state count and direction' })
@@ -40,9 +38,7 @@ const argv = yargs(hideBin(process.argv))
     const counts = a.states.split(',').map(Number);
     if (!counts.every((n, i) => Number.isInteger(n) && n >= 0 && (i === 0 || n > counts[i - 1]!))) throw new Error('--states must be ascending whole numbers');
     return true;
-  })
-  .strict()
-  .help()
+  }))
   .parseSync();
 
 type Direction = 'download' | 'upload';

@@ -6,10 +6,13 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <limits.h>
 #include <netdb.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <sys/syscall.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "names.h"
 #include "pins.h"
@@ -125,17 +128,28 @@ EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags) {
   return refused(rc) ? -1 : real->sendmsg(fd, msg, flags);
 }
 
-/* close() of a pinned socket releases its allocation once the descriptor is gone. */
+/*
+ * Every call that closes descriptors (close, close_range, closefrom, and dup2/dup3 over a
+ * descriptor) releases the allocations of the pinned sockets among them once they are gone.
+ * Their pins are taken out of the table before the real call, so a number reused by another
+ * thread right after it is never mistaken for the old socket, and put back when the call fails.
+ */
+static void settle(struct capa_pinned_fd *taken, size_t n, int closed, const char *why) {
+  for (size_t i = 0; i < n; i++) {
+    if (closed) capa_release_pin(&taken[i].pin, why);
+    else capa_pins_add(taken[i].fd, &taken[i].pin);
+  }
+}
+
 static int close_socket(const struct capa_real *real, int fd) {
-  struct capa_pin pin;
+  struct capa_pinned_fd taken = {.fd = fd};
   if (capa_guarded()) return real->close(fd);
   capa_guard_enter();
-  /* Forgotten before the real close, so a descriptor number reused by another thread right
-   * after it is never mistaken for this socket. */
-  int pinned = capa_take_pin(fd, &pin);
+  int pinned = capa_take_pin(fd, &taken.pin);
   int rc = real->close(fd);
   int saved = errno;
-  if (pinned) capa_release_pin(&pin);
+  /* close() frees the descriptor even when it reports an error (EINTR, EIO). */
+  settle(&taken, (size_t)pinned, 1, "close");
   capa_guard_leave();
   errno = saved;
   return rc;
@@ -143,8 +157,64 @@ static int close_socket(const struct capa_real *real, int fd) {
 
 EXPORT int close(int fd) { return close_socket(capa_real(), fd); }
 
-/* libuv (so Node) closes descriptors with syscall(SYS_close, fd); everything else passes through
- * with its six argument registers, as glibc's own syscall() reads them. */
+/* close_range(2) through the raw system call, which glibc's own close_range also is. */
+static long close_range_pinned(const struct capa_real *real, unsigned first, unsigned last, int flags) {
+  size_t n = 0;
+  if (capa_guarded() || (flags & CLOSE_RANGE_CLOEXEC)) return real->syscall(SYS_close_range, first, last, flags);
+  capa_guard_enter();
+  struct capa_pinned_fd *taken = capa_pins_remove_range(first, last, &n);
+  long rc = real->syscall(SYS_close_range, first, last, flags);
+  int saved = errno;
+  settle(taken, n, rc == 0, "close_range");
+  free(taken);
+  capa_guard_leave();
+  errno = saved;
+  return rc;
+}
+
+EXPORT int close_range(unsigned first, unsigned last, int flags) {
+  return (int)close_range_pinned(capa_real(), first, last, flags);
+}
+
+EXPORT void closefrom(int lowfd) {
+  const struct capa_real *real = capa_real();
+  size_t n = 0;
+  if (capa_guarded() || lowfd < 0) {
+    real->closefrom(lowfd);
+    return;
+  }
+  capa_guard_enter();
+  struct capa_pinned_fd *taken = capa_pins_remove_range((unsigned)lowfd, UINT_MAX, &n);
+  real->closefrom(lowfd); /* cannot fail: glibc aborts the program rather than leave one open */
+  int saved = errno;
+  settle(taken, n, 1, "closefrom");
+  free(taken);
+  capa_guard_leave();
+  errno = saved;
+}
+
+/* dup2/dup3 onto a pinned descriptor close that socket first (flags < 0: dup2). */
+static int replace_descriptor(int oldfd, int newfd, int flags) {
+  const struct capa_real *real = capa_real();
+  struct capa_pinned_fd taken = {.fd = newfd};
+  if (capa_guarded() || oldfd == newfd) return flags < 0 ? real->dup2(oldfd, newfd) : real->dup3(oldfd, newfd, flags);
+  capa_guard_enter();
+  int pinned = capa_take_pin(newfd, &taken.pin);
+  int rc = flags < 0 ? real->dup2(oldfd, newfd) : real->dup3(oldfd, newfd, flags);
+  int saved = errno;
+  settle(&taken, (size_t)pinned, rc >= 0, flags < 0 ? "dup2" : "dup3");
+  capa_guard_leave();
+  errno = saved;
+  return rc;
+}
+
+EXPORT int dup2(int oldfd, int newfd) { return replace_descriptor(oldfd, newfd, -1); }
+
+EXPORT int dup3(int oldfd, int newfd, int flags) { return replace_descriptor(oldfd, newfd, flags); }
+
+/* libuv (so Node) closes descriptors with syscall(SYS_close, fd), and programs written before
+ * glibc had close_range call it by number; everything else passes through with its six argument
+ * registers, as glibc's own syscall() reads them. */
 EXPORT long syscall(long number, ...) {
   const struct capa_real *real = capa_real();
   long a[6];
@@ -153,5 +223,6 @@ EXPORT long syscall(long number, ...) {
   for (int i = 0; i < 6; i++) a[i] = va_arg(ap, long);
   va_end(ap);
   if (number == SYS_close) return close_socket(real, (int)a[0]);
+  if (number == SYS_close_range) return close_range_pinned(real, (unsigned)a[0], (unsigned)a[1], (int)a[2]);
   return real->syscall(number, a[0], a[1], a[2], a[3], a[4], a[5]);
 }

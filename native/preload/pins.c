@@ -63,6 +63,13 @@ void capa_pins_add(int fd, const struct capa_pin *pin) {
   free(copy);
 }
 
+/* Under the lock: drops the (present) entry of fd. */
+static void forget_locked(size_t fd) {
+  free(table.by_fd[fd]);
+  table.by_fd[fd] = NULL;
+  __atomic_sub_fetch(&table.count, 1, __ATOMIC_RELEASE);
+}
+
 static int lookup(int fd, struct capa_pin *out, int forget) {
   int found = 0;
   if (fd < 0 || __atomic_load_n(&table.count, __ATOMIC_ACQUIRE) == 0) return 0;
@@ -70,11 +77,7 @@ static int lookup(int fd, struct capa_pin *out, int forget) {
   if ((size_t)fd < table.size && table.by_fd[fd] != NULL) {
     found = 1;
     *out = *table.by_fd[fd];
-    if (forget) {
-      free(table.by_fd[fd]);
-      table.by_fd[fd] = NULL;
-      __atomic_sub_fetch(&table.count, 1, __ATOMIC_RELEASE);
-    }
+    if (forget) forget_locked((size_t)fd);
   }
   pthread_mutex_unlock(&table.lock);
   return found;
@@ -83,3 +86,25 @@ static int lookup(int fd, struct capa_pin *out, int forget) {
 int capa_pins_find(int fd, struct capa_pin *out) { return lookup(fd, out, 0); }
 
 int capa_pins_remove(int fd, struct capa_pin *out) { return lookup(fd, out, 1); }
+
+struct capa_pinned_fd *capa_pins_remove_range(unsigned first, unsigned last, size_t *n) {
+  struct capa_pinned_fd *taken = NULL;
+  *n = 0;
+  if (first > last || __atomic_load_n(&table.count, __ATOMIC_ACQUIRE) == 0) return NULL;
+  lock_table();
+  size_t end = (size_t)last < table.size ? (size_t)last + 1 : table.size;
+  if (first < end) taken = malloc((size_t)table.count * sizeof *taken);
+  for (size_t fd = first; taken != NULL && fd < end; fd++) {
+    if (table.by_fd[fd] == NULL) continue;
+    taken[*n].fd = (int)fd;
+    taken[*n].pin = *table.by_fd[fd];
+    (*n)++;
+    forget_locked(fd);
+  }
+  pthread_mutex_unlock(&table.lock);
+  if (*n == 0) {
+    free(taken);
+    return NULL;
+  }
+  return taken;
+}

@@ -25,4 +25,15 @@ int capa_pins_find(int fd, struct capa_pin *out);
 /* Like find, and forgets fd. */
 int capa_pins_remove(int fd, struct capa_pin *out);
 
+/* A pinned descriptor taken out of the table. */
+struct capa_pinned_fd {
+  int fd;
+  struct capa_pin pin;
+};
+
+/* Forgets every pinned descriptor from first to last (inclusive); returns them in an array the
+ * caller frees, with their number in *n; NULL when there are none (or no memory for the array,
+ * in which case they stay, to be found stale when their number is reused). */
+struct capa_pinned_fd *capa_pins_remove_range(unsigned first, unsigned last, size_t *n);
+
 #endif

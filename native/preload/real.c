@@ -26,6 +26,9 @@ static void resolve_table(void) {
   RESOLVE(sendto);
   RESOLVE(sendmsg);
   RESOLVE(close);
+  RESOLVE(closefrom);
+  RESOLVE(dup2);
+  RESOLVE(dup3);
   RESOLVE(syscall);
 }
 

@@ -26,6 +26,9 @@ struct capa_real {
                     socklen_t tolen);
   ssize_t (*sendmsg)(int fd, const struct msghdr *msg, int flags);
   int (*close)(int fd);
+  void (*closefrom)(int lowfd);
+  int (*dup2)(int oldfd, int newfd);
+  int (*dup3)(int oldfd, int newfd, int flags);
   long (*syscall)(long number, ...);
 };
 

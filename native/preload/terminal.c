@@ -181,7 +181,7 @@ static int prepare(int fd, const struct destination *d, int connecting) {
                   pinned.alloc.qname);
       return -EADDRNOTAVAIL;
     }
-    /* The pinned socket was closed behind the hooks (a raw close syscall, close_range, dup2) and
+    /* The pinned socket was closed behind the hooks (a system call not made through libc) and
      * its number reused: that flow is over, and this is a new socket. */
     if (capa_pins_remove(fd, &pinned)) capa_release(cfg, &pinned.alloc, "socket gone");
   }
@@ -217,4 +217,4 @@ int capa_bind_deferred(int fd, const struct sockaddr *addr, socklen_t len) {
 
 int capa_take_pin(int fd, struct capa_pin *pin) { return capa_pins_remove(fd, pin); }
 
-void capa_release_pin(const struct capa_pin *pin) { capa_release(capa_config(), &pin->alloc, "close"); }
+void capa_release_pin(const struct capa_pin *pin, const char *why) { capa_release(capa_config(), &pin->alloc, why); }

@@ -36,7 +36,7 @@ int capa_bind_deferred(int fd, const struct sockaddr *addr, socklen_t len);
 struct capa_pin;
 int capa_take_pin(int fd, struct capa_pin *pin);
 
-/* Releases the allocation of a closed pinned socket. */
-void capa_release_pin(const struct capa_pin *pin);
+/* Releases the allocation of a closed pinned socket; why: the call that closed it, for the log. */
+void capa_release_pin(const struct capa_pin *pin, const char *why);
 
 #endif

@@ -304,14 +304,14 @@ describe('capa-run (LD_PRELOAD library) with unmodified programs', function () {
       await expectPinnedPeer(log, { address: out.local[0], port: out.local[1] });
     });
 
-    it('a pinned descriptor closed behind the hooks (close_range) and reused is pinned afresh', async function () {
+    it('os.closerange (close_range) releases the allocation at once; the reused number is pinned afresh', async function () {
       const python = requireTool(this, 'python3', 'capa-run tests');
       const log = newLog();
       const script = [
         'import json, os, socket',
         `target = (${JSON.stringify(OUTSIDE_NAME)}, ${tcp.port})`,
         'fd = socket.create_connection(target).detach()',
-        'os.closerange(fd, fd + 1)  # close_range(2): no close() call for the library to see',
+        'os.closerange(fd, fd + 1)  # close_range(2), not close()',
         's = socket.create_connection(target)',
         'print(json.dumps({"reused": s.fileno() == fd, "local": s.getsockname()}))',
       ].join('\n');
@@ -320,8 +320,55 @@ describe('capa-run (LD_PRELOAD library) with unmodified programs', function () {
       const out = lastJson<{ reused: boolean; local: [string, number] }>(result.stdout);
       expect(out.reused).to.equal(true);
       await expectPinnedPeer(log, { address: out.local[0], port: out.local[1] });
-      expect(readCapaLog(log).some((e) => e.event === 'release' && e.why === 'socket gone')).to.equal(true);
+      const first = pins(readCapaLog(log))[0]!;
+      const releases = readCapaLog(log).filter((e) => e.event === 'release');
+      expect(releases.map((e) => [e.why, key(e.aOG, e.pA)])).to.deep.equal([['close_range', key(first.aOG, first.pA)], ['close', key(out.local[0], out.local[1])]]);
     });
+  });
+
+  describe('calls that close descriptors', function () {
+    let build: ReturnType<typeof buildC> | undefined;
+
+    before(function () {
+      requireTool(this, 'cc', 'the closing test program');
+      build = buildC({ sources: ['test/preload/fixtures/closers.c'], kind: 'executable', flags: ['-O2', '-Wall', '-Werror'], name: 'closers' });
+    });
+
+    after(function () {
+      build?.remove();
+    });
+
+    // The release reasons, in order, of: the two pinned sockets closed by `how`, then what is left by close().
+    const cases: [string, string[]][] = [
+      ['close_range', ['close_range', 'close_range']],
+      ['syscall_close_range', ['close_range', 'close']],
+      ['closefrom', ['closefrom', 'closefrom']],
+      ['dup2', ['dup2', 'close']],
+      ['dup3', ['dup3', 'close']],
+      ['dup2_bad', ['close', 'close']], // EBADF: the pinned socket stays open and pinned
+      ['close_range_cloexec', ['close', 'close']], // only marks them close-on-exec
+      ['raw_close', ['socket gone', 'close', 'close']], // no libc call: found stale when the number is reused
+    ];
+    for (const [how, whys] of cases) {
+      it(`${how}: ${whys.join(', ')}`, async function () {
+        const log = newLog();
+        const result = await capaRun(gateway.server, log, [build!.path, OUTSIDE_NAME, String(tcp.port), how]);
+        expect(result.code, result.stderr).to.equal(0);
+        const lines = result.stdout.trim().split('\n');
+        const pinnedLines = lines.filter((l) => l.startsWith('pinned ')).map((l) => l.split(' '));
+        const outcome = lines.find((l) => l.startsWith(`${how} `))!.split(' ').slice(1).map(Number);
+        const firstFd = Number(pinnedLines[0]![1]);
+        expect(outcome, 'rc and errno').to.deep.equal(how === 'dup2_bad' ? [-1, constants.errno.EBADF] : how.startsWith('dup') ? [firstFd, 0] : [0, 0]);
+        const events = readCapaLog(log);
+        const releases = events.filter((e) => e.event === 'release');
+        expect(releases.map((e) => e.why)).to.deep.equal(whys);
+        expect(releases.every((e) => e.outcome === 'released'), JSON.stringify(releases)).to.equal(true);
+        // Each allocation is released once, the ones pinned here and no other.
+        const pinned = pins(events).map((p) => key(p.aOG, p.pA));
+        expect(pinned).to.deep.equal(pinnedLines.map((l) => key(l[2], Number(l[3]))));
+        expect(releases.map((e) => key(e.aOG, e.pA)).sort()).to.deep.equal([...pinned].sort());
+      });
+    }
   });
 
   describe('exemptions', function () {

@@ -9,19 +9,14 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { accessSync, closeSync, constants as fsConstants, openSync, readSync, statSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { constants } from 'node:os';
 import { delimiter, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type Yargs from 'yargs/yargs';
+import { commandLine, usageExit } from '../../resolver/lib/cli.js';
 import { isCapaError } from '../../resolver/lib/errors.js';
 import { formatServer, parseServerList } from '../../resolver/lib/servers.js';
 import { hasFileCapabilities } from '../lib/native.js';
 import { inspectExecutable, type Executable, parseExempt, preloadRefusal, preloadValue, privilegeRefusal } from '../lib/preload-target.js';
-
-// The launcher's start-up is every program's start-up: yargs' bundled CommonJS build loads in
-// about half the time of its ES module graph.
-const yargs = createRequire(import.meta.url)('yargs/yargs') as typeof Yargs;
 
 const EXIT_FAILED = 125;
 const EXIT_REFUSED = 126;
@@ -37,8 +32,7 @@ function quit(code: number, message: string): never {
   process.exit(code);
 }
 
-const argv = yargs(process.argv.slice(2))
-  .scriptName('capa-run')
+const argv = commandLine('capa-run', process.argv.slice(2), usageExit('capa-run', EXIT_FAILED, 'flags'), (y) => y
   .usage('$0 [options] -- <program> [args...]')
   .epilog('Runs <program> with the CAPA LD_PRELOAD library: getaddrinfo/gethostbyname ask the CAPA server for '
     + '_<port>._<proto>.<host> and return the destination address; connect (and the first send of an unbound UDP '
@@ -53,13 +47,7 @@ const argv = yargs(process.argv.slice(2))
   .option('log', { type: 'string', describe: 'Append one JSON line per CAPA event (allocate, pin, release, direct, error) to this file (CAPA_LOG)' })
   .option('exempt', { type: 'string', array: true, nargs: 1, describe: 'Destination prefix (CIDR or one address) connected without CAPA; repeat for more (CAPA_EXEMPT)' })
   .option('interface', { type: 'string', describe: 'Interface to add allocated addresses to when they are not local yet; needs CAP_NET_ADMIN (CAPA_INTERFACE)' })
-  .option('timeout', { type: 'number', describe: 'Deadline of one CAPA lookup in ms, default 2000 (CAPA_TIMEOUT_MS)' })
-  .strict()
-  .version(false)
-  .help()
-  .alias('help', 'h')
-  .wrap(Math.min(110, process.stdout.columns ?? 110))
-  .fail((message, err) => quit(EXIT_FAILED, `${message ?? err?.message ?? 'bad command line'}\nRun capa-run --help for the flags.`))
+  .option('timeout', { type: 'number', describe: 'Deadline of one CAPA lookup in ms, default 2000 (CAPA_TIMEOUT_MS)' }))
   .parseSync();
 
 /** The flags as the library's environment variables; exits 125 on a bad value. */

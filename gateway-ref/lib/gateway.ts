@@ -125,7 +125,8 @@ export async function startGateway(config: GatewayConfig): Promise<RunningGatewa
   const zone = config.zoneFile === undefined ? new Zone([]) : await loadZone(config.zoneFile);
   const realm = new Realm(config.inside);
   const names = new Names(zone, config.upstream && new Upstream(config.upstream));
-  const dataPlane = typeof config.dataPlane === 'object' ? config.dataPlane : createDataPlane(config.dataPlane ?? 'loopback', { pool: config.pool, nftLinks: config.nftLinks });
+  const leaseMs = (config.leaseSeconds ?? 30) * 1000;
+  const dataPlane = typeof config.dataPlane === 'object' ? config.dataPlane : createDataPlane(config.dataPlane ?? 'loopback', { pool: config.pool, nftLinks: config.nftLinks, leaseMs });
   const direct = new Realm(config.direct ?? (dataPlane.name === 'loopback' ? [] : config.inside));
   const log = config.log ?? ((message: string) => process.stderr.write(`${message}\n`));
   const journal = config.logFile === undefined ? undefined : await JournalFile.open(config.logFile, log);
@@ -136,7 +137,7 @@ export async function startGateway(config: GatewayConfig): Promise<RunningGatewa
       pool: config.pool,
       portStrategy: config.portStrategy,
       quota: config.quota,
-      leaseMs: (config.leaseSeconds ?? 30) * 1000,
+      leaseMs,
       holdDownMs: (config.holdDownSeconds ?? 60) * 1000,
       now: config.now,
     },

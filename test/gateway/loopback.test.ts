@@ -118,6 +118,18 @@ describe('gateway loopback data plane (kernel socket table)', function () {
     expect(state(allocation)).to.equal(undefined);
   });
 
+  it('sees an IPv4 allocation used by a dual-stack (IPv6, IPv4-mapped) socket', async () => {
+    const allocation = await r.service.allocate('127.0.0.1', { proto: 6, address: HOST_B, port: b.port });
+    const socket = net.connect({ host: `::ffff:${HOST_B}`, port: b.port, localAddress: `::ffff:${allocation.tuple.localAddress}`, localPort: allocation.tuple.localPort });
+    await once(socket, 'connect');
+    await r.dataPlane.poll();
+    expect(state(allocation)).to.equal('complete');
+    socket.destroy();
+    await once(socket, 'close');
+    await r.dataPlane.poll();
+    expect(state(allocation)).to.equal(undefined);
+  });
+
   it('counts a bound, unconnected UDP socket on (aOG, pA) as the flow, and its close as the end', async () => {
     const destination: Destination = { proto: 17, address: HOST_B, port: 5353 };
     const allocation = await r.service.allocate('127.0.0.1', destination);

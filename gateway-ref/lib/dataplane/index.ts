@@ -13,11 +13,18 @@ export interface DataPlaneSettings {
   pool: string[];
   /** nftables: ADDRESS=IFNAME per terminal link (--nft-link). */
   nftLinks?: string[];
+  /** Lease of a pending state: loopback looks for a new flow's socket well within it. */
+  leaseMs?: number;
 }
+
+/** Loopback's longest wait between socket-table reads, and its share of the lease. */
+const LOOPBACK_MAX_POLL_MS = 1000;
+const LOOPBACK_LEASE_SHARE = 4;
 
 export function createDataPlane(name: DataPlaneName, settings: DataPlaneSettings): DataPlane {
   switch (name) {
-    case 'loopback': return new LoopbackDataPlane();
+    case 'loopback':
+      return new LoopbackDataPlane({ maxPollMs: Math.min(LOOPBACK_MAX_POLL_MS, (settings.leaseMs ?? Infinity) / LOOPBACK_LEASE_SHARE) });
     case 'nftables':
       if (!settings.nftLinks?.length) {
         throw new CapaError('ERR_CAPA_CONFIG', '--data-plane nftables needs the terminal links: --nft-link <terminal address>=<gateway-side interface>, one per terminal');

@@ -2,33 +2,49 @@
  * The `loopback` data plane: pool and outside hosts are 127/8 addresses, so the kernel routes
  * every packet and this driver forwards nothing. It watches the kernel's socket tables instead
  * (no privileges needed): a process-held socket bound to (aOG, pA) and connected to (aOB, pB)
- * starts the flow; once seen, its disappearance ends it. It polls only while it has states.
+ * starts the flow; once seen, its disappearance ends it.
+ *
+ * Reading the tables is the costly part (the kernel prints every socket, TIME_WAIT ones
+ * included), so it happens only when it can tell something: while flows run, or once a state
+ * has been waiting pollMs (most CAPA sockets are given back sooner, and their states never
+ * cost a read); only the tables that can show a watched socket are read, off the event loop,
+ * and only their watched lines are parsed; reads that find nothing new space out to maxPollMs.
  */
-import { readFile } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import type { Allocation, DataPlane, FlowEvents, OutsideTuple, ProtoNumber } from '../grm/types.js';
-import { type SocketEntry, parseProcNet } from './proc-net.js';
+import { type EndpointKey, endpointKey, scanProcNet, type SocketEntry } from './proc-net.js';
+import { ProcNetReader } from './proc-net-reader.js';
 
 export interface LoopbackOptions {
-  /** How often the socket tables are read while states are watched; default 200 ms. */
+  /** How soon a new state is looked for, and how often the tables are read while flows change; default 200 ms. */
   pollMs?: number;
+  /** The longest wait between reads while nothing changes; default 1 s. Keep it well under the lease. */
+  maxPollMs?: number;
 }
 
-const TABLES: { path: string; proto: ProtoNumber }[] = [
-  { path: '/proc/net/tcp', proto: 6 },
-  { path: '/proc/net/tcp6', proto: 6 },
-  { path: '/proc/net/udp', proto: 17 },
-  { path: '/proc/net/udp6', proto: 17 },
+interface Table {
+  path: string;
+  proto: ProtoNumber;
+  /** 6: the IPv6 table, which also shows IPv4 sockets of dual-stack (IPv4-mapped) sockets. */
+  family: 4 | 6;
+}
+
+const TABLES: readonly Table[] = [
+  { path: '/proc/net/tcp', proto: 6, family: 4 },
+  { path: '/proc/net/tcp6', proto: 6, family: 6 },
+  { path: '/proc/net/udp', proto: 17, family: 4 },
+  { path: '/proc/net/udp6', proto: 17, family: 6 },
 ];
 const TCP_LISTEN = 0x0a;
 
 interface Watch {
+  id: number;
   tuple: OutsideTuple;
+  /** (aOG, pA) as the tables show it: a number for IPv4, text for IPv6. */
+  key: EndpointKey;
+  /** performance.now() at install. */
+  since: number;
   started: boolean;
-}
-
-function localKey(proto: ProtoNumber, address: string, port: number): string {
-  return `${proto}|${address}|${port}`;
 }
 
 /** Does this socket carry the watched flow? An unconnected UDP socket on (aOG, pA) counts. */
@@ -37,33 +53,38 @@ function carries(tuple: OutsideTuple, socket: SocketEntry): boolean {
   return socket.remoteAddress === tuple.remoteAddress && (tuple.remotePort === undefined || socket.remotePort === tuple.remotePort);
 }
 
-async function readTable(path: string, proto: ProtoNumber, littleEndian: boolean): Promise<SocketEntry[]> {
-  try {
-    return parseProcNet(await readFile(path, 'utf8'), proto, littleEndian);
-  } catch (err) {
-    // tcp6/udp6 are absent when IPv6 is disabled: nothing to watch there.
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw err;
-  }
+/** Can `table` show a socket of this watch? */
+function shows(table: Table, watch: Watch): boolean {
+  return table.proto === watch.tuple.proto && (table.family === 6 || typeof watch.key === 'number');
 }
 
 export class LoopbackDataPlane implements DataPlane {
   readonly name = 'loopback';
   private readonly pollMs: number;
+  private readonly maxPollMs: number;
   private readonly littleEndian = endianness() === 'LE';
+  private readonly reader = new ProcNetReader();
   private events: FlowEvents | undefined;
   private readonly watches = new Map<number, Watch>();
+  /** Watches not seen yet, oldest first (a Map keeps insertion order). */
+  private readonly unseen = new Map<number, Watch>();
+  private readonly started = new Set<Watch>();
   /**
-   * (proto, aOG, pA) -> allocation ids (usually one; several destinations may share it), so a
-   * poll costs O(sockets + started flows), not O(watched states).
+   * Per protocol, (aOG, pA) -> its watches (usually one; several destinations may share it), so
+   * a read costs O(table lines + started flows), not O(watched states).
    */
-  private readonly byLocal = new Map<string, number[]>();
-  private readonly started = new Set<number>();
+  private readonly byKey: Record<ProtoNumber, Map<EndpointKey, Watch[]>> = { 6: new Map(), 17: new Map() };
+  /** Watches each of TABLES can show. */
+  private readonly perTable = TABLES.map(() => 0);
+  /** Wait before the next read: pollMs after a change, doubling up to maxPollMs while nothing changes. */
+  private delay: number;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
 
   constructor(options: LoopbackOptions = {}) {
-    this.pollMs = options.pollMs ?? 200;
+    this.maxPollMs = options.maxPollMs ?? 1000;
+    this.pollMs = Math.min(options.pollMs ?? 200, this.maxPollMs);
+    this.delay = this.pollMs;
   }
 
   async start(events: FlowEvents): Promise<void> {
@@ -74,12 +95,14 @@ export class LoopbackDataPlane implements DataPlane {
   async install(allocation: Allocation): Promise<void> {
     // The allocator hands out fresh objects, so the tuple is ours to keep (and to fill pB into).
     const { tuple } = allocation;
-    this.watches.set(allocation.id, { tuple, started: false });
-    const key = localKey(tuple.proto, tuple.localAddress, tuple.localPort);
-    const ids = this.byLocal.get(key);
-    if (ids === undefined) this.byLocal.set(key, [allocation.id]);
-    else ids.push(allocation.id);
-    this.schedule();
+    const watch: Watch = { id: allocation.id, tuple, key: endpointKey(tuple.localAddress, tuple.localPort, this.littleEndian), since: performance.now(), started: false };
+    this.watches.set(watch.id, watch);
+    this.unseen.set(watch.id, watch);
+    const sharing = this.byKey[tuple.proto].get(watch.key);
+    if (sharing === undefined) this.byKey[tuple.proto].set(watch.key, [watch]);
+    else sharing.push(watch);
+    this.count(watch, 1);
+    this.arm(this.delay);
   }
 
   async remove(allocation: Allocation): Promise<void> {
@@ -90,9 +113,8 @@ export class LoopbackDataPlane implements DataPlane {
     this.stopped = true;
     clearTimeout(this.timer);
     this.timer = undefined;
-    this.watches.clear();
-    this.byLocal.clear();
-    this.started.clear();
+    for (const id of [...this.watches.keys()]) this.forget(id);
+    await this.reader.close();
   }
 
   /** Number of states being watched (for tests and metrics). */
@@ -100,58 +122,87 @@ export class LoopbackDataPlane implements DataPlane {
     return this.watches.size;
   }
 
+  private count(watch: Watch, by: 1 | -1): void {
+    TABLES.forEach((table, i) => { if (shows(table, watch)) this.perTable[i]! += by; });
+  }
+
   private forget(id: number): void {
     const watch = this.watches.get(id);
     if (watch === undefined) return;
     this.watches.delete(id);
-    this.started.delete(id);
-    const key = localKey(watch.tuple.proto, watch.tuple.localAddress, watch.tuple.localPort);
-    const ids = this.byLocal.get(key) ?? [];
-    ids.splice(ids.indexOf(id), 1);
-    if (ids.length === 0) this.byLocal.delete(key);
+    this.unseen.delete(id);
+    this.started.delete(watch);
+    const byKey = this.byKey[watch.tuple.proto];
+    const sharing = byKey.get(watch.key)!;
+    sharing.splice(sharing.indexOf(watch), 1);
+    if (sharing.length === 0) byKey.delete(watch.key);
+    this.count(watch, -1);
+    if (this.watches.size === 0) this.delay = this.pollMs;
   }
 
-  private schedule(): void {
+  private arm(ms: number): void {
     if (this.timer !== undefined || this.stopped || this.watches.size === 0) return;
-    this.timer = setTimeout(() => void this.tick(), this.pollMs);
+    this.timer = setTimeout(() => void this.tick(), ms);
     this.timer.unref();
   }
 
-  private async tick(): Promise<void> {
-    try {
-      await this.poll();
-    } catch (err) {
-      process.emitWarning(`loopback data plane: cannot read the socket tables: ${(err as Error).message}`);
-    }
-    this.timer = undefined;
-    this.schedule();
+  /** Milliseconds until a read can tell something: 0 while flows run or a state has waited pollMs. */
+  private untilDue(): number {
+    const oldest = this.unseen.values().next().value;
+    if (this.started.size > 0 || oldest === undefined) return 0;
+    return Math.max(0, oldest.since + this.pollMs - performance.now());
   }
 
-  /** One pass over the socket tables: report new flows, then flows whose socket is gone. */
-  async poll(): Promise<void> {
-    const tables = await Promise.all(TABLES.map((t) => readTable(t.path, t.proto, this.littleEndian)));
-    if (this.stopped || this.events === undefined) return;
-    const present = new Set<number>();
-    for (const socket of tables.flat()) {
-      if (socket.inode === 0 || (socket.proto === 6 && socket.state === TCP_LISTEN)) continue;
-      const ids = this.byLocal.get(localKey(socket.proto, socket.localAddress, socket.localPort));
-      if (ids === undefined) continue;
-      for (const id of ids) {
-        const watch = this.watches.get(id)!;
-        if (!carries(watch.tuple, socket)) continue;
-        present.add(id);
-        if (watch.started) continue;
-        watch.started = true;
-        this.started.add(id);
-        if (watch.tuple.remotePort === undefined && socket.remotePort !== 0) watch.tuple.remotePort = socket.remotePort;
-        this.events.flowStarted({ ...watch.tuple });
+  private async tick(): Promise<void> {
+    this.timer = undefined;
+    const wait = this.untilDue();
+    if (wait > 0) {
+      this.arm(wait);
+      return;
+    }
+    try {
+      const changed = await this.poll();
+      this.delay = changed ? this.pollMs : Math.min(this.delay * 2, this.maxPollMs);
+    } catch (err) {
+      if (!this.stopped) process.emitWarning(`loopback data plane: cannot read the socket tables: ${(err as Error).message}`);
+    }
+    this.arm(this.delay);
+  }
+
+  /** One read of the socket tables: reports new flows, then flows whose socket is gone. True if there was either. */
+  async poll(): Promise<boolean> {
+    const tables = TABLES.filter((_, i) => this.perTable[i]! > 0);
+    if (tables.length === 0) return false;
+    const contents = await this.reader.read(tables.map((t) => t.path));
+    const events = this.events;
+    if (this.stopped || events === undefined) return false;
+    const present = new Set<Watch>();
+    let changed = false;
+    tables.forEach((table, i) => {
+      const bytes = contents[i];
+      if (bytes === null || bytes === undefined) return;
+      const watched = this.byKey[table.proto];
+      for (const { key, socket } of scanProcNet(bytes, table.proto, this.littleEndian, (k) => watched.has(k))) {
+        if (socket.inode === 0 || (socket.proto === 6 && socket.state === TCP_LISTEN)) continue;
+        for (const watch of watched.get(key) ?? []) {
+          if (!carries(watch.tuple, socket)) continue;
+          present.add(watch);
+          if (watch.started) continue;
+          watch.started = true;
+          changed = true;
+          this.unseen.delete(watch.id);
+          this.started.add(watch);
+          if (watch.tuple.remotePort === undefined && socket.remotePort !== 0) watch.tuple.remotePort = socket.remotePort;
+          events.flowStarted({ ...watch.tuple });
+        }
       }
+    });
+    for (const watch of [...this.started]) {
+      if (present.has(watch)) continue;
+      changed = true;
+      this.forget(watch.id);
+      events.flowEnded({ ...watch.tuple });
     }
-    for (const id of [...this.started]) {
-      if (present.has(id)) continue;
-      const { tuple } = this.watches.get(id)!;
-      this.forget(id);
-      this.events.flowEnded({ ...tuple });
-    }
+    return changed;
   }
 }

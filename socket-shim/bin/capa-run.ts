@@ -14,7 +14,6 @@ import { delimiter, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { commandLine, usageExit } from '../../resolver/lib/cli.js';
 import { isCapaError } from '../../resolver/lib/errors.js';
-import { formatServer, parseServerList } from '../../resolver/lib/servers.js';
 import { hasFileCapabilities } from '../lib/native.js';
 import { inspectExecutable, type Executable, parseExempt, preloadRefusal, preloadValue, privilegeRefusal } from '../lib/preload-target.js';
 
@@ -51,10 +50,14 @@ const argv = commandLine('capa-run', process.argv.slice(2), usageExit('capa-run'
   .parseSync();
 
 /** The flags as the library's environment variables; exits 125 on a bad value. */
-function capaEnvironment(): Record<string, string> {
+async function capaEnvironment(): Promise<Record<string, string>> {
   const env: Record<string, string> = {};
   try {
-    if (argv.server !== undefined) env.CAPA_SERVER = argv.server.flatMap((s) => parseServerList(s)).map(formatServer).join(',');
+    if (argv.server !== undefined) {
+      // Loaded only when needed: every module is start-up time of every program run.
+      const { formatServer, parseServerList } = await import('../../resolver/lib/servers.js');
+      env.CAPA_SERVER = argv.server.flatMap((s) => parseServerList(s)).map(formatServer).join(',');
+    }
     if (argv.exempt !== undefined) env.CAPA_EXEMPT = argv.exempt.flatMap((e) => e.split(',')).filter((e) => e.trim() !== '').map(parseExempt).join(',');
   } catch (err) {
     if (!isCapaError(err)) throw err;
@@ -129,12 +132,12 @@ function refusal(path: string, library: Executable, depth = 0): string | undefin
   return preloadRefusal(path, target, library);
 }
 
-function run(): void {
+async function run(): Promise<void> {
   const rest: unknown = argv['--'];
   const command = Array.isArray(rest) ? rest.map(String) : [];
   if (command.length === 0) quit(EXIT_FAILED, 'no program given: capa-run [options] -- <program> [args...]');
   const [name, ...args] = command as [string, ...string[]];
-  const capaEnv = capaEnvironment();
+  const capaEnv = await capaEnvironment();
   if (!isExecutableFile(LIBRARY)) {
     quit(EXIT_FAILED, `the CAPA library ${LIBRARY} is missing; build it with "npx node-gyp rebuild" in the package folder`);
   }
@@ -160,4 +163,4 @@ function run(): void {
   });
 }
 
-run();
+await run();

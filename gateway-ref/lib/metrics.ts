@@ -19,32 +19,53 @@ export interface StateCounts {
 
 const RCODE_NAMES = ['NOERROR', 'FORMERR', 'SERVFAIL', 'NXDOMAIN', 'NOTIMP', 'REFUSED', 'YXDOMAIN', 'YXRRSET', 'NXRRSET', 'NOTAUTH', 'NOTZONE'];
 
+const EVENTS: readonly AllocationEvent['event'][] = ['allocate', 'confirm', 'release', 'expire'];
+const BLOCK_REASONS: readonly BlockReason[] = ['exhausted', 'quota'];
+
+/**
+ * The hot path only adds to plain numbers; prom-client's counters are set from them when
+ * scraped (a labelled inc() hashes its labels on every response).
+ */
 export class GatewayMetrics {
   readonly registry = new Registry();
-  private readonly events: Counter<'event'>;
-  private readonly blocked: Counter<'reason'>;
-  private readonly queries: Counter<'rcode'>;
+  private readonly eventCounts = new Map<string, number>(EVENTS.map((e) => [e, 0]));
+  private readonly blockCounts = new Map<string, number>(BLOCK_REASONS.map((r) => [r, 0]));
+  /** By the header's 4-bit rcode. */
+  private readonly rcodeCounts = new Array<number>(16).fill(0);
 
   /** `states` is read at each scrape, so the gauges never drift from the allocator. */
   constructor(states: () => StateCounts) {
     const registers = [this.registry];
-    this.events = new Counter({
+    const { eventCounts, blockCounts, rcodeCounts } = this;
+    new Counter({
       name: 'capa_allocation_events_total',
       help: 'Allocation lifecycle events: allocate, confirm (pending -> complete), release, expire (lease ended while pending).',
       labelNames: ['event'],
       registers,
+      collect() {
+        this.reset();
+        for (const [event, n] of eventCounts) this.inc({ event }, n);
+      },
     });
-    this.blocked = new Counter({
+    new Counter({
       name: 'capa_blocked_total',
       help: 'CAPA requests from the inside realm not given an allocation: exhausted (no free aOG/pA for the destination), quota (terminal over its quota). Requesters outside the realm show as REFUSED responses.',
       labelNames: ['reason'],
       registers,
+      collect() {
+        this.reset();
+        for (const [reason, n] of blockCounts) this.inc({ reason }, n);
+      },
     });
-    this.queries = new Counter({
+    new Counter({
       name: 'capa_dns_responses_total',
       help: 'DNS responses sent, by rcode.',
       labelNames: ['rcode'],
       registers,
+      collect() {
+        this.reset();
+        rcodeCounts.forEach((n, rcode) => { if (n > 0) this.inc({ rcode: RCODE_NAMES[rcode] ?? String(rcode) }, n); });
+      },
     });
     new Gauge({
       name: 'capa_live_states',
@@ -66,22 +87,19 @@ export class GatewayMetrics {
         this.set(s.poolAddresses === 0 ? 0 : (s.pending + s.complete) / (s.poolAddresses * PORTS_PER_ADDRESS));
       },
     });
-    for (const event of ['allocate', 'confirm', 'release', 'expire']) this.events.inc({ event }, 0);
-    for (const reason of ['exhausted', 'quota']) this.blocked.inc({ reason }, 0);
   }
 
   onEvent(event: AllocationEvent): void {
-    this.events.inc({ event: event.event });
+    this.eventCounts.set(event.event, this.eventCounts.get(event.event)! + 1);
   }
 
   onBlocked(reason: BlockReason): void {
-    this.blocked.inc({ reason });
+    this.blockCounts.set(reason, this.blockCounts.get(reason)! + 1);
   }
 
   /** Counts by the header's rcode (its low 4 bits: BADVERS shows as NOERROR). */
   onResponse(response: Uint8Array): void {
-    const rcode = response[3]! & 0x0f;
-    this.queries.inc({ rcode: RCODE_NAMES[rcode] ?? String(rcode) });
+    this.rcodeCounts[response[3]! & 0x0f]!++;
   }
 
   text(): Promise<string> {

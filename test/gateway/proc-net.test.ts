@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { endpointKey, parseProcNet, scanProcNet } from '../../gateway-ref/lib/dataplane/proc-net.js';
+import { addressKey, endpointKey, parseProcNet, scanProcNet } from '../../gateway-ref/lib/dataplane/proc-net.js';
 
 // Lines as a little-endian (x86) kernel prints them.
 const TCP = `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
@@ -75,27 +75,28 @@ describe('gateway /proc/net socket table parser', () => {
 
 describe('gateway /proc/net scan by local endpoint', () => {
   const bytes = (text: string): Uint8Array => Buffer.from(text, 'latin1');
+  const key = (address: string, port: number, littleEndian = true): string | number => endpointKey(addressKey(address, littleEndian), port);
   const scan = (text: string, proto: 6 | 17, keys: (string | number)[], littleEndian = true): string[] =>
     scanProcNet(bytes(text), proto, littleEndian, (k) => keys.includes(k))
       .map(({ socket: s }) => `${s.localAddress} ${s.localPort} ${s.remoteAddress} ${s.remotePort} ${s.inode}`);
 
   it('parses only the lines bound to a wanted (address, port), as parseProcNet would', () => {
-    expect(scan(TCP, 6, [endpointKey('127.64.0.1', 36380, true)])).to.deep.equal(['127.64.0.1 36380 127.0.0.80 80 48211']);
-    expect(scan(TCP, 6, [endpointKey('127.64.0.1', 36382, true)]), 'same address, another port').to.deep.equal([]);
-    expect(scan(UDP, 17, [endpointKey('127.64.0.2', 5002, true), endpointKey('127.64.0.2', 5001, true)])).to.have.length(2);
+    expect(scan(TCP, 6, [key('127.64.0.1', 36380, true)])).to.deep.equal(['127.64.0.1 36380 127.0.0.80 80 48211']);
+    expect(scan(TCP, 6, [key('127.64.0.1', 36382, true)]), 'same address, another port').to.deep.equal([]);
+    expect(scan(UDP, 17, [key('127.64.0.2', 5002, true), key('127.64.0.2', 5001, true)])).to.have.length(2);
   });
 
   it('finds an IPv4 endpoint under its IPv4-mapped form in the IPv6 table, and plain IPv6 endpoints', () => {
-    expect(scan(TCP6, 6, [endpointKey('127.64.0.1', 40961, true)])).to.deep.equal(['127.64.0.1 40961 127.0.0.80 80 7777']);
-    expect(endpointKey('::ffff:127.64.0.1', 40961, true)).to.equal(endpointKey('127.64.0.1', 40961, true));
-    expect(scan(TCP6, 6, [endpointKey('2001:db8::1', 1024, true)])).to.deep.equal(['2001:db8::1 1024 2001:db8::50 443 8888']);
-    expect(scan(TCP6, 6, [endpointKey('::1', 8080, true)])).to.deep.equal(['::1 8080 :: 0 5555']);
+    expect(scan(TCP6, 6, [key('127.64.0.1', 40961, true)])).to.deep.equal(['127.64.0.1 40961 127.0.0.80 80 7777']);
+    expect(key('::ffff:127.64.0.1', 40961, true)).to.equal(key('127.64.0.1', 40961, true));
+    expect(scan(TCP6, 6, [key('2001:db8::1', 1024, true)])).to.deep.equal(['2001:db8::1 1024 2001:db8::50 443 8888']);
+    expect(scan(TCP6, 6, [key('::1', 8080, true)])).to.deep.equal(['::1 8080 :: 0 5555']);
   });
 
   it('keys big-endian tables by their own word order', () => {
     const line = '   0: 7F400001:0400 7F000050:0050 01 00000000:00000000 00:00000000 00000000     0        0 1 1\n';
-    expect(scan(line, 6, [endpointKey('127.64.0.1', 1024, false)], false)).to.deep.equal(['127.64.0.1 1024 127.0.0.80 80 1']);
-    expect(scan(line, 6, [endpointKey('127.64.0.1', 1024, true)], false)).to.deep.equal([]);
+    expect(scan(line, 6, [key('127.64.0.1', 1024, false)], false)).to.deep.equal(['127.64.0.1 1024 127.0.0.80 80 1']);
+    expect(scan(line, 6, [key('127.64.0.1', 1024, true)], false)).to.deep.equal([]);
   });
 
   it('offers no key for the header or for lines whose endpoint field is not one', () => {

@@ -12,7 +12,7 @@
  */
 import { endianness } from 'node:os';
 import type { Allocation, DataPlane, FlowEvents, OutsideTuple, ProtoNumber } from '../grm/types.js';
-import { type EndpointKey, endpointKey, scanProcNet, type SocketEntry } from './proc-net.js';
+import { addressKey, type EndpointKey, endpointKey, scanProcNet, type SocketEntry } from './proc-net.js';
 import { ProcNetReader } from './proc-net-reader.js';
 
 export interface LoopbackOptions {
@@ -25,16 +25,22 @@ export interface LoopbackOptions {
 interface Table {
   path: string;
   proto: ProtoNumber;
-  /** 6: the IPv6 table, which also shows IPv4 sockets of dual-stack (IPv4-mapped) sockets. */
-  family: 4 | 6;
 }
 
 const TABLES: readonly Table[] = [
-  { path: '/proc/net/tcp', proto: 6, family: 4 },
-  { path: '/proc/net/tcp6', proto: 6, family: 6 },
-  { path: '/proc/net/udp', proto: 17, family: 4 },
-  { path: '/proc/net/udp6', proto: 17, family: 6 },
+  { path: '/proc/net/tcp', proto: 6 },
+  { path: '/proc/net/tcp6', proto: 6 },
+  { path: '/proc/net/udp', proto: 17 },
+  { path: '/proc/net/udp6', proto: 17 },
 ];
+/**
+ * Indexes in TABLES of the tables that can show a socket of (protocol, IPv4 or IPv6): the IPv6
+ * tables also show IPv4 endpoints of dual-stack sockets (as IPv4-mapped addresses).
+ */
+const SHOWN_IN: Record<ProtoNumber, Record<4 | 6, readonly number[]>> = {
+  6: { 4: [0, 1], 6: [1] },
+  17: { 4: [2, 3], 6: [3] },
+};
 const TCP_LISTEN = 0x0a;
 
 interface Watch {
@@ -53,11 +59,6 @@ function carries(tuple: OutsideTuple, socket: SocketEntry): boolean {
   return socket.remoteAddress === tuple.remoteAddress && (tuple.remotePort === undefined || socket.remotePort === tuple.remotePort);
 }
 
-/** Can `table` show a socket of this watch? */
-function shows(table: Table, watch: Watch): boolean {
-  return table.proto === watch.tuple.proto && (table.family === 6 || typeof watch.key === 'number');
-}
-
 export class LoopbackDataPlane implements DataPlane {
   readonly name = 'loopback';
   private readonly pollMs: number;
@@ -65,15 +66,16 @@ export class LoopbackDataPlane implements DataPlane {
   private readonly littleEndian = endianness() === 'LE';
   private readonly reader = new ProcNetReader();
   private events: FlowEvents | undefined;
+  /** Oldest first (a Map keeps insertion order). */
   private readonly watches = new Map<number, Watch>();
-  /** Watches not seen yet, oldest first (a Map keeps insertion order). */
-  private readonly unseen = new Map<number, Watch>();
   private readonly started = new Set<Watch>();
   /**
    * Per protocol, (aOG, pA) -> its watches (usually one; several destinations may share it), so
    * a read costs O(table lines + started flows), not O(watched states).
    */
   private readonly byKey: Record<ProtoNumber, Map<EndpointKey, Watch[]>> = { 6: new Map(), 17: new Map() };
+  /** Address parts of the keys, by aOG: the pool is small and fixed. */
+  private readonly addressKeys = new Map<string, number | string>();
   /** Watches each of TABLES can show. */
   private readonly perTable = TABLES.map(() => 0);
   /** Wait before the next read: pollMs after a change, doubling up to maxPollMs while nothing changes. */
@@ -95,9 +97,8 @@ export class LoopbackDataPlane implements DataPlane {
   async install(allocation: Allocation): Promise<void> {
     // The allocator hands out fresh objects, so the tuple is ours to keep (and to fill pB into).
     const { tuple } = allocation;
-    const watch: Watch = { id: allocation.id, tuple, key: endpointKey(tuple.localAddress, tuple.localPort, this.littleEndian), since: performance.now(), started: false };
+    const watch: Watch = { id: allocation.id, tuple, key: endpointKey(this.addressKey(tuple.localAddress), tuple.localPort), since: performance.now(), started: false };
     this.watches.set(watch.id, watch);
-    this.unseen.set(watch.id, watch);
     const sharing = this.byKey[tuple.proto].get(watch.key);
     if (sharing === undefined) this.byKey[tuple.proto].set(watch.key, [watch]);
     else sharing.push(watch);
@@ -122,15 +123,23 @@ export class LoopbackDataPlane implements DataPlane {
     return this.watches.size;
   }
 
+  private addressKey(address: string): number | string {
+    let key = this.addressKeys.get(address);
+    if (key === undefined) {
+      key = addressKey(address, this.littleEndian);
+      this.addressKeys.set(address, key);
+    }
+    return key;
+  }
+
   private count(watch: Watch, by: 1 | -1): void {
-    TABLES.forEach((table, i) => { if (shows(table, watch)) this.perTable[i]! += by; });
+    for (const i of SHOWN_IN[watch.tuple.proto][typeof watch.key === 'number' ? 4 : 6]) this.perTable[i]! += by;
   }
 
   private forget(id: number): void {
     const watch = this.watches.get(id);
     if (watch === undefined) return;
     this.watches.delete(id);
-    this.unseen.delete(id);
     this.started.delete(watch);
     const byKey = this.byKey[watch.tuple.proto];
     const sharing = byKey.get(watch.key)!;
@@ -148,9 +157,10 @@ export class LoopbackDataPlane implements DataPlane {
 
   /** Milliseconds until a read can tell something: 0 while flows run or a state has waited pollMs. */
   private untilDue(): number {
-    const oldest = this.unseen.values().next().value;
-    if (this.started.size > 0 || oldest === undefined) return 0;
-    return Math.max(0, oldest.since + this.pollMs - performance.now());
+    if (this.started.size > 0) return 0;
+    // No flow seen, so the oldest watch is the oldest unseen one.
+    const oldest = this.watches.values().next().value;
+    return oldest === undefined ? 0 : Math.max(0, oldest.since + this.pollMs - performance.now());
   }
 
   private async tick(): Promise<void> {
@@ -190,7 +200,6 @@ export class LoopbackDataPlane implements DataPlane {
           if (watch.started) continue;
           watch.started = true;
           changed = true;
-          this.unseen.delete(watch.id);
           this.started.add(watch);
           if (watch.tuple.remotePort === undefined && socket.remotePort !== 0) watch.tuple.remotePort = socket.remotePort;
           events.flowStarted({ ...watch.tuple });

@@ -74,14 +74,19 @@ function printedWord(bytes: Uint8Array, at: number, littleEndian: boolean): numb
 
 const hex = (value: number, digits: number): string => value.toString(16).toUpperCase().padStart(digits, '0');
 
-/** The key under which a socket bound to (address, port) shows in the tables (see scanProcNet). */
-export function endpointKey(address: string, port: number, littleEndian: boolean): EndpointKey {
+/** The address part of an endpoint key (see endpointKey); the same for every port, so worth keeping. */
+export function addressKey(address: string, littleEndian: boolean): number | string {
   const plain = unmapIPv4(address);
   const bytes = ipToBytes(plain);
-  if (ipFamily(plain) === 4) return printedWord(bytes, 0, littleEndian) * 65536 + port;
+  if (ipFamily(plain) === 4) return printedWord(bytes, 0, littleEndian);
   let text = '';
   for (let w = 0; w < 16; w += 4) text += hex(printedWord(bytes, w, littleEndian), 8);
-  return `${text}:${hex(port, 4)}`;
+  return text;
+}
+
+/** The key under which a socket bound to (address, port) shows in the tables (see scanProcNet). */
+export function endpointKey(address: number | string, port: number): EndpointKey {
+  return typeof address === 'number' ? address * 65536 + port : `${address}:${hex(port, 4)}`;
 }
 
 const COLON = 0x3a;

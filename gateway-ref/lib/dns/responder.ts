@@ -128,7 +128,7 @@ async function capaQuery(ctx: ResponderContext, req: Request, qname: string): Pr
     return { rcode: RCODE.FORMERR };
   }
   // The additional record is owned by <host> whatever CNAMEs led to the address (DESIGN "Answer").
-  const additional = (r: DataRecord): ResourceRecord => dataRecord({ ...r, name: parsed.host });
+  const additional = (r: DataRecord): ResourceRecord => dataRecord(r, parsed.host);
   let sawAddress = false;
   for (const type of ADDRESS_TYPES) {
     const found = await addressesOf(ctx, parsed, type);

@@ -100,19 +100,25 @@ export class DnsServer {
     this.udp.on('message', (msg, rinfo) => {
       if (this.udpInFlight >= maxUdp) return;
       this.udpInFlight++;
-      this.options.handle(msg, { address: unmapIPv4(rinfo.address), transport: 'udp' })
-        .then((reply) => {
-          // Without a callback a send error comes as an 'error' event (reported below), and the
-          // hot path skips a completion callback per datagram.
-          if (reply) this.udp.send(reply, rinfo.port, rinfo.address);
-        })
-        .catch((err: unknown) => this.report(err))
-        .finally(() => { this.udpInFlight--; });
+      void this.answerUdp(msg, rinfo);
     });
     this.udp.on('error', (err) => this.report(err));
     this.tcp.maxConnections = this.options.maxTcpConnections ?? 256;
     this.tcp.on('connection', (socket) => this.serveConnection(socket));
     this.tcp.on('error', (err) => this.report(err));
+  }
+
+  private async answerUdp(request: Buffer, rinfo: dgram.RemoteInfo): Promise<void> {
+    try {
+      const reply = await this.options.handle(request, { address: unmapIPv4(rinfo.address), transport: 'udp' });
+      // Without a callback a send error comes as an 'error' event (reported below), and the
+      // hot path skips a completion callback per datagram.
+      if (reply) this.udp.send(reply, rinfo.port, rinfo.address);
+    } catch (err) {
+      this.report(err);
+    } finally {
+      this.udpInFlight--;
+    }
   }
 
   private serveConnection(socket: net.Socket): void {

@@ -40,44 +40,55 @@ const CLASS_IN = 1;
 const QR = 0x8000;
 export const FLAG = { AA: 0x0400, TC: 0x0200, RD: 0x0100, RA: 0x0080 } as const;
 
+function withoutTrailingDot(name: string): string {
+  return name.endsWith('.') ? name.slice(0, -1) : name;
+}
+
 function nameLength(text: string): number {
   return text === '' ? 1 : text.length + 2;
 }
 
-/** Names here were validated upstream (checkName): ASCII labels of 1-63 octets. */
-export function encodeName(name: string): Uint8Array {
-  const text = name.replace(/\.$/, '');
-  const out = Buffer.alloc(nameLength(text));
-  if (text === '') return out;
-  let off = 0;
-  for (const label of text.split('.')) {
-    out[off] = label.length;
-    out.write(label, off + 1, 'ascii');
-    off += label.length + 1;
+/** Writes a name (validated upstream by checkName: ASCII labels of 1-63 octets, no trailing dot) at `off`. */
+function writeName(buf: Buffer, off: number, text: string): number {
+  let at = off;
+  for (let start = 0; start < text.length;) {
+    let end = text.indexOf('.', start);
+    if (end < 0) end = text.length;
+    buf[at++] = end - start;
+    for (let i = start; i < end; i++) buf[at++] = text.charCodeAt(i);
+    start = end + 1;
   }
-  out[off] = 0;
+  buf[at] = 0;
+  return at + 1;
+}
+
+export function encodeName(name: string): Uint8Array {
+  const text = withoutTrailingDot(name);
+  const out = Buffer.allocUnsafe(nameLength(text));
+  writeName(out, 0, text);
   return out;
 }
 
 const TYPE_OF: Record<DataRecord['type'], number> = { A: TYPE.A, AAAA: TYPE.AAAA, CNAME: TYPE.CNAME };
 
+/** RDATA of zone records, encoded once: the same few records go out in every answer. */
+const rdataOf = new WeakMap<DataRecord, Uint8Array>();
+
 export function dataRecord(record: DataRecord, name: ResourceRecord['name'] = record.name): ResourceRecord {
-  const rdata = record.type === 'CNAME' ? encodeName(record.data) : ipToBytes(record.data);
+  let rdata = rdataOf.get(record);
+  if (rdata === undefined) {
+    rdata = record.type === 'CNAME' ? encodeName(record.data) : ipToBytes(record.data);
+    rdataOf.set(record, rdata);
+  }
   return { name, type: TYPE_OF[record.type], ttl: record.ttl, rdata };
 }
 
 function rrLength(rr: ResourceRecord): number {
-  return (rr.name === QUESTION_NAME ? 2 : nameLength(rr.name.replace(/\.$/, ''))) + 10 + rr.rdata.length;
+  return (rr.name === QUESTION_NAME ? 2 : nameLength(withoutTrailingDot(rr.name))) + 10 + rr.rdata.length;
 }
 
 function writeRR(buf: Buffer, off: number, rr: ResourceRecord): number {
-  if (rr.name === QUESTION_NAME) {
-    off = buf.writeUInt16BE(0xc00c, off);
-  } else {
-    const name = encodeName(rr.name);
-    buf.set(name, off);
-    off += name.length;
-  }
+  off = rr.name === QUESTION_NAME ? buf.writeUInt16BE(0xc00c, off) : writeName(buf, off, withoutTrailingDot(rr.name));
   off = buf.writeUInt16BE(rr.type, off);
   off = buf.writeUInt16BE(CLASS_IN, off);
   off = buf.writeUInt32BE(rr.ttl >>> 0, off);
@@ -112,12 +123,15 @@ function writeOpt(buf: Buffer, off: number, edns: EdnsReply): number {
  * question and OPT only, with TC set, so the client retries over TCP (RFC 7766 §5).
  */
 export function encodeResponse(spec: ResponseSpec, maxSize = Infinity): Buffer {
-  const recordsLength = [...spec.answers, ...spec.additionals].reduce((n, rr) => n + rrLength(rr), 0);
+  let recordsLength = 0;
+  for (const rr of spec.answers) recordsLength += rrLength(rr);
+  for (const rr of spec.additionals) recordsLength += rrLength(rr);
   const fixed = 12 + spec.question.length + (spec.edns ? optLength(spec.edns) : 0);
   const truncated = fixed + recordsLength > maxSize;
   const answers = truncated ? [] : spec.answers;
   const additionals = truncated ? [] : spec.additionals;
-  const buf = Buffer.alloc(truncated ? fixed : fixed + recordsLength);
+  // Every byte is written below, so the buffer need not be zeroed first.
+  const buf = Buffer.allocUnsafe(truncated ? fixed : fixed + recordsLength);
   buf.writeUInt16BE(spec.id, 0);
   buf.writeUInt16BE(QR | spec.flags | (truncated ? FLAG.TC : 0), 2);
   buf.writeUInt16BE(spec.question.length === 0 ? 0 : 1, 4);

@@ -22,8 +22,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import yargs from 'yargs';
-import { hideBin } from 'yargs/helpers';
+import { benchCommandLine, median, percentile, table } from './lib.js';
 
 const TARGET_RATIO = 1.1;
 const LAUNCHER_EVERY = 4;
@@ -35,7 +34,7 @@ const CAPA_RUN_JS = fileURLToPath(new URL('../socket-shim/bin/capa-run.js', impo
 const LIBRARY = fileURLToPath(new URL('../../build/Release/libcapa_preload.so', import.meta.url));
 const SELF = fileURLToPath(import.meta.url);
 
-const argv = yargs(hideBin(process.argv))
+const argv = benchCommandLine('capa-run-curl', (y) => y
   .usage('$0 [options]\n\nWall time of curl fetching a local page: plain, under the CAPA LD_PRELOAD library, and under capa-run (same resolution path, in a network namespace; needs root).')
   .option('runs', { type: 'number', default: 100, describe: 'measured runs per row (interleaved)' })
   .option('warmup', { type: 'number', default: 5, describe: 'unmeasured runs per row first' })
@@ -45,9 +44,7 @@ const argv = yargs(hideBin(process.argv))
     if (!Number.isInteger(a.runs) || a.runs < 10) throw new Error('--runs must be a whole number >= 10');
     if (!Number.isInteger(a.warmup) || a.warmup < 0) throw new Error('--warmup must be a whole number >= 0');
     return true;
-  })
-  .strict()
-  .help()
+  }))
   .parseSync();
 
 interface Row {
@@ -80,10 +77,6 @@ async function timed(row: Row): Promise<number> {
     throw new Error(`${row.name}: exit ${code}, page saw client "${client}"\n${err}`);
   }
   return ms;
-}
-
-function quantile(sorted: number[], q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
 }
 
 async function startChild(command: string[], readyPattern: RegExp): Promise<ChildProcess> {
@@ -126,18 +119,20 @@ async function measure(): Promise<void> {
 }
 
 function report(rows: Row[]): void {
-  const peer = rows.find((r) => r.role === 'peer')!;
-  const median = (r: Row): number => quantile([...r.ms].sort((a, b) => a - b), 0.5);
+  const medianOf = (role: Row['role']): number => median(rows.find((r) => r.role === role)!.ms);
+  const peer = medianOf('peer');
   console.log(`curl GET ${URL_TO_GET} (page on ${OUTSIDE}:80, capa-gateway on 127.0.0.1:53 in a network namespace), ${argv.runs} runs per row interleaved (Node rows: every ${LAUNCHER_EVERY}th round)`);
-  console.log(`${'row'.padEnd(28)} ${'runs'.padStart(5)} ${'median ms'.padStart(10)} ${'p90 ms'.padStart(8)} ${'mean ms'.padStart(8)} ${'vs plain'.padStart(9)}`);
-  for (const row of rows) {
-    const sorted = [...row.ms].sort((a, b) => a - b);
-    const mean = row.ms.reduce((a, b) => a + b, 0) / row.ms.length;
-    console.log(`${row.name.padEnd(28)} ${String(row.ms.length).padStart(5)} ${median(row).toFixed(2).padStart(10)} ${quantile(sorted, 0.9).toFixed(2).padStart(8)} ${mean.toFixed(2).padStart(8)} ${(median(row) / median(peer)).toFixed(3).padStart(8)}x`);
-  }
-  const ratio = median(rows.find((r) => r.role === 'library')!) / median(peer);
-  const launcher = median(rows.find((r) => r.role === 'launcher')!) - median(rows.find((r) => r.role === 'library')!);
-  const node = median(rows.find((r) => r.role === 'node')!);
+  console.log(table([
+    ['row', 'runs', 'median ms', 'p90 ms', 'mean ms', 'vs plain'],
+    ...rows.map((row) => {
+      const mean = row.ms.reduce((a, b) => a + b, 0) / row.ms.length;
+      return [row.name, String(row.ms.length), median(row.ms).toFixed(2), percentile([...row.ms].sort((a, b) => a - b), 90).toFixed(2),
+        mean.toFixed(2), `${(median(row.ms) / peer).toFixed(3)}x`];
+    }),
+  ]));
+  const ratio = medianOf('library') / peer;
+  const launcher = medianOf('launcher') - medianOf('library');
+  const node = medianOf('node');
   console.log(`library / plain (median): ${ratio.toFixed(3)}x, target <= ${TARGET_RATIO}x: ${ratio <= TARGET_RATIO ? 'met' : 'NOT met'}`);
   console.log(`the Node launcher adds ${launcher.toFixed(1)} ms per run on top of the library: ${node.toFixed(1)} ms starting Node (node -e 0), ${(launcher - node).toFixed(1)} ms its own work`);
   if (argv.check && ratio > TARGET_RATIO) process.exitCode = 1;

@@ -21,23 +21,37 @@ export function normalizeHost(host: string): string {
   return h;
 }
 
-export function checkName(name: string): void {
+function checkLength(name: string): void {
   if (name.length === 0 || name.length > MAX_NAME) throw invalidArg(`DNS name must be 1-${MAX_NAME} characters: "${name}"`);
+}
+
+export function checkName(name: string): void {
+  checkLength(name);
   for (const label of name.split('.')) {
     if (!LABEL.test(label)) throw invalidArg(`bad DNS label "${label}" in "${name}" (1-63 of letters, digits, "-", "_")`);
   }
 }
 
+/** Equal as DNS names: case-insensitive, a trailing dot ignored. */
+export function sameName(a: string, b: string): boolean {
+  if (a === b) return true;
+  const bare = (name: string): string => (name.endsWith('.') ? name.slice(0, -1) : name).toLowerCase();
+  return bare(a) === bare(b);
+}
+
 export function buildQueryName(target: QueryTarget): string {
-  const host = normalizeHost(target.host);
-  if (target.port === undefined) return host;
-  if (!Number.isInteger(target.port) || target.port < 1 || target.port > 65535) {
-    throw invalidArg(`destination port must be 1-65535, got ${target.port}`);
+  return queryNameOf(normalizeHost(target.host), target.port, target.protocol);
+}
+
+/** buildQueryName for a host already normalized (normalizeHost). */
+export function queryNameOf(host: string, port: number | undefined, protocol: Protocol = 'tcp'): string {
+  if (port === undefined) return host;
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw invalidArg(`destination port must be 1-65535, got ${port}`);
   }
-  const protocol = target.protocol ?? 'tcp';
   if (protocol !== 'tcp' && protocol !== 'udp') throw invalidArg(`protocol must be tcp or udp, got "${String(protocol)}"`);
-  const name = `_${target.port}._${protocol}.${host}`;
-  checkName(name);
+  const name = `_${port}._${protocol}.${host}`;
+  checkLength(name); // the host's labels were checked, and the two added are valid labels
   return name;
 }
 

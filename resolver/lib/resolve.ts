@@ -7,9 +7,9 @@ import { capaRrtype, dnsPacketTypeName, EDE, IPPROTO, type Protocol } from './co
 import { CapaError, type CapaErrorCode, type CapaErrorDetails, invalidArg, malformed } from './errors.js';
 import { canonicalIp, ipFamily, type Family } from './ip.js';
 import { type CapaAnswer, capaAnswers, encodeQuery, extendedErrors, type ExtendedError, type Message, type WireRecord } from './message.js';
-import { buildQueryName, normalizeHost } from './qname.js';
+import { normalizeHost, queryNameOf, sameName } from './qname.js';
 import type { CapaRecord } from './rdata.js';
-import { formatServer, parseServer, resolveServers, type ServerAddress, type ServerSpec } from './servers.js';
+import { configuredServers, formatServer, parseServer, resolveServers, type ServerAddress, type ServerSpec } from './servers.js';
 import { askServers, type Reply, startTiming, type Timing, type TimingOptions, type Verdict } from './transport.js';
 import { encodeRelease } from './update.js';
 
@@ -70,10 +70,6 @@ type CapaOutcome =
   | { kind: 'allocation'; answer: CapaAnswer; reply: Reply }
   | { kind: 'fallback'; reply: Reply };
 
-function sameName(a: string, b: string): boolean {
-  return a.replace(/\.$/, '').toLowerCase() === b.replace(/\.$/, '').toLowerCase();
-}
-
 function rcodeError(code: CapaErrorCode, what: string, message: Message, server: ServerAddress, ede?: ExtendedError): CapaError {
   const details: CapaErrorDetails = { server: formatServer(server), rcode: message.rcode };
   let text = `${what} (${message.rcode} from ${formatServer(server)}`;
@@ -102,18 +98,19 @@ function allocationOf(message: Message, target: Target): CapaAnswer | undefined 
 /** The CAPA column of the DESIGN error table. */
 function judgeCapa(reply: Reply, target: Target): Verdict<CapaOutcome> {
   const { message, server } = reply;
+  if (message.rcode === 'NOERROR') {
+    let answer: CapaAnswer | undefined;
+    try {
+      answer = allocationOf(message, target);
+    } catch (err) {
+      return { fail: new CapaError('ERR_CAPA_MALFORMED', `${(err as Error).message} (from ${formatServer(server)})`, { server: formatServer(server), cause: err }) };
+    }
+    return { done: answer === undefined ? { kind: 'fallback', reply } : { kind: 'allocation', answer, reply } };
+  }
+  // Only failures carry Extended DNS Errors worth reading.
   const edes = extendedErrors(message);
   const withEde = (code: number): ExtendedError | undefined => edes.find((e) => e.code === code);
   switch (message.rcode) {
-    case 'NOERROR': {
-      let answer: CapaAnswer | undefined;
-      try {
-        answer = allocationOf(message, target);
-      } catch (err) {
-        return { fail: new CapaError('ERR_CAPA_MALFORMED', `${(err as Error).message} (from ${formatServer(server)})`, { server: formatServer(server), cause: err }) };
-      }
-      return { done: answer === undefined ? { kind: 'fallback', reply } : { kind: 'allocation', answer, reply } };
-    }
     case 'NOTIMP':
     case 'FORMERR':
       return { done: { kind: 'fallback', reply } };
@@ -176,7 +173,7 @@ function judgeAddresses(reply: Reply, host: string, type: AddressType): Verdict<
 }
 
 /** A or AAAA of host, RD=1: the fallback may go to a plain recursive server. */
-function lookup(host: string, family: Family, servers: ServerAddress[], timing: Timing): Promise<string[]> {
+function lookup(host: string, family: Family, servers: readonly ServerAddress[], timing: Timing): Promise<string[]> {
   const type = typeOf(family);
   return askServers(servers, timing, {
     encode: (id) => encodeQuery({ id, name: host, type, rd: true }),
@@ -185,7 +182,7 @@ function lookup(host: string, family: Family, servers: ServerAddress[], timing: 
 }
 
 /** Both families at once; addresses of either are enough, IPv4 first. */
-async function lookupBoth(host: string, servers: ServerAddress[], timing: Timing): Promise<string[]> {
+async function lookupBoth(host: string, servers: readonly ServerAddress[], timing: Timing): Promise<string[]> {
   const results = await Promise.allSettled([lookup(host, 4, servers, timing), lookup(host, 6, servers, timing)]);
   const addresses = results.flatMap((r) => (r.status === 'fulfilled' ? r.value : []));
   if (addresses.length > 0) return addresses;
@@ -212,7 +209,7 @@ async function remoteAddress(outcome: CapaOutcome & { kind: 'allocation' }, targ
   return addresses[0]!;
 }
 
-async function plainAddresses(reply: Reply, target: Target, servers: ServerAddress[], timing: Timing): Promise<string[]> {
+async function plainAddresses(reply: Reply, target: Target, servers: readonly ServerAddress[], timing: Timing): Promise<string[]> {
   if (target.literal !== undefined) return [target.literal];
   const known = [...additionalAddresses(reply.message, target.host, 'A'), ...additionalAddresses(reply.message, target.host, 'AAAA')];
   if (known.length > 0) return known;
@@ -223,9 +220,10 @@ async function plainAddresses(reply: Reply, target: Target, servers: ServerAddre
 function targetOf(options: ResolveOptions): Target {
   if (typeof options.host !== 'string') throw invalidArg('host must be a string');
   const protocol = options.protocol ?? 'tcp';
+  const host = normalizeHost(options.host);
   return {
-    host: normalizeHost(options.host),
-    qname: buildQueryName({ host: options.host, port: options.port, protocol }),
+    host,
+    qname: queryNameOf(host, options.port, protocol),
     port: options.port,
     protocol,
     literal: ipFamily(options.host) === 0 ? undefined : canonicalIp(options.host),
@@ -237,7 +235,7 @@ function targetOf(options: ResolveOptions): Target {
 export async function resolve(options: ResolveOptions): Promise<Resolution> {
   const target = targetOf(options);
   const timing = startTiming(options);
-  const servers = await resolveServers(options.servers);
+  const servers = configuredServers(options.servers) ?? await resolveServers(undefined);
   const type = dnsPacketTypeName(target.rrtype);
   const outcome = await askServers(servers, timing, {
     encode: (id) => encodeQuery({ id, name: target.qname, type, rd: false }),

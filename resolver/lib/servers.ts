@@ -72,20 +72,45 @@ export interface ServerSources {
   resolvConf?: string;
 }
 
+/** Parsed server lists by their text: a stub asks the same few lists again and again. */
+const parsedLists = new Map<string, readonly ServerAddress[]>();
+const MAX_PARSED_LISTS = 64;
+
+function parsedOnce(key: string, parse: () => ServerAddress[]): readonly ServerAddress[] {
+  let list = parsedLists.get(key);
+  if (list === undefined) {
+    list = Object.freeze(parse().map((s) => Object.freeze(s)));
+    if (parsedLists.size >= MAX_PARSED_LISTS) parsedLists.clear();
+    parsedLists.set(key, list);
+  }
+  return list;
+}
+
+const specText = (s: ServerSpec): string => (typeof s === 'string' ? s : formatServer(s));
+
+/**
+ * Explicit servers, else CAPA_SERVER, parsed (once per distinct text; the lists are frozen);
+ * undefined when neither is set and resolv.conf decides.
+ */
+export function configuredServers(explicit: readonly ServerSpec[] | undefined, env: NodeJS.ProcessEnv = process.env): readonly ServerAddress[] | undefined {
+  if (explicit !== undefined && explicit.length > 0) {
+    // Keyed by count and items, so no list can pass for another (an item may hold a comma).
+    const key = explicit.length === 1 ? `1 ${specText(explicit[0]!)}` : `${explicit.length} ${JSON.stringify(explicit.map(specText))}`;
+    return parsedOnce(key, () => explicit.map((s) => parseServer(specText(s))));
+  }
+  const fromEnv = env.CAPA_SERVER;
+  if (fromEnv === undefined || fromEnv.trim() === '') return undefined;
+  try {
+    return parsedOnce(`env ${fromEnv}`, () => parseServerList(fromEnv));
+  } catch (err) {
+    throw new CapaError('ERR_CAPA_CONFIG', `CAPA_SERVER: ${(err as Error).message}`, { cause: err });
+  }
+}
+
 /** Explicit servers win; else CAPA_SERVER; else the nameservers of resolv.conf. Never empty. */
 export async function resolveServers(explicit: readonly ServerSpec[] | undefined, sources: ServerSources = {}): Promise<ServerAddress[]> {
-  if (explicit !== undefined && explicit.length > 0) {
-    return explicit.map((s) => (typeof s === 'string' ? parseServer(s) : parseServer(formatServer(s))));
-  }
-  const env = sources.env ?? process.env;
-  const fromEnv = env.CAPA_SERVER;
-  if (fromEnv !== undefined && fromEnv.trim() !== '') {
-    try {
-      return parseServerList(fromEnv);
-    } catch (err) {
-      throw new CapaError('ERR_CAPA_CONFIG', `CAPA_SERVER: ${(err as Error).message}`, { cause: err });
-    }
-  }
+  const configured = configuredServers(explicit, sources.env ?? process.env);
+  if (configured !== undefined) return [...configured];
   const path = sources.resolvConf ?? RESOLV_CONF;
   let text: string;
   try {

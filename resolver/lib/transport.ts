@@ -10,6 +10,7 @@ import { DEFAULT_CAPA_RRTYPE } from './constants.js';
 import { CapaError, invalidArg, isCapaError } from './errors.js';
 import { canonicalIp } from './ip.js';
 import { decodeMessage, type Message } from './message.js';
+import { sameName } from './qname.js';
 import { formatServer, type ServerAddress } from './servers.js';
 
 export const DEFAULT_TIMEOUT_MS = 1000;
@@ -40,10 +41,6 @@ export type ReplyCheck =
   | { kind: 'truncated' }
   | { kind: 'ignore'; reason: string; malformed: boolean };
 
-function sameName(a: string, b: string): boolean {
-  return a.replace(/\.$/, '').toLowerCase() === b.replace(/\.$/, '').toLowerCase();
-}
-
 /**
  * RFC 5452 matching of a datagram or TCP frame against the query we sent. Pure.
  * A truncated reply is judged on its header alone: it may be cut anywhere, and if a spoofer
@@ -72,8 +69,10 @@ export function checkReply(bytes: Uint8Array, expect: Expectation): ReplyCheck {
 
 /** True when a datagram came from the server's address and port. */
 export function fromServer(from: { address: string; port: number }, server: ServerAddress): boolean {
+  if (from.port !== server.port) return false;
+  if (from.address === server.address) return true;
   const bare = (a: string): string => canonicalIp(a.replace(/%.*$/, ''));
-  return from.port === server.port && bare(from.address) === bare(server.address);
+  return bare(from.address) === bare(server.address);
 }
 
 export function randomId(): number {
@@ -303,7 +302,7 @@ function mostTelling(failures: Failure[]): Failure | undefined {
   return best;
 }
 
-function finalError(failures: Failure[], servers: ServerAddress[], timing: Timing): CapaError {
+function finalError(failures: Failure[], servers: readonly ServerAddress[], timing: Timing): CapaError {
   const best = mostTelling(failures);
   const list = servers.map(formatServer).join(', ');
   if (best === undefined) {
@@ -320,11 +319,11 @@ function finalError(failures: Failure[], servers: ServerAddress[], timing: Timin
  * the deadline passes. A server that answered `next` or is unreachable is not asked again; one
  * that stayed silent (or sent only malformed replies) is asked again in the next round.
  */
-export async function askServers<T>(servers: ServerAddress[], timing: Timing,
+export async function askServers<T>(servers: readonly ServerAddress[], timing: Timing,
   request: Omit<ExchangeRequest, 'server' | 'timeoutMs' | 'signal' | 'localAddress'>,
   judge: (reply: Reply) => Verdict<T> | Promise<Verdict<T>>): Promise<T> {
   const failures: Failure[] = [];
-  let candidates = servers;
+  let candidates: readonly ServerAddress[] = servers;
   while (candidates.length > 0) {
     const again: ServerAddress[] = [];
     for (const server of candidates) {

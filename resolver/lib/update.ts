@@ -5,7 +5,7 @@
  */
 import { DEFAULT_CAPA_RRTYPE, dnsPacketTypeName } from './constants.js';
 import { invalidArg, isCapaError, malformed } from './errors.js';
-import { decodeMessage } from './message.js';
+import { decodeMessage, type Message, nameLength, writeName } from './message.js';
 import { checkName, parseQueryName } from './qname.js';
 import { type CapaRecord, decode as decodeRdata, encode as encodeRdata } from './rdata.js';
 
@@ -37,19 +37,8 @@ function normalize(name: string): string {
   return n;
 }
 
-function encodeName(name: string): Buffer {
-  const labels = name.split('.').map((label) => {
-    const text = Buffer.from(label, 'ascii');
-    return Buffer.concat([Buffer.from([text.length]), text]);
-  });
-  return Buffer.concat([...labels, Buffer.from([0])]);
-}
-
-function u16(...values: number[]): Buffer {
-  const out = Buffer.alloc(values.length * 2);
-  values.forEach((v, i) => out.writeUInt16BE(v, i * 2));
-  return out;
-}
+const CLASS_TYPE_LENGTH = 4;
+const TTL_RDLENGTH_LENGTH = 6;
 
 /** Encodes the release; the owner must be `<zone>` or `_<port>._<proto>.<zone>`. */
 export function encodeRelease(spec: ReleaseSpec): Buffer {
@@ -57,17 +46,28 @@ export function encodeRelease(spec: ReleaseSpec): Buffer {
   const qname = normalize(spec.qname);
   if (parseQueryName(qname).host !== zone) throw invalidArg(`release owner "${qname}" is not in zone "${zone}"`);
   const rdata = encodeRdata(spec.record);
-  const ttl = Buffer.alloc(4); // TTL 0, as RFC 2136 requires for deletions
-  return Buffer.concat([
-    u16(spec.id, OPCODE_UPDATE << 11, 1, 0, 1, 0), // ZOCOUNT 1, PRCOUNT 0, UPCOUNT 1, ADCOUNT 0
-    encodeName(zone), u16(TYPE_SOA, CLASS_IN),
-    encodeName(qname), u16(spec.rrtype ?? DEFAULT_CAPA_RRTYPE, CLASS_NONE), ttl, u16(rdata.length), rdata,
-  ]);
+  const buf = Buffer.allocUnsafe(12 + nameLength(zone) + CLASS_TYPE_LENGTH + nameLength(qname) + CLASS_TYPE_LENGTH + TTL_RDLENGTH_LENGTH + rdata.length);
+  buf.writeUInt16BE(spec.id, 0);
+  buf.writeUInt16BE(OPCODE_UPDATE << 11, 2);
+  buf.writeUInt32BE(0x00010000, 4); // ZOCOUNT 1, PRCOUNT 0
+  buf.writeUInt32BE(0x00010000, 8); // UPCOUNT 1, ADCOUNT 0
+  let off = writeName(buf, 12, zone);
+  off = buf.writeUInt16BE(TYPE_SOA, off);
+  off = buf.writeUInt16BE(CLASS_IN, off);
+  off = writeName(buf, off, qname);
+  off = buf.writeUInt16BE(spec.rrtype ?? DEFAULT_CAPA_RRTYPE, off);
+  off = buf.writeUInt16BE(CLASS_NONE, off);
+  off = buf.writeUInt32BE(0, off); // TTL 0, as RFC 2136 requires for deletions
+  off = buf.writeUInt16BE(rdata.length, off);
+  buf.set(rdata, off);
+  return buf;
 }
 
-/** Decodes and checks a release as the gateway receives it; any deviation is ERR_CAPA_MALFORMED. */
-export function decodeRelease(buf: Uint8Array, rrtype = DEFAULT_CAPA_RRTYPE): Release {
-  const message = decodeMessage(buf, rrtype);
+/**
+ * Decodes and checks a release as the gateway receives it; any deviation is ERR_CAPA_MALFORMED.
+ * `message` is buf already decoded (decodeMessage), when the caller has it: no second pass.
+ */
+export function decodeRelease(buf: Uint8Array, rrtype = DEFAULT_CAPA_RRTYPE, message: Message = decodeMessage(buf, rrtype)): Release {
   if ((buf[2]! & 0x80) !== 0) throw malformed('a release is a request, this message is a response');
   if (message.opcode !== 'UPDATE') throw malformed(`a release has opcode UPDATE, got ${message.opcode}`);
   const zones = message.questions;

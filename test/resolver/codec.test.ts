@@ -160,6 +160,23 @@ describe('codec: query encoding', function () {
     const wire = encodeQuery({ id: 1, name: 'a.example', type: 'A', rd: true, edns: false });
     expect(wire.toString('hex')).to.equal('000101000001000000000000' + '0161076578616d706c6500' + '00010001');
   });
+
+  it('writes the bytes dns-packet writes, odd names and type names included', function () {
+    const names = ['', '.', '..', 'a.', '.a', 'a..b', 'MiXeD.Case.Example', 'ünïcödé.example', `${'a'.repeat(63)}.b`, 'x'.repeat(300), '_443._udp.1.0.0.2.ip6.arpa'];
+    for (const name of names) {
+      for (const type of ['A', 'aaaa', 'MX', CAPA, 'UNKNOWN_65281', 'bogus']) {
+        for (const [rd, edns] of [[false, true], [true, false]] as const) {
+          const packet = {
+            type: 'query' as const, id: 0xa55a, flags: rd ? dnsPacket.RECURSION_DESIRED : 0,
+            questions: [{ name, type, class: 'IN' }],
+            additionals: edns ? [{ type: 'OPT', name: '.', udpPayloadSize: 1232, flags: 0, options: [] }] : [],
+          };
+          const reference = dnsPacket.encode(packet as unknown as dnsPacket.Packet).toString('hex');
+          expect(encodeQuery({ id: 0xa55a, name, type, rd, edns }).toString('hex'), `${name} ${type} rd=${rd} edns=${edns}`).to.equal(reference);
+        }
+      }
+    }
+  });
 });
 
 describe('codec: IP addresses and reverse names', function () {

@@ -13,7 +13,7 @@ import { EDE, EDNS_PAYLOAD } from '../../resolver/lib/constants.js';
 import { CapaError } from '../../resolver/lib/errors.js';
 import { type CapaRecord } from '../../resolver/lib/rdata.js';
 import { resolve, type ResolveOptions } from '../../resolver/lib/resolve.js';
-import { formatServer, parseResolvConf, parseServer, parseServerList, resolveServers } from '../../resolver/lib/servers.js';
+import { configuredServers, formatServer, parseResolvConf, parseServer, parseServerList, resolveServers } from '../../resolver/lib/servers.js';
 import { checkReply, fromServer } from '../../resolver/lib/transport.js';
 import {
   addressRecord, capaRecord, type FakeDnsServer, type Handler, type ReceivedQuery, reply, startFakeDnsServer,
@@ -458,6 +458,16 @@ describe('resolver: server selection', () => {
     expect(await resolveServers(['127.0.0.6'], { env, resolvConf: conf })).to.deep.equal([{ address: '127.0.0.6', port: 53 }]);
     expect(await resolveServers(undefined, { env, resolvConf: conf })).to.deep.equal([{ address: '127.0.0.7', port: 5300 }, { address: '127.0.0.8', port: 53 }]);
     expect(await resolveServers(undefined, { env: {}, resolvConf: conf })).to.deep.equal([{ address: '127.0.0.9', port: 53 }]);
+  });
+
+  it('keeps parsed lists apart: one item holding a comma is not the two-item list, and callers get copies', async () => {
+    const two = await resolveServers(['127.0.0.1:5301', '127.0.0.2:5302']);
+    expect(two).to.deep.equal([{ address: '127.0.0.1', port: 5301 }, { address: '127.0.0.2', port: 5302 }]);
+    expect(() => configuredServers(['127.0.0.1:5301,127.0.0.2:5302'])).to.throw(CapaError).with.property('code', 'ERR_CAPA_INVALID_ARG');
+    two.pop();
+    expect(await resolveServers(['127.0.0.1:5301', '127.0.0.2:5302']), 'a caller changing its copy changes no later answer').to.have.length(2);
+    expect(configuredServers([{ address: '127.0.0.1', port: 5301 }])).to.deep.equal([{ address: '127.0.0.1', port: 5301 }]);
+    expect(configuredServers(undefined, {})).to.equal(undefined);
   });
 
   it('fails ERR_CAPA_CONFIG on a bad CAPA_SERVER and ERR_CAPA_NO_SERVERS when there is none', async () => {

@@ -199,7 +199,7 @@ async function update(ctx: ResponderContext, req: Request): Promise<Reply> {
   if (!req.inside) return REFUSED_OUTSIDE;
   let release: ReturnType<typeof decodeRelease>;
   try {
-    release = decodeRelease(req.bytes, ctx.rrtype);
+    release = decodeRelease(req.bytes, ctx.rrtype, req.message);
   } catch {
     return { rcode: RCODE.FORMERR };
   }

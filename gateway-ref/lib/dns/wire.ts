@@ -5,6 +5,7 @@
  */
 import { EDNS_PAYLOAD } from '../../../resolver/lib/constants.js';
 import { ipToBytes } from '../../../resolver/lib/ip.js';
+import { nameLength, writeName } from '../../../resolver/lib/message.js';
 import type { DataRecord } from '../zone/zone-file.js';
 
 /** Owner placeholder: a compression pointer to the question name (offset 12). */
@@ -42,24 +43,6 @@ export const FLAG = { AA: 0x0400, TC: 0x0200, RD: 0x0100, RA: 0x0080 } as const;
 
 function withoutTrailingDot(name: string): string {
   return name.endsWith('.') ? name.slice(0, -1) : name;
-}
-
-function nameLength(text: string): number {
-  return text === '' ? 1 : text.length + 2;
-}
-
-/** Writes a name (validated upstream by checkName: ASCII labels of 1-63 octets, no trailing dot) at `off`. */
-function writeName(buf: Buffer, off: number, text: string): number {
-  let at = off;
-  for (let start = 0; start < text.length;) {
-    let end = text.indexOf('.', start);
-    if (end < 0) end = text.length;
-    buf[at++] = end - start;
-    for (let i = start; i < end; i++) buf[at++] = text.charCodeAt(i);
-    start = end + 1;
-  }
-  buf[at] = 0;
-  return at + 1;
 }
 
 export function encodeName(name: string): Uint8Array {

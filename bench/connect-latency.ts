@@ -4,9 +4,10 @@
  * against the same server followed by a plain net.connect, once with the same stub transport
  * and once with Node's own resolver (c-ares). All variants run interleaved in the same run,
  * against one capa-gateway child process, with queries from the same inside address. Each
- * socket is closed (and a CAPA one released) before the next set-up starts; release time is
- * not counted. Two more rows time the DNS exchanges alone (CAPA query vs. A query), to show
- * where a difference comes from. Target: CAPA p50 and p99 at most 1.1x the peers'.
+ * socket is closed, on both ends (and a CAPA one released), before the next set-up starts, so
+ * no set-up pays for the teardown of the one before; teardown and release are not counted. Two
+ * more rows time the DNS exchanges alone (CAPA query vs. A query), to show where a difference
+ * comes from. Target: CAPA p50 and p99 at most 1.1x the peers'.
  *
  *   node dist/bench/connect-latency.js [--iterations 1500] [--warmup 200] [--check]
  */
@@ -18,14 +19,13 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import yargs from 'yargs';
-import { hideBin } from 'yargs/helpers';
 import { encodeQuery } from '../resolver/lib/message.js';
 import { release, resolve } from '../resolver/lib/resolve.js';
 import { parseServer } from '../resolver/lib/servers.js';
 import { exchange } from '../resolver/lib/transport.js';
 import { connect } from '../socket-shim/lib/connect.js';
 import type { CapaOptions } from '../socket-shim/lib/options.js';
+import { benchCommandLine, percentile } from './lib.js';
 
 const TARGET_RATIO = 1.1;
 const POOL = '127.64.9.1';
@@ -34,7 +34,7 @@ const TERMINAL = '127.10.9.1';
 const HOST = 'bench.outside.example';
 const GATEWAY_JS = fileURLToPath(new URL('../gateway-ref/bin/capa-gateway.js', import.meta.url));
 
-const argv = yargs(hideBin(process.argv))
+const argv = benchCommandLine('connect-latency', (y) => y
   .usage('$0 [options]\n\nConnection set-up latency (p50, p99) of capa-socket connect() next to A lookup + plain connect, on loopback.')
   .option('iterations', { type: 'number', default: 1500, describe: 'measured set-ups per variant' })
   .option('warmup', { type: 'number', default: 200, describe: 'unmeasured set-ups per variant first' })
@@ -43,9 +43,7 @@ const argv = yargs(hideBin(process.argv))
     if (!Number.isInteger(a.iterations) || a.iterations < 100) throw new Error('--iterations must be a whole number >= 100 (p99 needs samples)');
     if (!Number.isInteger(a.warmup) || a.warmup < 0) throw new Error('--warmup must be a whole number >= 0');
     return true;
-  })
-  .strict()
-  .help()
+  }))
   .parseSync();
 
 /**
@@ -55,13 +53,37 @@ const argv = yargs(hideBin(process.argv))
  */
 type Variant = { name: string; role: 'capa' | 'peer' | 'part'; setUp: () => Promise<number> };
 
-async function closed(socket: net.Socket): Promise<void> {
-  const done = once(socket, 'close');
-  socket.destroy();
-  await done;
+/** The outside host: accepts and reads; `closed` waits for its end of a connection too. */
+class Outside {
+  readonly server = net.createServer((socket) => this.accepted(socket));
+  private readonly ends = new Map<number, () => void>();
+  private readonly early = new Set<number>();
+
+  private accepted(socket: net.Socket): void {
+    const peerPort = socket.remotePort!;
+    socket.on('error', () => socket.destroy());
+    socket.on('close', () => {
+      const waiter = this.ends.get(peerPort);
+      if (waiter === undefined) this.early.add(peerPort);
+      else waiter();
+    });
+    socket.resume();
+  }
+
+  /** Closes the client's socket and waits until this end has closed its side as well. */
+  async closed(socket: net.Socket): Promise<void> {
+    const peerPort = socket.localPort!;
+    const serverSide = new Promise<void>((resolve) => {
+      if (this.early.delete(peerPort)) resolve();
+      else this.ends.set(peerPort, () => { this.ends.delete(peerPort); resolve(); });
+    });
+    const clientSide = once(socket, 'close');
+    socket.destroy();
+    await Promise.all([clientSide, serverSide]);
+  }
 }
 
-function variants(server: string, port: number): Variant[] {
+function variants(server: string, port: number, outside: Outside): Variant[] {
   const capa: CapaOptions = { servers: [server], terminalAddress: TERMINAL };
   const dnsServer = parseServer(server);
   const cares = new Resolver({ timeout: 1000, tries: 1 });
@@ -92,7 +114,7 @@ function variants(server: string, port: number): Variant[] {
         const start = performance.now();
         const socket = await connect({ host: HOST, port, capa });
         const ms = performance.now() - start;
-        await closed(socket);
+        await outside.closed(socket);
         const failed = await socket.capa!.released;
         if (failed) throw failed;
         return ms;
@@ -105,7 +127,7 @@ function variants(server: string, port: number): Variant[] {
         const start = performance.now();
         const socket = await plainConnect(await lookupA());
         const ms = performance.now() - start;
-        await closed(socket);
+        await outside.closed(socket);
         return ms;
       },
     },
@@ -117,7 +139,7 @@ function variants(server: string, port: number): Variant[] {
         const [address] = await cares.resolve4(HOST);
         const socket = await plainConnect(address!);
         const ms = performance.now() - start;
-        await closed(socket);
+        await outside.closed(socket);
         return ms;
       },
     },
@@ -143,10 +165,6 @@ function variants(server: string, port: number): Variant[] {
       },
     },
   ];
-}
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 }
 
 interface Figures {
@@ -192,12 +210,12 @@ async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'capa-bench-'));
   const zoneFile = join(dir, 'outside.zone');
   await writeFile(zoneFile, `$ORIGIN outside.example.\nbench 60 IN A ${OUTSIDE}\n`);
-  const outside = net.createServer((socket) => { socket.on('error', () => socket.destroy()); socket.resume(); });
-  outside.listen(0, OUTSIDE);
-  await once(outside, 'listening');
+  const outside = new Outside();
+  outside.server.listen(0, OUTSIDE);
+  await once(outside.server, 'listening');
   const { child, server } = await startGatewayProcess(zoneFile);
   try {
-    const list = variants(server, (outside.address() as net.AddressInfo).port);
+    const list = variants(server, (outside.server.address() as net.AddressInfo).port, outside);
     await measure(list, argv.warmup, undefined);
     const samples = list.map((): number[] => []);
     await measure(list, argv.iterations, samples);
@@ -221,7 +239,7 @@ async function main(): Promise<void> {
   } finally {
     child.kill('SIGTERM');
     await once(child, 'exit');
-    outside.close();
+    outside.server.close();
     await rm(dir, { recursive: true, force: true });
   }
 }

@@ -13,9 +13,11 @@ export function capaRrtype(env: NodeJS.ProcessEnv = process.env): number {
   return n;
 }
 
+const DEFAULT_TYPE_NAME = `UNKNOWN_${DEFAULT_CAPA_RRTYPE}`;
+
 /** dns-packet maps unknown type names to 0, so CAPA is always named by number. */
 export function dnsPacketTypeName(rrtype: number): string {
-  return `UNKNOWN_${rrtype}`;
+  return rrtype === DEFAULT_CAPA_RRTYPE ? DEFAULT_TYPE_NAME : `UNKNOWN_${rrtype}`;
 }
 
 export const IPPROTO = { any: 0, tcp: 6, udp: 17 } as const;

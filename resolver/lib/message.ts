@@ -41,11 +41,31 @@ export interface QuerySpec {
   edns?: boolean;
 }
 
+const DOT = 0x2e;
+
 /** dns-packet's own table of type names, so both encoders agree on every name ('MX', 'UNKNOWN_65280', ...). */
 const { toType } = createRequire(import.meta.url)('dns-packet/types.js') as { toType(name: string): number };
+/** Type numbers by name, looked up once: the table is a long switch. */
+const typeNumbers = new Map<string, number>();
+const MAX_TYPE_NAMES = 64;
+
+function typeNumber(name: string): number {
+  let type = typeNumbers.get(name);
+  if (type === undefined) {
+    type = toType(name);
+    if (typeNumbers.size >= MAX_TYPE_NAMES) typeNumbers.clear();
+    typeNumbers.set(name, type);
+  }
+  return type;
+}
+
+/** The name as dns-packet trims it: a leading and a trailing dot off each line. */
+function trimmed(name: string): string {
+  const plain = name.charCodeAt(0) !== DOT && name.charCodeAt(name.length - 1) !== DOT && !/[\n\r\u2028\u2029]/.test(name);
+  return plain ? name : name.replace(/^\.|\.$/gm, '');
+}
 
 const OPT_RR_LENGTH = 11;
-const DOT = 0x2e;
 
 /** Wire length of a name without leading or trailing dot ('' is the root). */
 export function nameLength(name: string): number {
@@ -79,7 +99,7 @@ export function writeName(buf: Buffer, off: number, name: string): number {
  * every CAPA lookup sends one, and the generic encoder costs several times more.
  */
 export function encodeQuery(spec: QuerySpec): Buffer {
-  const name = spec.name.replace(/^\.|\.$/gm, ''); // as dns-packet trims it
+  const name = trimmed(spec.name);
   const edns = spec.edns !== false;
   const buf = Buffer.allocUnsafe(12 + nameLength(name) + 4 + (edns ? OPT_RR_LENGTH : 0));
   buf.writeUInt16BE(spec.id, 0);
@@ -88,7 +108,7 @@ export function encodeQuery(spec: QuerySpec): Buffer {
   buf.writeUInt32BE(0, 6); // ANCOUNT, NSCOUNT
   buf.writeUInt16BE(edns ? 1 : 0, 10); // ARCOUNT
   let off = writeName(buf, 12, name);
-  off = buf.writeUInt16BE(toType(spec.type), off);
+  off = buf.writeUInt16BE(typeNumber(spec.type), off);
   off = buf.writeUInt16BE(CLASS_IN, off);
   if (edns) {
     buf[off] = 0; // root owner

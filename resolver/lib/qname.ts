@@ -12,7 +12,6 @@ export interface QueryTarget {
 }
 
 const MAX_NAME = 253; // text length of a 255-octet wire name without the trailing dot
-const LABEL = /^[A-Za-z0-9_*](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/;
 
 /** Lower-cased, without trailing dot; IP literals become their reverse name. Throws on bad names. */
 export function normalizeHost(host: string): string {
@@ -25,10 +24,35 @@ function checkLength(name: string): void {
   if (name.length === 0 || name.length > MAX_NAME) throw invalidArg(`DNS name must be 1-${MAX_NAME} characters: "${name}"`);
 }
 
+/** Letters, digits and "_" (0), "-" (1, not last), "*" (2, first only), anything else (3). */
+function charClass(c: number): 0 | 1 | 2 | 3 {
+  if ((c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x39) || c === 0x5f) return 0;
+  return c === 0x2d ? 1 : c === 0x2a ? 2 : 3;
+}
+
+/**
+ * Is name[start, end) a label, /^[A-Za-z0-9_*](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/? A scan
+ * instead of split and pattern: every query checks its names.
+ */
+function isLabel(name: string, start: number, end: number): boolean {
+  const length = end - start;
+  if (length < 1 || length > 63) return false;
+  const first = charClass(name.charCodeAt(start));
+  if (first === 1 || first === 3) return false;
+  if (length === 1) return true;
+  for (let i = start + 1; i < end - 1; i++) if (charClass(name.charCodeAt(i)) > 1) return false;
+  return charClass(name.charCodeAt(end - 1)) === 0;
+}
+
 export function checkName(name: string): void {
   checkLength(name);
-  for (const label of name.split('.')) {
-    if (!LABEL.test(label)) throw invalidArg(`bad DNS label "${label}" in "${name}" (1-63 of letters, digits, "-", "_")`);
+  for (let start = 0; start <= name.length;) {
+    let end = name.indexOf('.', start);
+    if (end < 0) end = name.length;
+    if (!isLabel(name, start, end)) {
+      throw invalidArg(`bad DNS label "${name.slice(start, end)}" in "${name}" (1-63 of letters, digits, "-", "_")`);
+    }
+    start = end + 1;
   }
 }
 

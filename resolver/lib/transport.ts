@@ -331,10 +331,17 @@ export async function askServers<T>(servers: readonly ServerAddress[], timing: T
       if (left <= 0) throw finalError(failures, servers, timing);
       let reply: Reply;
       try {
-        const req: ExchangeRequest = { ...request, server, timeoutMs: Math.min(timing.timeoutMs, left) };
-        if (timing.signal) req.signal = timing.signal;
-        if (timing.localAddress !== undefined) req.localAddress = timing.localAddress;
-        reply = await exchange(req);
+        reply = await exchange({
+          server,
+          encode: request.encode,
+          question: request.question,
+          opcode: request.opcode,
+          rrtype: request.rrtype,
+          timeoutMs: Math.min(timing.timeoutMs, left),
+          signal: timing.signal,
+          tcp: request.tcp,
+          localAddress: timing.localAddress,
+        });
       } catch (err) {
         if (!isCapaError(err)) throw err;
         failures.push({ error: err, answered: false });

@@ -74,11 +74,11 @@ async function giveBack(endpoint: CapaEndpoint, settings: Settings): Promise<Err
  * Opens the socket of an allocation (configure, then `open`) and ties the allocation to it:
  * released when the socket emits 'close', or before this rejects when opening fails.
  */
-async function adopt<S extends EventEmitter>(endpoint: CapaEndpoint, settings: Settings, open: () => S): Promise<S & { capa: SocketAllocation }> {
+async function adopt<S extends EventEmitter>(endpoint: CapaEndpoint, settings: Settings, open: () => S | Promise<S>): Promise<S & { capa: SocketAllocation }> {
   let socket: S;
   try {
     configure(endpoint.local.address, settings.interface);
-    socket = open();
+    socket = await open();
   } catch (err) {
     await giveBack(endpoint, settings);
     throw err;
@@ -98,7 +98,7 @@ export type Opened<S> = PlainResult | { kind: 'capa'; socket: S & { capa: Socket
  * and the last one, rejects.
  */
 export async function openAllocated<S extends EventEmitter>(destination: Destination, settings: Settings,
-  open: (endpoint: CapaEndpoint) => S): Promise<Opened<S>> {
+  open: (endpoint: CapaEndpoint) => S | Promise<S>): Promise<Opened<S>> {
   for (let tries = 1; ; tries++) {
     const resolution = await resolveDestination(destination, settings);
     if (resolution.kind === 'plain') return resolution;

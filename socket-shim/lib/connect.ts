@@ -8,6 +8,7 @@ import net from 'node:net';
 import { addAbortSignal } from 'node:stream';
 import { invalidArg } from '../../resolver/lib/errors.js';
 import { ipFamily } from '../../resolver/lib/ip.js';
+import type { CapaEndpoint } from '../../resolver/lib/resolve.js';
 import { openAllocated, type SocketAllocation } from './allocation.js';
 import { pinnedTcpSocket } from './native.js';
 import { type CapaOptions, destinationPort, settingsOf } from './options.js';
@@ -28,10 +29,12 @@ const REFUSED_OPTIONS: Record<string, string> = {
   onread: 'pinned sockets read as streams',
 };
 
+const REFUSED_KEYS = Object.keys(REFUSED_OPTIONS);
+
 function checkOptions(options: CapaConnectOptions): number {
   if (options === null || typeof options !== 'object') throw invalidArg('connect options must be an object like { host, port }');
-  for (const [key, why] of Object.entries(REFUSED_OPTIONS)) {
-    if ((options as unknown as Record<string, unknown>)[key] !== undefined) throw invalidArg(`option ${key} is not supported: ${why}; remove it`);
+  for (const key of REFUSED_KEYS) {
+    if ((options as unknown as Record<string, unknown>)[key] !== undefined) throw invalidArg(`option ${key} is not supported: ${REFUSED_OPTIONS[key]}; remove it`);
   }
   if (options.host !== undefined && typeof options.host !== 'string') throw invalidArg('host must be a string');
   return destinationPort(options.port);
@@ -53,6 +56,35 @@ function plainSocket(addresses: string[], port: number, options: CapaConnectOpti
   return net.connect({ ...rest, host: wanted ?? addresses[0]!, port });
 }
 
+/** 127.0.0.0/8: every such address is local. */
+function isLoopbackV4(address: string): boolean {
+  return address.startsWith('127.') && ipFamily(address) === 4;
+}
+
+/**
+ * The pinned socket of an allocation. An aOG in 127/8 is always local, so IP_FREEBIND would
+ * change nothing, and Node's own bind (libuv sets SO_REUSEADDR, as the addon does) saves
+ * wrapping the addon's descriptor: several system calls per connection. For an IP literal Node
+ * binds on the tick after net.connect, before it connects, so a tick queued now sees how the
+ * bind went: a failed one rejects (openAllocated retries EADDRINUSE) and never connects.
+ */
+function pinnedSocket(endpoint: CapaEndpoint): net.Socket | Promise<net.Socket> {
+  const pin = { localAddress: endpoint.local.address, localPort: endpoint.local.port, address: endpoint.remote.address, port: endpoint.remote.port };
+  if (!isLoopbackV4(pin.localAddress) || ipFamily(pin.address) !== 4) return pinnedTcpSocket(pin);
+  const socket = net.connect({ host: pin.address, port: pin.port, localAddress: pin.localAddress, localPort: pin.localPort });
+  return new Promise((resolve, reject) => {
+    process.nextTick(() => {
+      const err = socket.errored as NodeJS.ErrnoException | null;
+      if (err?.syscall !== 'bind') {
+        resolve(socket);
+        return;
+      }
+      socket.on('error', () => undefined); // the rejection reports it
+      reject(err);
+    });
+  });
+}
+
 /**
  * Resolves and opens the socket; it is connecting, not yet connected, when this resolves
  * (listen for 'connect' and 'error' as with net.connect). CAPA failures reject with the
@@ -64,12 +96,7 @@ export async function openSocket(options: CapaConnectOptions): Promise<CapaSocke
   const settings = settingsOf(options.capa);
   const opened = await openAllocated({ host, port, protocol: 'tcp', signal: options.signal }, settings, (endpoint) => {
     options.signal?.throwIfAborted();
-    return pinnedTcpSocket({
-      localAddress: endpoint.local.address,
-      localPort: endpoint.local.port,
-      address: endpoint.remote.address,
-      port: endpoint.remote.port,
-    });
+    return pinnedSocket(endpoint);
   });
   if (opened.kind === 'plain') return Object.assign(plainSocket(opened.addresses, port, options), { capa: undefined });
   applySocketOptions(opened.socket, options);

@@ -43,8 +43,10 @@ export interface QuerySpec {
 
 const DOT = 0x2e;
 
-/** dns-packet's own table of type names, so both encoders agree on every name ('MX', 'UNKNOWN_65280', ...). */
-const { toType } = createRequire(import.meta.url)('dns-packet/types.js') as { toType(name: string): number };
+const require = createRequire(import.meta.url);
+/** dns-packet's own tables of names, so both codecs agree on every name ('MX', 'UNKNOWN_65280', ...). */
+const types = require('dns-packet/types.js') as { toType(name: string): number; toString(type: number): string };
+const classes = require('dns-packet/classes.js') as { toString(klass: number): string };
 /** Type numbers by name, looked up once: the table is a long switch. */
 const typeNumbers = new Map<string, number>();
 const MAX_TYPE_NAMES = 64;
@@ -52,7 +54,7 @@ const MAX_TYPE_NAMES = 64;
 function typeNumber(name: string): number {
   let type = typeNumbers.get(name);
   if (type === undefined) {
-    type = toType(name);
+    type = types.toType(name);
     if (typeNumbers.size >= MAX_TYPE_NAMES) typeNumbers.clear();
     typeNumbers.set(name, type);
   }
@@ -123,6 +125,10 @@ export function encodeQuery(spec: QuerySpec): Buffer {
 /** Validates, then decodes. Any defect (ours or one dns-packet trips on) is ERR_CAPA_MALFORMED. */
 export function decodeMessage(buf: Uint8Array, rrtype = DEFAULT_CAPA_RRTYPE): Message {
   validateMessage(buf, rrtype);
+  return decodeValidated(buf);
+}
+
+function decodeValidated(buf: Uint8Array): Message {
   const bytes = Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
   try {
     const packet = dnsPacket.decode(bytes) as unknown as Partial<Message>;
@@ -141,6 +147,63 @@ export function decodeMessage(buf: Uint8Array, rrtype = DEFAULT_CAPA_RRTYPE): Me
     if (err instanceof CapaError) throw err;
     throw malformed(`undecodable DNS message: ${(err as Error).message}`);
   }
+}
+
+const u16 = (buf: Uint8Array, off: number): number => (buf[off]! << 8) | buf[off + 1]!;
+
+/** Opcode (4 bits) and rcode (low 4 bits) of the flags word: QUERY and NOERROR are both 0. */
+const OPCODE_RCODE_MASK = 0x780f;
+
+/**
+ * The usual request, read by hand after validation: opcode QUERY, rcode 0, one question and at
+ * most an OPT record owned by the root without options (what stubs and load generators send).
+ * Undefined for any other message. A validated question name cannot hold a pointer (there is
+ * nothing before it to point to), and a validated message ends with its last record.
+ */
+function usualRequest(buf: Uint8Array): Message | undefined {
+  const arcount = u16(buf, 10);
+  if ((u16(buf, 2) & OPCODE_RCODE_MASK) !== 0 || u16(buf, 4) !== 1 || u16(buf, 6) !== 0 || u16(buf, 8) !== 0 || arcount > 1) return undefined;
+  const bytes = Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  const labels: string[] = [];
+  let off = 12;
+  for (let length = bytes[off]!; length !== 0; length = bytes[off]!) {
+    labels.push(bytes.toString('utf8', off + 1, off + 1 + length)); // as dns-packet reads labels
+    off += length + 1;
+  }
+  off++;
+  const question = { name: labels.length === 0 ? '.' : labels.join('.'), type: typeName(u16(bytes, off)), class: classes.toString(u16(bytes, off + 2)) };
+  off += 4;
+  const additionals: WireRecord[] = [];
+  if (arcount === 1) {
+    if (bytes[off] !== 0 || u16(bytes, off + 1) !== TYPE_OPT || u16(bytes, off + 9) !== 0) return undefined;
+    const flags = u16(bytes, off + 7);
+    additionals.push({
+      name: '.', type: 'OPT', udpPayloadSize: u16(bytes, off + 3), extendedRcode: bytes[off + 5]!, ednsVersion: bytes[off + 6]!,
+      flags, flag_do: (flags >> 15) === 1, options: [],
+    } as WireRecord);
+  }
+  return { id: u16(bytes, 0), flags: u16(bytes, 2) & 0x7fff, rcode: 'NOERROR', opcode: 'QUERY', questions: [question], answers: [], authorities: [], additionals };
+}
+
+/** Type names by number, looked up once: the table is a long switch. */
+const typeNames = new Map<number, string>();
+
+function typeName(type: number): string {
+  let name = typeNames.get(type);
+  if (name === undefined) {
+    name = types.toString(type);
+    typeNames.set(type, name); // at most 65,536, in practice a handful
+  }
+  return name;
+}
+
+/**
+ * decodeMessage for requests: the same message, the same errors, with the usual request read
+ * by hand instead of by dns-packet (a DNS server decodes one per query).
+ */
+export function decodeRequest(buf: Uint8Array, rrtype = DEFAULT_CAPA_RRTYPE): Message {
+  validateMessage(buf, rrtype);
+  return usualRequest(buf) ?? decodeValidated(buf);
 }
 
 export interface CapaAnswer {

@@ -4,7 +4,7 @@ import dnsPacket from 'dns-packet';
 import { capaRrtype, dnsPacketTypeName } from '../../resolver/lib/constants.js';
 import { CapaError, type CapaErrorCode } from '../../resolver/lib/errors.js';
 import { addressFromReverseName, bytesToIp, canonicalIp, ipToBytes, reverseName } from '../../resolver/lib/ip.js';
-import { capaAnswers, decodeMessage, encodeExtendedError, encodeQuery, extendedErrors } from '../../resolver/lib/message.js';
+import { capaAnswers, decodeMessage, decodeRequest, encodeExtendedError, encodeQuery, extendedErrors } from '../../resolver/lib/message.js';
 import {
   formatGenericRdata, formatRR, formatRdata, parseRR, parseRdata,
 } from '../../resolver/lib/presentation.js';
@@ -12,7 +12,7 @@ import { buildQueryName, normalizeHost, parseQueryName } from '../../resolver/li
 import { decode as decodeRdata, encode as encodeRdata, encodingLength } from '../../resolver/lib/rdata.js';
 import { validateMessage } from '../../resolver/lib/validate.js';
 import { FRAMING_CASES, WELL_FORMED, hex, responseWith, vectors } from '../helpers/vectors.js';
-import { walkMessage } from '../helpers/wire-fuzz.js';
+import { Prng, mutate, walkMessage } from '../helpers/wire-fuzz.js';
 
 function expectCode(fn: () => unknown, code: CapaErrorCode): void {
   expect(fn).to.throw(CapaError).with.property('code', code);
@@ -175,6 +175,37 @@ describe('codec: query encoding', function () {
           expect(encodeQuery({ id: 0xa55a, name, type, rd, edns }).toString('hex'), `${name} ${type} rd=${rd} edns=${edns}`).to.equal(reference);
         }
       }
+    }
+  });
+});
+
+describe('codec: request decoding', function () {
+  /** The decoded message, or the error code, as text to compare. */
+  const outcome = (decode: () => unknown): string => {
+    try {
+      return JSON.stringify(decode());
+    } catch (err) {
+      return `throws ${(err as CapaError).code}`;
+    }
+  };
+  const requests = [
+    encodeQuery({ id: 1, name: '_80._tcp.www.example', type: CAPA }),
+    encodeQuery({ id: 2, name: 'www.example', type: CAPA, edns: false }),
+    encodeQuery({ id: 3, name: '.', type: 'NS', rd: true }),
+    encodeQuery({ id: 4, name: 'ünïcödé.Example', type: 'A' }),
+    encodeQuery({ id: 5, name: 'www.example', type: 'UNKNOWN_65281' }),
+    Buffer.from(dnsPacket.encode({
+      type: 'query', id: 6, flags: dnsPacket.RECURSION_DESIRED, questions: [{ name: 'www.example', type: 'A', class: 'CH' }],
+      additionals: [{ type: 'OPT', name: '.', udpPayloadSize: 4096, extendedRcode: 1, ednsVersion: 1, flags: dnsPacket.DNSSEC_OK, options: [{ code: 10, data: Buffer.alloc(8, 7) }] } as unknown as dnsPacket.Answer],
+    })),
+    Buffer.from(dnsPacket.encode({ type: 'query', id: 7, questions: [{ name: 'a.example', type: 'A' }, { name: 'b.example', type: 'A' }] })),
+  ];
+
+  it('gives what decodeMessage gives for usual requests and all others, mutated ones included', function () {
+    const rng = new Prng(0xdec0de);
+    const cases = [...requests, ...Array.from({ length: 3000 }, () => mutate(rng.pick(requests), rng))];
+    for (const wire of cases) {
+      expect(outcome(() => decodeRequest(wire)), wire.toString('hex')).to.equal(outcome(() => decodeMessage(wire)));
     }
   });
 });

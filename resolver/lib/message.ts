@@ -215,9 +215,11 @@ export interface CapaAnswer {
 /** The CAPA records of the answer section. */
 export function capaAnswers(message: Message, rrtype = DEFAULT_CAPA_RRTYPE): CapaAnswer[] {
   const type = dnsPacketTypeName(rrtype);
-  return message.answers
-    .filter((rr) => rr.type === type && Buffer.isBuffer(rr.data))
-    .map((rr) => ({ name: rr.name, ttl: rr.ttl ?? 0, record: decodeRdata(rr.data as Buffer) }));
+  const out: CapaAnswer[] = [];
+  for (const rr of message.answers) {
+    if (rr.type === type && Buffer.isBuffer(rr.data)) out.push({ name: rr.name, ttl: rr.ttl ?? 0, record: decodeRdata(rr.data) });
+  }
+  return out;
 }
 
 export interface ExtendedError {

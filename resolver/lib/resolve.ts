@@ -192,9 +192,9 @@ async function lookupBoth(host: string, servers: readonly ServerAddress[], timin
 }
 
 /** aOB: the literal, else A/AAAA owned by <host> in ADDITIONAL, else asked of the same server. */
-async function remoteAddress(outcome: CapaOutcome & { kind: 'allocation' }, target: Target, timing: Timing): Promise<string> {
+/** `server` is the answering GRM as host:port, for errors. */
+async function remoteAddress(outcome: CapaOutcome & { kind: 'allocation' }, target: Target, timing: Timing, server: string): Promise<string> {
   const family = ipFamily(outcome.answer.record.address) as Family;
-  const server = formatServer(outcome.reply.server);
   if (target.literal !== undefined) {
     if (ipFamily(target.literal) !== family) {
       throw new CapaError('ERR_CAPA_MALFORMED', `CAPA answer gives an IPv${family} source for IPv${ipFamily(target.literal)} destination ${target.literal}`, { server });
@@ -246,13 +246,14 @@ export async function resolve(options: ResolveOptions): Promise<Resolution> {
     return { kind: 'plain', addresses: await plainAddresses(outcome.reply, target, servers, timing) };
   }
   const { record, ttl } = outcome.answer;
+  const server = formatServer(outcome.reply.server);
   return {
     kind: 'capa',
     local: { address: record.address, port: record.port },
-    remote: { address: await remoteAddress(outcome, target, timing), port: target.port ?? 0 },
+    remote: { address: await remoteAddress(outcome, target, timing, server), port: target.port ?? 0 },
     protocol: target.protocol,
     ttl,
-    server: formatServer(outcome.reply.server),
+    server,
     host: target.host,
     qname: target.qname,
     record,

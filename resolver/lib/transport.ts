@@ -8,7 +8,7 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import { DEFAULT_CAPA_RRTYPE } from './constants.js';
 import { CapaError, invalidArg, isCapaError } from './errors.js';
-import { canonicalIp } from './ip.js';
+import { canonicalIp, ipFamily } from './ip.js';
 import { decodeMessage, type Message } from './message.js';
 import { sameName } from './qname.js';
 import { formatServer, type ServerAddress } from './servers.js';
@@ -161,7 +161,7 @@ function udpTry(req: ExchangeRequest, expect: Expectation, query: Buffer, timeou
   return converse<UdpOutcome>(timeoutMs, req.signal, () => noReply(req.server, 'udp', timeoutMs, sawMalformed), (pending) => {
     // A fresh socket per query: the kernel picks a random ephemeral port (RFC 5452 §9.2), and
     // connect() lets ICMP port-unreachable come back as ECONNREFUSED.
-    const socket = dgram.createSocket(net.isIPv6(req.server.address) ? 'udp6' : 'udp4');
+    const socket = dgram.createSocket(ipFamily(req.server.address) === 6 ? 'udp6' : 'udp4');
     socket.on('error', (err) => pending.reject(unreachable(req.server, 'udp', err)));
     socket.on('message', (bytes, from) => {
       // connect() already makes the kernel drop other sources; checked again so the rule does not rest on it.
@@ -278,7 +278,7 @@ export function startTiming(options: TimingOptions): Timing {
   const timing: Timing = { timeoutMs, deadlineMs, deadlineAt: performance.now() + deadlineMs };
   if (options.signal) timing.signal = options.signal;
   if (options.localAddress !== undefined) {
-    if (net.isIP(options.localAddress) === 0) throw invalidArg(`localAddress must be an IP address, got ${JSON.stringify(options.localAddress)}`);
+    if (ipFamily(options.localAddress) === 0) throw invalidArg(`localAddress must be an IP address, got ${JSON.stringify(options.localAddress)}`);
     timing.localAddress = options.localAddress;
   }
   return timing;

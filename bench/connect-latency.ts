@@ -16,7 +16,7 @@ import { Resolver } from 'node:dns/promises';
 import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { encodeQuery } from '../resolver/lib/message.js';
@@ -235,6 +235,7 @@ async function main(): Promise<void> {
       process.stdout.write(`${r.name.padEnd(width)}  ${ms(r.p50)}  ${ms(r.p99)}  ${ms(r.mean)}  ${ratios}\n`);
     });
     process.stdout.write(`target: CAPA at most ${TARGET_RATIO}x each peer at p50 and p99: ${ok ? 'met' : 'NOT met'}\n`);
+    process.stdout.write(`machine load at the end (1, 5, 15 min): ${loadavg().map((l) => l.toFixed(2)).join(', ')} on ${availableParallelism()} CPUs\n`);
     if (argv.check && !ok) process.exitCode = 1;
   } finally {
     child.kill('SIGTERM');

@@ -17,9 +17,9 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import yargs from 'yargs';
-import { hideBin } from 'yargs/helpers';
+import { availableParallelism, loadavg } from 'node:os';
 import { encode as encodeRdata } from '../resolver/lib/rdata.js';
+import { benchCommandLine } from './lib.js';
 
 const run = promisify(execFile);
 const GATEWAY_BIN = join(dirname(fileURLToPath(import.meta.url)), '../gateway-ref/bin/capa-gateway.js');
@@ -27,13 +27,19 @@ const GATEWAY_BIN = join(dirname(fileURLToPath(import.meta.url)), '../gateway-re
 const DESTINATION_PORTS = Array.from({ length: 100 }, (_, i) => 8000 + i);
 const HOST_B = '127.0.0.80';
 
-const args = yargs(hideBin(process.argv))
+const args = benchCommandLine('dns-frontend', (y) => y
+  .usage('$0 [options]\n\nCAPA queries per second capa-gateway answers at a loss limit, next to NSD serving static CAPA records (dnsperf).')
   .option('seconds', { type: 'number', default: 3, describe: 'Length of each dnsperf run at one rate' })
   .option('max-loss', { type: 'number', default: 0.1, describe: 'Highest loss (percent, failures included) a passing rate may have' })
   .option('start', { type: 'number', default: 2000, describe: 'First rate tried (queries/s); it doubles until a run fails' })
   .option('max-rate', { type: 'number', default: 512_000, describe: 'Highest rate tried' })
   .option('bisect', { type: 'number', default: 3, describe: 'Bisection steps between the last passing and the first failing rate' })
-  .strict()
+  .check((a) => {
+    if (!(a.seconds >= 1) || !(a.start >= 1) || !(a['max-rate'] >= a.start) || !(a['max-loss'] >= 0) || !Number.isInteger(a.bisect) || a.bisect < 0) {
+      throw new Error('--seconds and --start must be >= 1, --max-rate >= --start, --max-loss >= 0, --bisect a whole number >= 0');
+    }
+    return true;
+  }))
   .parseSync();
 
 interface PerfRun {
@@ -234,6 +240,7 @@ async function main(): Promise<void> {
     console.log(`capa-gateway: ${g} q/s (every answer a fresh allocation: ${allocations} allocations for ${noerror} NOERROR answers)`);
     console.log(`nsd (static CAPA records, 1 server process, rrl off): ${n} q/s`);
     console.log(`ratio gateway / nsd: ${n === 0 ? 'n/a' : (g / n).toFixed(3)} (goal >= 0.5)`);
+    console.log(`machine load at the end (1, 5, 15 min): ${loadavg().map((l) => l.toFixed(2)).join(', ')} on ${availableParallelism()} CPUs`);
   } finally {
     for (const child of children) await stop(child);
     await rm(dir, { recursive: true, force: true });

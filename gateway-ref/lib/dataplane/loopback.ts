@@ -46,9 +46,7 @@ const TCP_LISTEN = 0x0a;
 interface Watch {
   id: number;
   tuple: OutsideTuple;
-  /** (aOG, pA) as the tables show it: a number for IPv4, text for IPv6. */
-  key: EndpointKey;
-  /** performance.now() at install. */
+  /** Whole milliseconds of performance.now() at install (a small integer, stored unboxed). */
   since: number;
   started: boolean;
 }
@@ -66,14 +64,12 @@ export class LoopbackDataPlane implements DataPlane {
   private readonly littleEndian = endianness() === 'LE';
   private readonly reader = new ProcNetReader();
   private events: FlowEvents | undefined;
-  /** Oldest first (a Map keeps insertion order). */
+  /**
+   * Oldest first (a Map keeps insertion order). One small object per state: a state lives for
+   * its lease, long enough for the young generation to copy and promote whatever it holds.
+   */
   private readonly watches = new Map<number, Watch>();
   private readonly started = new Set<Watch>();
-  /**
-   * Per protocol, (aOG, pA) -> its watches (usually one; several destinations may share it), so
-   * a read costs O(table lines + started flows), not O(watched states).
-   */
-  private readonly byKey: Record<ProtoNumber, Map<EndpointKey, Watch[]>> = { 6: new Map(), 17: new Map() };
   /** Address parts of the keys, by aOG: the pool is small and fixed. */
   private readonly addressKeys = new Map<string, number | string>();
   /** Watches each of TABLES can show. */
@@ -96,12 +92,8 @@ export class LoopbackDataPlane implements DataPlane {
 
   async install(allocation: Allocation): Promise<void> {
     // The allocator hands out fresh objects, so the tuple is ours to keep (and to fill pB into).
-    const { tuple } = allocation;
-    const watch: Watch = { id: allocation.id, tuple, key: endpointKey(this.addressKey(tuple.localAddress), tuple.localPort), since: performance.now(), started: false };
+    const watch: Watch = { id: allocation.id, tuple: allocation.tuple, since: Math.floor(performance.now()), started: false };
     this.watches.set(watch.id, watch);
-    const sharing = this.byKey[tuple.proto].get(watch.key);
-    if (sharing === undefined) this.byKey[tuple.proto].set(watch.key, [watch]);
-    else sharing.push(watch);
     this.count(watch, 1);
     this.arm(this.delay);
   }
@@ -133,7 +125,8 @@ export class LoopbackDataPlane implements DataPlane {
   }
 
   private count(watch: Watch, by: 1 | -1): void {
-    for (const i of SHOWN_IN[watch.tuple.proto][typeof watch.key === 'number' ? 4 : 6]) this.perTable[i]! += by;
+    const family = typeof this.addressKey(watch.tuple.localAddress) === 'number' ? 4 : 6;
+    for (const i of SHOWN_IN[watch.tuple.proto][family]) this.perTable[i]! += by;
   }
 
   private forget(id: number): void {
@@ -141,10 +134,6 @@ export class LoopbackDataPlane implements DataPlane {
     if (watch === undefined) return;
     this.watches.delete(id);
     this.started.delete(watch);
-    const byKey = this.byKey[watch.tuple.proto];
-    const sharing = byKey.get(watch.key)!;
-    sharing.splice(sharing.indexOf(watch), 1);
-    if (sharing.length === 0) byKey.delete(watch.key);
     this.count(watch, -1);
     if (this.watches.size === 0) this.delay = this.pollMs;
   }
@@ -179,6 +168,22 @@ export class LoopbackDataPlane implements DataPlane {
     this.arm(this.delay);
   }
 
+  /**
+   * Per protocol, (aOG, pA) as the tables show it -> its watches (usually one; several
+   * destinations may share it). Built for each read rather than kept up to date: reads are far
+   * fewer than states, and a read then costs O(lines + states), no parse per line.
+   */
+  private index(): Record<ProtoNumber, Map<EndpointKey, Watch[]>> {
+    const byKey: Record<ProtoNumber, Map<EndpointKey, Watch[]>> = { 6: new Map(), 17: new Map() };
+    for (const watch of this.watches.values()) {
+      const key = endpointKey(this.addressKey(watch.tuple.localAddress), watch.tuple.localPort);
+      const sharing = byKey[watch.tuple.proto].get(key);
+      if (sharing === undefined) byKey[watch.tuple.proto].set(key, [watch]);
+      else sharing.push(watch);
+    }
+    return byKey;
+  }
+
   /** One read of the socket tables: reports new flows, then flows whose socket is gone. True if there was either. */
   async poll(): Promise<boolean> {
     const tables = TABLES.filter((_, i) => this.perTable[i]! > 0);
@@ -186,12 +191,13 @@ export class LoopbackDataPlane implements DataPlane {
     const contents = await this.reader.read(tables.map((t) => t.path));
     const events = this.events;
     if (this.stopped || events === undefined) return false;
+    const byKey = this.index();
     const present = new Set<Watch>();
     let changed = false;
     tables.forEach((table, i) => {
       const bytes = contents[i];
       if (bytes === null || bytes === undefined) return;
-      const watched = this.byKey[table.proto];
+      const watched = byKey[table.proto];
       for (const { key, socket } of scanProcNet(bytes, table.proto, this.littleEndian, (k) => watched.has(k))) {
         if (socket.inode === 0 || (socket.proto === 6 && socket.state === TCP_LISTEN)) continue;
         for (const watch of watched.get(key) ?? []) {

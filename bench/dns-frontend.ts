@@ -3,7 +3,9 @@
  * every answer a fresh allocation, side by side with NSD (rate limiting off) serving the same
  * names as static CAPA records. dnsperf offers fixed rates (-Q); the rate climbs until the loss
  * limit is broken, then a bisection narrows the highest passing rate. Both servers run on
- * 127.0.0.1 in the same run, one after the other, so the machine's load is shared alike.
+ * 127.0.0.1 in the same run, one after the other, so the machine's load is shared alike. The
+ * highest rate swings with whatever else the machine runs; the CPU time each server spends per
+ * answered query at one fixed rate (from /proc, the server's processes summed) is steadier.
  *
  *   node dist/bench/dns-frontend.js [--seconds 3] [--max-loss 0.1] [--start 2000] [--bisect 3]
  *
@@ -12,7 +14,7 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -34,9 +36,10 @@ const args = benchCommandLine('dns-frontend', (y) => y
   .option('start', { type: 'number', default: 2000, describe: 'First rate tried (queries/s); it doubles until a run fails' })
   .option('max-rate', { type: 'number', default: 512_000, describe: 'Highest rate tried' })
   .option('bisect', { type: 'number', default: 3, describe: 'Bisection steps between the last passing and the first failing rate' })
+  .option('cpu-rate', { type: 'number', default: 8000, describe: 'Fixed rate (queries/s) at which each server\'s CPU time per answered query is measured, before the search' })
   .check((a) => {
-    if (!(a.seconds >= 1) || !(a.start >= 1) || !(a['max-rate'] >= a.start) || !(a['max-loss'] >= 0) || !Number.isInteger(a.bisect) || a.bisect < 0) {
-      throw new Error('--seconds and --start must be >= 1, --max-rate >= --start, --max-loss >= 0, --bisect a whole number >= 0');
+    if (!(a.seconds >= 1) || !(a.start >= 1) || !(a['cpu-rate'] >= 1) || !(a['max-rate'] >= a.start) || !(a['max-loss'] >= 0) || !Number.isInteger(a.bisect) || a.bisect < 0) {
+      throw new Error('--seconds, --start and --cpu-rate must be >= 1, --max-rate >= --start, --max-loss >= 0, --bisect a whole number >= 0');
     }
     return true;
   }))
@@ -103,6 +106,39 @@ async function search(port: number, queries: string): Promise<{ runs: PerfRun[];
     if (passes(r)) { best = r; low = rate; } else failRate = rate;
   }
   return { runs, best };
+}
+
+/** utime + stime of one process, in clock ticks, and its parent: fields 14, 15 and 4 of /proc/<pid>/stat. */
+async function procTimes(pid: number): Promise<{ pid: number; ticks: number; ppid: number } | undefined> {
+  let stat: string;
+  try {
+    stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined; // gone meanwhile
+  }
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // the name may hold spaces; fields from 3 on
+  return { pid, ticks: Number(f[11]) + Number(f[12]), ppid: Number(f[1]) };
+}
+
+/** CPU ticks used so far by a server: the process and all its descendants (nsd runs as three). */
+async function serverTicks(pid: number): Promise<number> {
+  const all = (await Promise.all((await readdir('/proc')).filter((e) => /^\d+$/.test(e)).map((e) => procTimes(Number(e)))))
+    .filter((p) => p !== undefined);
+  const tree = new Set([pid]);
+  for (let grew = true; grew;) {
+    grew = false;
+    for (const p of all) if (!tree.has(p.pid) && tree.has(p.ppid)) { tree.add(p.pid); grew = true; }
+  }
+  return all.reduce((ticks, p) => ticks + (tree.has(p.pid) ? p.ticks : 0), 0);
+}
+
+/** CPU microseconds the server spends per answered query at a fixed rate, after a run of the same to warm up. */
+async function cpuPerQuery(pid: number, port: number, queries: string, rate: number, ticksPerSecond: number): Promise<number> {
+  await dnsperf(port, queries, rate);
+  const before = await serverTicks(pid);
+  const r = await dnsperf(port, queries, rate);
+  const ticks = (await serverTicks(pid)) - before;
+  return (ticks / ticksPerSecond) * 1e6 / Math.max(1, r.sent - r.lost);
 }
 
 async function freePort(): Promise<number> {
@@ -216,9 +252,11 @@ async function main(): Promise<void> {
   await writeFile(queries, names.map((n) => `${n.name} TYPE65280`).join('\n') + '\n');
   await writeFile(join(dir, 'gateway.zone'), `$ORIGIN example.\n$TTL 300\nwww A ${HOST_B}\n`);
   const children: ChildProcess[] = [];
+  const ticksPerSecond = Number((await run('getconf', ['CLK_TCK'])).stdout.trim());
   try {
     const gateway = await startGateway(dir);
     children.push(gateway.child);
+    const gwCpu = await cpuPerQuery(gateway.child.pid!, gateway.port, queries, args['cpu-rate'], ticksPerSecond);
     const gw = await search(gateway.port, queries);
     const noerror = gw.runs.reduce((n, r) => n + r.sent - r.lost - r.failed, 0);
     const allocations = await allocationsMade(gateway.metrics);
@@ -226,6 +264,7 @@ async function main(): Promise<void> {
 
     const nsd = await startNsd(dir, names);
     children.push(nsd.child);
+    const nsCpu = await cpuPerQuery(nsd.child.pid!, nsd.port, queries, args['cpu-rate'], ticksPerSecond);
     const ns = await search(nsd.port, queries);
     await stop(nsd.child);
 
@@ -240,6 +279,8 @@ async function main(): Promise<void> {
     console.log(`capa-gateway: ${g} q/s (every answer a fresh allocation: ${allocations} allocations for ${noerror} NOERROR answers)`);
     console.log(`nsd (static CAPA records, 1 server process, rrl off): ${n} q/s`);
     console.log(`ratio gateway / nsd: ${n === 0 ? 'n/a' : (g / n).toFixed(3)} (goal >= 0.5)`);
+    console.log(`CPU time per answered query at ${args['cpu-rate']} q/s: capa-gateway ${gwCpu.toFixed(1)} us, nsd ${nsCpu.toFixed(1)} us`
+      + ` (nsd / gateway ${(nsCpu / gwCpu).toFixed(3)})`);
     console.log(`machine load at the end (1, 5, 15 min): ${loadavg().map((l) => l.toFixed(2)).join(', ')} on ${availableParallelism()} CPUs`);
   } finally {
     for (const child of children) await stop(child);

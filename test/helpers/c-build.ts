@@ -85,3 +85,12 @@ export function buildC(options: CBuildOptions): CBuild {
   }
   return { path, dir, remove };
 }
+
+/** struct capa_record as koffi marshals it. */
+export interface CRecord {
+  flags: number;
+  proto: number;
+  port: number;
+  family: number;
+  addr: number[];
+}

@@ -16,7 +16,7 @@ import { type QueryTarget, buildQueryName } from '../../resolver/lib/qname.js';
 import { type CapaRecord, decode as decodeRdata } from '../../resolver/lib/rdata.js';
 import { resolve } from '../../resolver/lib/resolve.js';
 import { validateMessage } from '../../resolver/lib/validate.js';
-import { type CBuild, buildC, requireTool } from '../helpers/c-build.js';
+import { type CBuild, type CRecord, buildC, requireTool } from '../helpers/c-build.js';
 import { type RecordSpec, addressRecord, capaRecord, reply, startFakeDnsServer } from '../helpers/fake-dns-server.js';
 import { FRAMING_CASES, WELL_FORMED, hex, messageSeeds, responseWith, vectors } from '../helpers/vectors.js';
 import { Prng, mutate } from '../helpers/wire-fuzz.js';
@@ -29,15 +29,6 @@ const CAPA_EMISMATCH = -4;
 const RRTYPE = vectors.rrtype;
 
 const rcodes = createRequire(import.meta.url)('dns-packet/rcodes.js') as { toRcode(name: string): number };
-
-/** struct capa_record as koffi marshals it. */
-interface CRecord {
-  flags: number;
-  proto: number;
-  port: number;
-  family: number;
-  addr: number[];
-}
 
 interface CResponse {
   rcode: number;

@@ -9,19 +9,10 @@ import { ipToBytes } from '../../resolver/lib/ip.js';
 import { buildQueryName, normalizeHost } from '../../resolver/lib/qname.js';
 import type { CapaRecord } from '../../resolver/lib/rdata.js';
 import { decodeRelease, encodeRelease } from '../../resolver/lib/update.js';
-import { type CBuild, buildC, requireTool } from '../helpers/c-build.js';
+import { type CBuild, type CRecord, buildC, requireTool } from '../helpers/c-build.js';
 
 const CAPA_OK = 0;
 const CAPA_ENOSPC = -3;
-
-/** struct capa_record as koffi marshals it. */
-interface CRecord {
-  flags: number;
-  proto: number;
-  port: number;
-  family: number;
-  addr: number[];
-}
 
 type ReleaseEncode = (id: number, zone: string, qname: string, rec: CRecord, rrtype: number, buf: Uint8Array, len: number, written: number[]) => number;
 

@@ -4,13 +4,13 @@
  * within one overall deadline.
  */
 import { randomInt } from 'node:crypto';
-import dgram from 'node:dgram';
 import net from 'node:net';
 import { DEFAULT_CAPA_RRTYPE } from './constants.js';
 import { CapaError, invalidArg, isCapaError } from './errors.js';
 import { canonicalIp, ipFamily } from './ip.js';
 import { decodeMessage, type Message } from './message.js';
 import { sameName } from './qname.js';
+import { openQuerySocket, takeSpare } from './spare-sockets.js';
 import { formatServer, type ServerAddress } from './servers.js';
 
 export const DEFAULT_TIMEOUT_MS = 1000;
@@ -159,9 +159,13 @@ type UdpOutcome = { kind: 'accept'; message: Message; bytes: Buffer } | { kind: 
 function udpTry(req: ExchangeRequest, expect: Expectation, query: Buffer, timeoutMs: number): Promise<UdpOutcome> {
   let sawMalformed = false;
   return converse<UdpOutcome>(timeoutMs, req.signal, () => noReply(req.server, 'udp', timeoutMs, sawMalformed), (pending) => {
-    // A fresh socket per query: the kernel picks a random ephemeral port (RFC 5452 §9.2), and
-    // connect() lets ICMP port-unreachable come back as ECONNREFUSED.
-    const socket = dgram.createSocket(ipFamily(req.server.address) === 6 ? 'udp6' : 'udp4');
+    // A socket of its own per query (opened ahead when a spare is ready): the kernel picks a random
+    // ephemeral port (RFC 5452 §9.2), and connect() lets ICMP port-unreachable come back as ECONNREFUSED.
+    const send = (): void => {
+      socket.send(query, (err) => { if (err) pending.reject(unreachable(req.server, 'udp', err)); });
+    };
+    const spare = takeSpare(req.server, req.localAddress);
+    const socket = spare ?? openQuerySocket(req.server, req.localAddress, send);
     socket.on('error', (err) => pending.reject(unreachable(req.server, 'udp', err)));
     socket.on('message', (bytes, from) => {
       // connect() already makes the kernel drop other sources; checked again so the rule does not rest on it.
@@ -171,14 +175,7 @@ function udpTry(req: ExchangeRequest, expect: Expectation, query: Buffer, timeou
       else if (check.kind === 'truncated') pending.resolve(check);
       else sawMalformed ||= check.malformed;
     });
-    const ask = (): void => {
-      socket.connect(req.server.port, req.server.address, () => {
-        socket.send(query, (err) => { if (err) pending.reject(unreachable(req.server, 'udp', err)); });
-      });
-    };
-    // Still a random ephemeral port: only the address is chosen.
-    if (req.localAddress === undefined) ask();
-    else socket.bind({ address: req.localAddress, port: 0 }, ask);
+    if (spare) send();
     return () => socket.close();
   });
 }

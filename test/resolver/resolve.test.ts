@@ -2,6 +2,7 @@
  * The stub resolver against in-test DNS servers that misbehave on purpose (wrong ID, wrong
  * source, wrong question, cut packets, TC=1, silence, every EDE of the DESIGN error table).
  */
+import { spawn } from 'node:child_process';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -93,9 +94,27 @@ describe('resolver: resolve() against a scriptable server', () => {
 
     it('uses a fresh source port and a fresh random ID for every query', async () => {
       const s = await start(gateway());
-      for (let i = 0; i < 4; i++) await ask(s);
+      for (let i = 0; i < 6; i++) await ask(s);
       expect(new Set(s.queries.map((q) => q.message!.id)).size).to.be.greaterThan(1);
-      expect(new Set(s.queries.map((q) => q.from.port)).size).to.be.greaterThan(1);
+      // The next query's socket is opened (ahead) while this one is still open, so even a kernel
+      // that hands out ports in order cannot give two queries in a row the same one.
+      const ports = s.queries.map((q) => q.from.port);
+      ports.slice(1).forEach((port, i) => expect(port, `query ${i + 2}`).to.not.equal(ports[i]));
+    });
+
+    it('holds no event loop open with the sockets it opens ahead', async function () {
+      this.timeout(20_000);
+      const s = await start(gateway());
+      // The child resolves twice (so a socket has been opened ahead) and must then exit by
+      // itself, well before an unused spare would close (10 s).
+      const script = `import { resolve } from ${JSON.stringify(new URL('../../resolver/lib/resolve.js', import.meta.url).href)};
+        for (let i = 0; i < 2; i++) await resolve({ host: ${JSON.stringify(HOST)}, port: 80, servers: [${JSON.stringify(s.server)}] });`;
+      const started = Date.now();
+      const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'ignore', 'inherit'] });
+      const [code] = (await once(child, 'exit')) as [number | null];
+      expect(code).to.equal(0);
+      expect(Date.now() - started, 'ms until the child exited').to.be.below(8_000);
+      expect(s.queries.filter((q) => qtype(q) === CAPA_TYPE)).to.have.length(2);
     });
 
     it('queries A (RD=1) from the same server when ADDITIONAL lacks it', async () => {

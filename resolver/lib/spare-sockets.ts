@@ -1,0 +1,95 @@
+/**
+ * UDP sockets opened ahead of the query they will carry. Creating, binding and connecting a
+ * socket is most of what a query does before it leaves, so the stub does it while the terminal
+ * waits for an earlier reply instead of in front of the next query. RFC 5452 §9.2 still holds:
+ * every socket gets its own random ephemeral port from the kernel and carries exactly one query.
+ * Spares hold no event loop open and close themselves when left unused.
+ */
+import dgram from 'node:dgram';
+import { ipFamily } from './ip.js';
+import type { ServerAddress } from './servers.js';
+
+/** Ready spares kept per (source address, server). */
+const SPARES_PER_ROUTE = 2;
+/** (source address, server) pairs with spares; past this the least recently used goes. */
+const MAX_ROUTES = 16;
+/** An unused spare is closed after this long. */
+const IDLE_MS = 10_000;
+
+interface Spare {
+  socket: dgram.Socket;
+  ready: boolean;
+  idle: NodeJS.Timeout;
+}
+
+const routes = new Map<string, Spare[]>();
+
+function routeKey(server: ServerAddress, localAddress: string | undefined): string {
+  return `${localAddress ?? '*'} ${server.address} ${server.port}`;
+}
+
+/** A socket for `server`, connected (the kernel then drops other sources), bound to `localAddress` if given. */
+export function openQuerySocket(server: ServerAddress, localAddress: string | undefined, onReady: () => void): dgram.Socket {
+  const socket = dgram.createSocket(ipFamily(server.address) === 6 ? 'udp6' : 'udp4');
+  const connect = (): void => { socket.connect(server.port, server.address, onReady); };
+  // Still a random ephemeral port: only the address is chosen.
+  if (localAddress === undefined) connect();
+  else socket.bind({ address: localAddress, port: 0 }, connect);
+  return socket;
+}
+
+function discard(key: string, spare: Spare): void {
+  clearTimeout(spare.idle);
+  spare.socket.close();
+  const list = routes.get(key);
+  const at = list?.indexOf(spare) ?? -1;
+  if (at >= 0) list!.splice(at, 1);
+  if (list?.length === 0) routes.delete(key);
+}
+
+function addSpare(key: string, server: ServerAddress, localAddress: string | undefined): void {
+  let list = routes.get(key);
+  if (list === undefined) {
+    if (routes.size >= MAX_ROUTES) {
+      const [oldest, spares] = routes.entries().next().value as [string, Spare[]];
+      for (const spare of [...spares]) discard(oldest, spare);
+    }
+    list = [];
+    routes.set(key, list);
+  }
+  const spare: Spare = {
+    socket: openQuerySocket(server, localAddress, () => { spare.ready = true; }),
+    ready: false,
+    idle: setTimeout(() => discard(key, spare), IDLE_MS).unref(),
+  };
+  // A spare that cannot be opened (the source address went away, say) is just dropped: the
+  // query that would have used it opens its own socket and reports the failure.
+  spare.socket.on('error', () => discard(key, spare));
+  spare.socket.unref();
+  list.push(spare);
+}
+
+/**
+ * A ready socket for a query to `server` from `localAddress`, or undefined (the caller opens
+ * one). Either way a replacement is opened once the caller's query has gone out.
+ */
+export function takeSpare(server: ServerAddress, localAddress: string | undefined): dgram.Socket | undefined {
+  const key = routeKey(server, localAddress);
+  const list = routes.get(key);
+  let socket: dgram.Socket | undefined;
+  if (list !== undefined) {
+    routes.delete(key); // re-inserted: the Map's order is least recently used first
+    routes.set(key, list);
+    const at = list.findIndex((s) => s.ready);
+    if (at >= 0) {
+      const [spare] = list.splice(at, 1) as [Spare];
+      clearTimeout(spare.idle);
+      spare.socket.removeAllListeners('error');
+      socket = spare.socket.ref();
+    }
+  }
+  setImmediate(() => {
+    if ((routes.get(key)?.length ?? 0) < SPARES_PER_ROUTE) addSpare(key, server, localAddress);
+  });
+  return socket;
+}

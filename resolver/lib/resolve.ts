@@ -10,7 +10,7 @@ import { type CapaAnswer, capaAnswers, encodeQuery, extendedErrors, type Extende
 import { normalizeHost, queryNameOf, sameName } from './qname.js';
 import type { CapaRecord } from './rdata.js';
 import { configuredServers, formatServer, parseServer, resolveServers, type ServerAddress, type ServerSpec } from './servers.js';
-import { askServers, type Reply, startTiming, type Timing, type TimingOptions, type Verdict } from './transport.js';
+import { askServers, type Question, type Reply, startTiming, type Timing, type TimingOptions, type Verdict } from './transport.js';
 import { encodeRelease } from './update.js';
 
 export interface Endpoint {
@@ -64,6 +64,9 @@ interface Target {
   /** The destination when the caller gave an IP literal. */
   literal: string | undefined;
   rrtype: number;
+  question: Question;
+  /** The CAPA query under ID 0; each try sends a copy under its own ID. */
+  query: Buffer;
 }
 
 type CapaOutcome =
@@ -217,18 +220,49 @@ async function plainAddresses(reply: Reply, target: Target, servers: readonly Se
   return lookupBoth(target.host, [answering, ...servers.filter((s) => s !== answering)], timing);
 }
 
+function buildTarget(host: string, port: number | undefined, protocol: Protocol, rrtype: number): Target {
+  const normalized = normalizeHost(host);
+  const qname = queryNameOf(normalized, port, protocol);
+  const type = dnsPacketTypeName(rrtype);
+  return {
+    host: normalized,
+    qname,
+    port,
+    protocol,
+    literal: ipFamily(host) === 0 ? undefined : canonicalIp(host),
+    rrtype,
+    question: { name: qname, type, class: 'IN' },
+    query: encodeQuery({ id: 0, name: qname, type, rd: false }),
+  };
+}
+
+/**
+ * Targets already built, by question: the connections to one destination all ask the same
+ * thing, and a connection waits for every step before its query leaves. Bounded; a full table
+ * starts over.
+ */
+const targets = new Map<string, Target>();
+const MAX_TARGETS = 1024;
+
 function targetOf(options: ResolveOptions): Target {
   if (typeof options.host !== 'string') throw invalidArg('host must be a string');
   const protocol = options.protocol ?? 'tcp';
-  const host = normalizeHost(options.host);
-  return {
-    host,
-    qname: queryNameOf(host, options.port, protocol),
-    port: options.port,
-    protocol,
-    literal: ipFamily(options.host) === 0 ? undefined : canonicalIp(options.host),
-    rrtype: options.rrtype ?? capaRrtype(),
-  };
+  const rrtype = options.rrtype ?? capaRrtype();
+  const key = `${rrtype} ${protocol} ${options.port} ${options.host}`;
+  let target = targets.get(key);
+  if (target === undefined) {
+    target = buildTarget(options.host, options.port, protocol, rrtype);
+    if (targets.size >= MAX_TARGETS) targets.clear();
+    targets.set(key, target);
+  }
+  return target;
+}
+
+/** A copy of the query under another ID. */
+function withId(query: Buffer, id: number): Buffer {
+  const copy = Buffer.from(query);
+  copy.writeUInt16BE(id, 0);
+  return copy;
 }
 
 /** Asks for a CAPA allocation for (host, port, protocol); see the DESIGN error table. */
@@ -236,10 +270,9 @@ export async function resolve(options: ResolveOptions): Promise<Resolution> {
   const target = targetOf(options);
   const timing = startTiming(options);
   const servers = configuredServers(options.servers) ?? await resolveServers(undefined);
-  const type = dnsPacketTypeName(target.rrtype);
   const outcome = await askServers(servers, timing, {
-    encode: (id) => encodeQuery({ id, name: target.qname, type, rd: false }),
-    question: { name: target.qname, type, class: 'IN' },
+    encode: (id) => withId(target.query, id),
+    question: target.question,
     rrtype: target.rrtype,
   }, (reply) => judgeCapa(reply, target));
   if (outcome.kind === 'fallback') {

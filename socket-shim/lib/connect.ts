@@ -9,7 +9,7 @@ import { addAbortSignal } from 'node:stream';
 import { invalidArg } from '../../resolver/lib/errors.js';
 import { ipFamily } from '../../resolver/lib/ip.js';
 import type { CapaEndpoint } from '../../resolver/lib/resolve.js';
-import { openAllocated, type SocketAllocation } from './allocation.js';
+import { type Opened, openAllocated, type SocketAllocation } from './allocation.js';
 import { pinnedTcpSocket } from './native.js';
 import { type CapaOptions, destinationPort, settingsOf } from './options.js';
 
@@ -62,16 +62,41 @@ function isLoopbackV4(address: string): boolean {
 }
 
 /**
+ * The net.Socket object of the coming connection, built while the CAPA query is in flight: the
+ * terminal is idle until the reply is in, and building a socket object costs about as much as
+ * the connect(2) that follows. The immediate runs once the query has been sent (the send is
+ * queued on process.nextTick), so it never delays the query.
+ */
+class SocketInWaiting {
+  private socket: net.Socket | undefined;
+  private readonly immediate = setImmediate(() => { this.socket = new net.Socket(); });
+
+  /** The socket built in waiting, or a new one when the reply came first (or for a retry). */
+  take(): net.Socket {
+    clearImmediate(this.immediate);
+    const socket = this.socket ?? new net.Socket();
+    this.socket = undefined;
+    return socket;
+  }
+
+  /** Nothing was connected: an unconnected socket object holds no descriptor, so dropping it is enough. */
+  cancel(): void {
+    clearImmediate(this.immediate);
+    this.socket = undefined;
+  }
+}
+
+/**
  * The pinned socket of an allocation. An aOG in 127/8 is always local, so IP_FREEBIND would
  * change nothing, and Node's own bind (libuv sets SO_REUSEADDR, as the addon does) saves
  * wrapping the addon's descriptor: several system calls per connection. For an IP literal Node
- * binds on the tick after net.connect, before it connects, so a tick queued now sees how the
+ * binds on the tick after connect(), before it connects, so a tick queued now sees how the
  * bind went: a failed one rejects (openAllocated retries EADDRINUSE) and never connects.
  */
-function pinnedSocket(endpoint: CapaEndpoint): net.Socket | Promise<net.Socket> {
+function pinnedSocket(endpoint: CapaEndpoint, waiting: SocketInWaiting): net.Socket | Promise<net.Socket> {
   const pin = { localAddress: endpoint.local.address, localPort: endpoint.local.port, address: endpoint.remote.address, port: endpoint.remote.port };
   if (!isLoopbackV4(pin.localAddress) || ipFamily(pin.address) !== 4) return pinnedTcpSocket(pin);
-  const socket = net.connect({ host: pin.address, port: pin.port, localAddress: pin.localAddress, localPort: pin.localPort });
+  const socket = waiting.take().connect({ host: pin.address, port: pin.port, localAddress: pin.localAddress, localPort: pin.localPort });
   return new Promise((resolve, reject) => {
     process.nextTick(() => {
       const err = socket.errored as NodeJS.ErrnoException | null;
@@ -94,10 +119,16 @@ export async function openSocket(options: CapaConnectOptions): Promise<CapaSocke
   const port = checkOptions(options);
   const host = options.host ?? 'localhost';
   const settings = settingsOf(options.capa);
-  const opened = await openAllocated({ host, port, protocol: 'tcp', signal: options.signal }, settings, (endpoint) => {
-    options.signal?.throwIfAborted();
-    return pinnedSocket(endpoint);
-  });
+  const waiting = new SocketInWaiting();
+  let opened: Opened<net.Socket>;
+  try {
+    opened = await openAllocated({ host, port, protocol: 'tcp', signal: options.signal }, settings, (endpoint) => {
+      options.signal?.throwIfAborted();
+      return pinnedSocket(endpoint, waiting);
+    });
+  } finally {
+    waiting.cancel();
+  }
   if (opened.kind === 'plain') return Object.assign(plainSocket(opened.addresses, port, options), { capa: undefined });
   applySocketOptions(opened.socket, options);
   return opened.socket;

@@ -87,8 +87,25 @@ export interface ParsedQueryName {
   address?: string;
 }
 
+/**
+ * Names already parsed: a GRM is asked the same few names over and over (one per destination),
+ * and parsing is most of what it does with a question. Bounded; a full table starts over.
+ */
+const parsedNames = new Map<string, Readonly<ParsedQueryName>>();
+const MAX_PARSED_NAMES = 4096;
+
 /** Inverse of buildQueryName. A name without the `_port._proto` prefix is a bare host. */
-export function parseQueryName(qname: string): ParsedQueryName {
+export function parseQueryName(qname: string): Readonly<ParsedQueryName> {
+  let parsed = parsedNames.get(qname);
+  if (parsed === undefined) {
+    parsed = Object.freeze(parseName(qname));
+    if (parsedNames.size >= MAX_PARSED_NAMES) parsedNames.clear();
+    parsedNames.set(qname, parsed);
+  }
+  return parsed;
+}
+
+function parseName(qname: string): ParsedQueryName {
   const name = qname.replace(/\.$/, '').toLowerCase();
   checkName(name);
   const m = /^_(\d{1,5})\._(tcp|udp)\.(.+)$/.exec(name);

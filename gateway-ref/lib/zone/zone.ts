@@ -11,8 +11,16 @@ export interface ZoneAnswer {
   outsideTarget?: string;
 }
 
+const MAX_ANSWERS = 4096;
+
 export class Zone {
   private readonly byName = new Map<string, ZoneRecord[]>();
+  /**
+   * Answers (null: no such name) by type and by the name as asked, built at their first lookup:
+   * the zone never changes, and every CAPA query looks one up. Keyed by the name as given so a
+   * lookup builds no string. Bounded, as askers choose the names; a full table starts over.
+   */
+  private readonly answers: Record<AddressType, Map<string, Readonly<ZoneAnswer> | null>> = { A: new Map(), AAAA: new Map() };
 
   /**
    * Throws ERR_CAPA_CONFIG "<file>:<line>: ..." for a CNAME beside other data (RFC 1034 §3.6.2)
@@ -48,9 +56,20 @@ export class Zone {
   }
 
   /** Undefined when the zone has no such name (NXDOMAIN here, or a question for the upstream). */
-  lookup(name: string, type: AddressType): ZoneAnswer | undefined {
-    let current = name.toLowerCase().replace(/\.$/, '');
-    if (!this.byName.has(current)) return undefined;
+  lookup(name: string, type: AddressType): Readonly<ZoneAnswer> | undefined {
+    const known = this.answers[type];
+    let answer = known.get(name);
+    if (answer === undefined) {
+      const owner = (name.endsWith('.') ? name.slice(0, -1) : name).toLowerCase();
+      answer = this.byName.has(owner) ? Object.freeze(this.answer(owner, type)) : null;
+      if (known.size >= MAX_ANSWERS) known.clear();
+      known.set(name, answer);
+    }
+    return answer ?? undefined;
+  }
+
+  private answer(owner: string, type: AddressType): ZoneAnswer {
+    let current = owner;
     const chain: ZoneRecord[] = [];
     for (let cname = this.cnameOf(current); cname !== undefined; cname = this.cnameOf(current)) {
       chain.push(cname);

@@ -47,6 +47,8 @@ const require = createRequire(import.meta.url);
 /** dns-packet's own tables of names, so both codecs agree on every name ('MX', 'UNKNOWN_65280', ...). */
 const types = require('dns-packet/types.js') as { toType(name: string): number; toString(type: number): string };
 const classes = require('dns-packet/classes.js') as { toString(klass: number): string };
+const rcodes = require('dns-packet/rcodes.js') as { toString(rcode: number): string };
+const opcodes = require('dns-packet/opcodes.js') as { toString(opcode: number): string };
 /** Type numbers by name, looked up once: the table is a long switch. */
 const typeNumbers = new Map<string, number>();
 const MAX_TYPE_NAMES = 64;
@@ -122,10 +124,14 @@ export function encodeQuery(spec: QuerySpec): Buffer {
   return buf;
 }
 
-/** Validates, then decodes. Any defect (ours or one dns-packet trips on) is ERR_CAPA_MALFORMED. */
+/**
+ * Validates, then decodes. Any defect (ours or one dns-packet trips on) is ERR_CAPA_MALFORMED.
+ * The usual message (see usualMessage) is read by hand, the rest by dns-packet; both give the
+ * same objects. Requests and replies alike: a GRM decodes one per query, a terminal one per answer.
+ */
 export function decodeMessage(buf: Uint8Array, rrtype = DEFAULT_CAPA_RRTYPE): Message {
   validateMessage(buf, rrtype);
-  return decodeValidated(buf);
+  return usualMessage(buf, rrtype) ?? decodeValidated(buf);
 }
 
 function decodeValidated(buf: Uint8Array): Message {
@@ -151,40 +157,6 @@ function decodeValidated(buf: Uint8Array): Message {
 
 const u16 = (buf: Uint8Array, off: number): number => (buf[off]! << 8) | buf[off + 1]!;
 
-/** Opcode (4 bits) and rcode (low 4 bits) of the flags word: QUERY and NOERROR are both 0. */
-const OPCODE_RCODE_MASK = 0x780f;
-
-/**
- * The usual request, read by hand after validation: opcode QUERY, rcode 0, one question and at
- * most an OPT record owned by the root without options (what stubs and load generators send).
- * Undefined for any other message. A validated question name cannot hold a pointer (there is
- * nothing before it to point to), and a validated message ends with its last record.
- */
-function usualRequest(buf: Uint8Array): Message | undefined {
-  const arcount = u16(buf, 10);
-  if ((u16(buf, 2) & OPCODE_RCODE_MASK) !== 0 || u16(buf, 4) !== 1 || u16(buf, 6) !== 0 || u16(buf, 8) !== 0 || arcount > 1) return undefined;
-  const bytes = Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
-  const labels: string[] = [];
-  let off = 12;
-  for (let length = bytes[off]!; length !== 0; length = bytes[off]!) {
-    labels.push(bytes.toString('utf8', off + 1, off + 1 + length)); // as dns-packet reads labels
-    off += length + 1;
-  }
-  off++;
-  const question = { name: labels.length === 0 ? '.' : labels.join('.'), type: typeName(u16(bytes, off)), class: classes.toString(u16(bytes, off + 2)) };
-  off += 4;
-  const additionals: WireRecord[] = [];
-  if (arcount === 1) {
-    if (bytes[off] !== 0 || u16(bytes, off + 1) !== TYPE_OPT || u16(bytes, off + 9) !== 0) return undefined;
-    const flags = u16(bytes, off + 7);
-    additionals.push({
-      name: '.', type: 'OPT', udpPayloadSize: u16(bytes, off + 3), extendedRcode: bytes[off + 5]!, ednsVersion: bytes[off + 6]!,
-      flags, flag_do: (flags >> 15) === 1, options: [],
-    } as WireRecord);
-  }
-  return { id: u16(bytes, 0), flags: u16(bytes, 2) & 0x7fff, rcode: 'NOERROR', opcode: 'QUERY', questions: [question], answers: [], authorities: [], additionals };
-}
-
 /** Type names by number, looked up once: the table is a long switch. */
 const typeNames = new Map<number, string>();
 
@@ -197,13 +169,114 @@ function typeName(type: number): string {
   return name;
 }
 
+const TYPE_A = 1;
+const TYPE_CNAME = 5;
+const CACHE_FLUSH = 0x8000; // the class field's top bit (mDNS), as dns-packet splits it off
+const LABEL_POINTER = 0xc0;
+
+interface Cursor {
+  bytes: Buffer;
+  off: number;
+}
+
+/** Room for the text of a validated name: at most 255 bytes on the wire. */
+const nameText = Buffer.allocUnsafe(256);
+
 /**
- * decodeMessage for requests: the same message, the same errors, with the usual request read
- * by hand instead of by dns-packet (a DNS server decodes one per query).
+ * The name at cursor.off, as dns-packet reads it (labels as UTF-8, joined by '.', '.' for the
+ * root), leaving the cursor after it. The labels are gathered with their dots and decoded once:
+ * '.' is ASCII, so that equals decoding each label and joining them. The message was validated,
+ * so a pointer leads backwards to more labels; any other label type gives undefined.
  */
-export function decodeRequest(buf: Uint8Array, rrtype = DEFAULT_CAPA_RRTYPE): Message {
-  validateMessage(buf, rrtype);
-  return usualRequest(buf) ?? decodeValidated(buf);
+function readName(cursor: Cursor): string | undefined {
+  const { bytes } = cursor;
+  let off = cursor.off;
+  let after = -1;
+  let length = 0;
+  for (let label = bytes[off]!; label !== 0; label = bytes[off]!) {
+    if (label >= LABEL_POINTER) {
+      if (after < 0) after = off + 2;
+      off = ((label & 0x3f) << 8) | bytes[off + 1]!;
+      continue;
+    }
+    if (label >= 0x40) return undefined;
+    if (length > 0) nameText[length++] = DOT;
+    for (let i = off + 1; i <= off + label; i++) nameText[length++] = bytes[i]!;
+    off += label + 1;
+  }
+  cursor.off = after < 0 ? off + 1 : after;
+  return length === 0 ? '.' : nameText.toString('utf8', 0, length);
+}
+
+/**
+ * The RDATA of a usual record as dns-packet gives it: A as text, CNAME as a name, the CAPA type
+ * (when dns-packet does not know its number) as a view of the bytes. Undefined for other types.
+ */
+function usualData(bytes: Buffer, type: number, at: number, length: number, rrtype: number): unknown {
+  if (type === TYPE_A && length === 4) return `${bytes[at]}.${bytes[at + 1]}.${bytes[at + 2]}.${bytes[at + 3]}`;
+  if (type === TYPE_CNAME) return readName({ bytes, off: at });
+  if (type === rrtype && typeName(type).startsWith('UNKNOWN_')) return bytes.subarray(at, at + length);
+  return undefined;
+}
+
+/** One usual record at the cursor, with the fields (and their order) dns-packet gives; undefined for any other. */
+function usualRecord(cursor: Cursor, rrtype: number): WireRecord | undefined {
+  const name = readName(cursor);
+  if (name === undefined) return undefined;
+  const { bytes, off } = cursor;
+  const type = u16(bytes, off);
+  const length = u16(bytes, off + 8);
+  cursor.off = off + 10 + length;
+  if (type === TYPE_OPT) {
+    if (name !== '.' || length !== 0) return undefined;
+    const flags = u16(bytes, off + 6);
+    return {
+      name, type: 'OPT', udpPayloadSize: u16(bytes, off + 2), extendedRcode: bytes[off + 4]!, ednsVersion: bytes[off + 5]!,
+      flags, flag_do: (flags >> 15) === 1, options: [],
+    } as WireRecord;
+  }
+  const data = usualData(bytes, type, off + 10, length, rrtype);
+  if (data === undefined) return undefined;
+  const klass = u16(bytes, off + 2);
+  const ttl = bytes.readUInt32BE(off + 4);
+  return { name, type: typeName(type), ttl, class: classes.toString(klass & ~CACHE_FLUSH), flush: (klass & CACHE_FLUSH) !== 0, data } as WireRecord;
+}
+
+function usualRecords(cursor: Cursor, count: number, rrtype: number): WireRecord[] | undefined {
+  const records: WireRecord[] = [];
+  for (let i = 0; i < count; i++) {
+    const record = usualRecord(cursor, rrtype);
+    if (record === undefined) return undefined;
+    records.push(record);
+  }
+  return records;
+}
+
+/**
+ * The usual message, read by hand after validation: records of type A, CNAME and CAPA, and an
+ * OPT record without options (what stubs ask and a GRM answers). Undefined for any other
+ * message, which dns-packet then reads: the two must give the same objects, and a test holds
+ * them to it.
+ */
+export function usualMessage(buf: Uint8Array, rrtype: number): Message | undefined {
+  const bytes = Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  const cursor: Cursor = { bytes, off: 12 };
+  const questions: Message['questions'] = [];
+  for (let i = u16(bytes, 4); i > 0; i--) {
+    const name = readName(cursor);
+    if (name === undefined) return undefined;
+    questions.push({ name, type: typeName(u16(bytes, cursor.off)), class: classes.toString(u16(bytes, cursor.off + 2)) });
+    cursor.off += 4;
+  }
+  const answers = usualRecords(cursor, u16(bytes, 6), rrtype);
+  const authorities = answers && usualRecords(cursor, u16(bytes, 8), rrtype);
+  const additionals = authorities && usualRecords(cursor, u16(bytes, 10), rrtype);
+  if (additionals === undefined || cursor.off !== bytes.length) return undefined;
+  const flags = u16(bytes, 2);
+  return {
+    id: u16(bytes, 0), flags: flags & 0x7fff, rcode: rcodes.toString(flags & 0x0f), opcode: opcodes.toString((flags >> 11) & 0x0f),
+    questions, answers: answers!, authorities: authorities!, additionals,
+  };
 }
 
 export interface CapaAnswer {

@@ -7,7 +7,7 @@
 import { EDE, EDE_TEXT, EDNS_PAYLOAD, dnsPacketTypeName } from '../../../resolver/lib/constants.js';
 import { isCapaError } from '../../../resolver/lib/errors.js';
 import { ipFamily } from '../../../resolver/lib/ip.js';
-import { type ExtendedError, type Message, type WireRecord, decodeRequest, encodeExtendedError } from '../../../resolver/lib/message.js';
+import { type ExtendedError, type Message, type WireRecord, decodeMessage, encodeExtendedError } from '../../../resolver/lib/message.js';
 import { type ParsedQueryName, parseQueryName } from '../../../resolver/lib/qname.js';
 import { encode as encodeRdata } from '../../../resolver/lib/rdata.js';
 import { decodeRelease } from '../../../resolver/lib/update.js';
@@ -239,7 +239,7 @@ export async function respond(bytes: Uint8Array, requester: Requester, ctx: Resp
   if (bytes.length < HEADER || (bytes[2]! & 0x80) !== 0) return undefined;
   let message: Message;
   try {
-    message = decodeRequest(bytes, ctx.rrtype);
+    message = decodeMessage(bytes, ctx.rrtype);
   } catch (err) {
     if (!isCapaError(err, 'ERR_CAPA_MALFORMED')) throw err;
     return headerOnly(bytes, RCODE.FORMERR);

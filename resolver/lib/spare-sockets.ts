@@ -3,7 +3,7 @@
  * socket is most of what a query does before it leaves, so the stub does it while the terminal
  * waits for an earlier reply instead of in front of the next query. RFC 5452 §9.2 still holds:
  * every socket gets its own random ephemeral port from the kernel and carries exactly one query.
- * Spares hold no event loop open and close themselves when left unused.
+ * Spares hold no event loop open and are closed when left unused for IDLE_MS (at most 1.5x that).
  */
 import dgram from 'node:dgram';
 import { ipFamily } from './ip.js';
@@ -19,10 +19,28 @@ const IDLE_MS = 10_000;
 interface Spare {
   socket: dgram.Socket;
   ready: boolean;
-  idle: NodeJS.Timeout;
+  /** performance.now() when it was opened. */
+  openedAt: number;
 }
 
 const routes = new Map<string, Spare[]>();
+/**
+ * Closes spares left unused for IDLE_MS. One timer for all of them, set while any exist: a timer
+ * per spare would be armed and cleared on every query.
+ */
+let sweeper: NodeJS.Timeout | undefined;
+
+function sweep(): void {
+  const before = performance.now() - IDLE_MS;
+  for (const [key, list] of [...routes]) {
+    for (const spare of list.filter((s) => s.openedAt <= before)) discard(key, spare);
+    if (list.length === 0) routes.delete(key);
+  }
+  if (routes.size === 0) {
+    clearInterval(sweeper);
+    sweeper = undefined;
+  }
+}
 
 function routeKey(server: ServerAddress, localAddress: string | undefined): string {
   return `${localAddress ?? '*'} ${server.address} ${server.port}`;
@@ -39,7 +57,6 @@ export function openQuerySocket(server: ServerAddress, localAddress: string | un
 }
 
 function discard(key: string, spare: Spare): void {
-  clearTimeout(spare.idle);
   spare.socket.close();
   const list = routes.get(key);
   const at = list?.indexOf(spare) ?? -1;
@@ -60,8 +77,9 @@ function addSpare(key: string, server: ServerAddress, localAddress: string | und
   const spare: Spare = {
     socket: openQuerySocket(server, localAddress, () => { spare.ready = true; }),
     ready: false,
-    idle: setTimeout(() => discard(key, spare), IDLE_MS).unref(),
+    openedAt: performance.now(),
   };
+  sweeper ??= setInterval(sweep, IDLE_MS / 2).unref();
   // A spare that cannot be opened (the source address went away, say) is just dropped: the
   // query that would have used it opens its own socket and reports the failure.
   spare.socket.on('error', () => discard(key, spare));
@@ -83,7 +101,6 @@ export function takeSpare(server: ServerAddress, localAddress: string | undefine
     const at = list.findIndex((s) => s.ready);
     if (at >= 0) {
       const [spare] = list.splice(at, 1) as [Spare];
-      clearTimeout(spare.idle);
       spare.socket.removeAllListeners('error');
       socket = spare.socket.ref();
     }

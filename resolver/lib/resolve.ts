@@ -194,9 +194,12 @@ async function lookupBoth(host: string, servers: readonly ServerAddress[], timin
   throw new CapaError('ERR_CAPA_NOT_FOUND', `${host} has no A or AAAA record`);
 }
 
-/** aOB: the literal, else A/AAAA owned by <host> in ADDITIONAL, else asked of the same server. */
-/** `server` is the answering GRM as host:port, for errors. */
-async function remoteAddress(outcome: CapaOutcome & { kind: 'allocation' }, target: Target, timing: Timing, server: string): Promise<string> {
+/**
+ * aOB: the literal, else A/AAAA owned by <host> in ADDITIONAL, else asked of the same server.
+ * Only that last case is asynchronous: the usual answer costs no extra turn of the event loop.
+ * `server` is the answering GRM as host:port, for errors.
+ */
+function remoteAddress(outcome: CapaOutcome & { kind: 'allocation' }, target: Target, timing: Timing, server: string): string | Promise<string> {
   const family = ipFamily(outcome.answer.record.address) as Family;
   if (target.literal !== undefined) {
     if (ipFamily(target.literal) !== family) {
@@ -205,11 +208,13 @@ async function remoteAddress(outcome: CapaOutcome & { kind: 'allocation' }, targ
     return target.literal;
   }
   const known = additionalAddresses(outcome.reply.message, target.host, typeOf(family));
-  const addresses = known.length > 0 ? known : await lookup(target.host, family, [outcome.reply.server], timing);
-  if (addresses.length === 0) {
-    throw new CapaError('ERR_CAPA_NOT_FOUND', `${target.host} has no ${typeOf(family)} record to go with its IPv${family} CAPA allocation`, { server });
-  }
-  return addresses[0]!;
+  if (known.length > 0) return known[0]!;
+  return lookup(target.host, family, [outcome.reply.server], timing).then((addresses) => {
+    if (addresses.length === 0) {
+      throw new CapaError('ERR_CAPA_NOT_FOUND', `${target.host} has no ${typeOf(family)} record to go with its IPv${family} CAPA allocation`, { server });
+    }
+    return addresses[0]!;
+  });
 }
 
 async function plainAddresses(reply: Reply, target: Target, servers: readonly ServerAddress[], timing: Timing): Promise<string[]> {
@@ -280,10 +285,11 @@ export async function resolve(options: ResolveOptions): Promise<Resolution> {
   }
   const { record, ttl } = outcome.answer;
   const server = formatServer(outcome.reply.server);
+  const remote = remoteAddress(outcome, target, timing, server);
   return {
     kind: 'capa',
     local: { address: record.address, port: record.port },
-    remote: { address: await remoteAddress(outcome, target, timing, server), port: target.port ?? 0 },
+    remote: { address: typeof remote === 'string' ? remote : await remote, port: target.port ?? 0 },
     protocol: target.protocol,
     ttl,
     server,

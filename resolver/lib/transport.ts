@@ -318,7 +318,7 @@ function finalError(failures: Failure[], servers: readonly ServerAddress[], timi
  */
 export async function askServers<T>(servers: readonly ServerAddress[], timing: Timing,
   request: Omit<ExchangeRequest, 'server' | 'timeoutMs' | 'signal' | 'localAddress'>,
-  judge: (reply: Reply) => Verdict<T> | Promise<Verdict<T>>): Promise<T> {
+  judge: (reply: Reply) => Verdict<T>): Promise<T> {
   const failures: Failure[] = [];
   let candidates: readonly ServerAddress[] = servers;
   while (candidates.length > 0) {
@@ -345,7 +345,7 @@ export async function askServers<T>(servers: readonly ServerAddress[], timing: T
         if (err.code !== 'ERR_CAPA_SERVER_FAILURE') again.push(server);
         continue;
       }
-      const verdict = await judge(reply);
+      const verdict = judge(reply);
       if ('done' in verdict) return verdict.done;
       if ('fail' in verdict) throw verdict.fail;
       failures.push({ error: verdict.next, answered: true });

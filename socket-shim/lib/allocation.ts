@@ -86,7 +86,8 @@ async function adopt<S extends EventEmitter>(endpoint: CapaEndpoint, settings: S
   const released = new Promise<Error | undefined>((done) => {
     socket.once('close', () => { void giveBack(endpoint, settings).then(done); });
   });
-  return Object.assign(socket, { capa: { ...endpoint, released } });
+  // The endpoint was made for this socket alone, so it becomes socket.capa as it is.
+  return Object.assign(socket, { capa: Object.assign(endpoint, { released }) });
 }
 
 export type Opened<S> = PlainResult | { kind: 'capa'; socket: S & { capa: SocketAllocation } };

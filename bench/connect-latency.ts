@@ -12,7 +12,7 @@
  * What is measured is the steady state of a running application and gateway: 2000 set-ups per
  * variant come first, unmeasured, because the CAPA path (client and gateway) is more JavaScript
  * than an A lookup, and until V8 has compiled it the first hundreds of set-ups measure the
- * compiler rather than CAPA (with 200 the p50 ratio was 1.17-1.25x, with 2000 it is 0.9-1.1x).
+ * compiler rather than CAPA.
  *
  *   node dist/bench/connect-latency.js [--iterations 1500] [--warmup 2000] [--block 20] [--check]
  */

@@ -4,7 +4,8 @@ import dnsPacket from 'dns-packet';
 import { capaRrtype, dnsPacketTypeName } from '../../resolver/lib/constants.js';
 import { CapaError, type CapaErrorCode } from '../../resolver/lib/errors.js';
 import { addressFromReverseName, bytesToIp, canonicalIp, ipToBytes, reverseName } from '../../resolver/lib/ip.js';
-import { capaAnswers, decodeMessage, encodeExtendedError, encodeQuery, extendedErrors, usualMessage } from '../../resolver/lib/message.js';
+import { capaAnswers, decodeMessage, encodeExtendedError, encodeQuery, extendedErrors } from '../../resolver/lib/message.js';
+import { usualMessage } from '../../resolver/lib/usual-message.js';
 import {
   formatGenericRdata, formatRR, formatRdata, parseRR, parseRdata,
 } from '../../resolver/lib/presentation.js';

@@ -116,7 +116,8 @@ async function addressesOf(ctx: ResponderContext, parsed: ParsedQueryName, type:
     return { rcode: 'NOERROR', records, authoritative: true };
   }
   const found = await ctx.lookup(parsed.host, type, true);
-  return { ...found, records: found.records.filter((r) => r.type === type) };
+  // Without a CNAME chain (the usual case) the records are all of the asked type already.
+  return found.records.every((r) => r.type === type) ? found : { ...found, records: found.records.filter((r) => r.type === type) };
 }
 
 async function capaQuery(ctx: ResponderContext, req: Request, qname: string): Promise<Reply> {

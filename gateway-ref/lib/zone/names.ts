@@ -1,8 +1,13 @@
 /** Name data as the GRM sees it: its own zone first, then the optional upstream. */
 import type { LookupResult, Upstream } from './upstream.js';
-import type { AddressType, Zone } from './zone.js';
+import type { AddressType, Zone, ZoneAnswer } from './zone.js';
+
+const NOT_IN_ZONE: LookupResult = Object.freeze({ rcode: 'NXDOMAIN', records: [], authoritative: true });
 
 export class Names {
+  /** The result of each zone answer, made once: the zone's answers are themselves made once, and a GRM looks one up per query. */
+  private readonly results = new WeakMap<Readonly<ZoneAnswer>, LookupResult>();
+
   constructor(private readonly zone: Zone, private readonly upstream?: Upstream) {}
 
   get recursive(): boolean {
@@ -16,11 +21,14 @@ export class Names {
   async lookup(name: string, type: AddressType, forward: boolean): Promise<LookupResult> {
     const local = this.zone.lookup(name, type);
     const upstream = forward ? this.upstream : undefined;
-    if (local === undefined) {
-      return upstream ? upstream.lookup(name, type) : { rcode: 'NXDOMAIN', records: [], authoritative: true };
-    }
+    if (local === undefined) return upstream ? upstream.lookup(name, type) : NOT_IN_ZONE;
     if (local.outsideTarget === undefined || upstream === undefined) {
-      return { rcode: 'NOERROR', records: local.records, authoritative: true };
+      let result = this.results.get(local);
+      if (result === undefined) {
+        result = Object.freeze({ rcode: 'NOERROR', records: local.records, authoritative: true });
+        this.results.set(local, result);
+      }
+      return result;
     }
     const rest = await upstream.lookup(local.outsideTarget, type);
     return { rcode: rest.rcode, records: [...local.records, ...rest.records], authoritative: false };

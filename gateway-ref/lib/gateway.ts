@@ -19,7 +19,7 @@ import { parseZoneFile } from './zone/zone-file.js';
 import { Zone } from './zone/zone.js';
 
 export interface GatewayConfig {
-  /** Port 0: any free port (see RunningGateway.listen). */
+  /** Port 0: a free port the kernel picks (see RunningGateway.listen). */
   listen: ServerAddress;
   /** Pool addresses, canonical (parsePool). */
   pool: string[];

@@ -15,7 +15,7 @@ import { exchange } from '../../resolver/lib/transport.js';
 export interface DnsmasqOptions {
   /** `--host-record=<name>,<addr>[,<addr>]`: A and AAAA records. */
   hostRecords?: { name: string; addresses: string[] }[];
-  /** `--dns-rr=<name>,<rrtype>,<hex>`: any RR as raw RDATA. */
+  /** `--dns-rr=<name>,<rrtype>,<hex>`: an RR of every type, as raw RDATA. */
   rawRecords?: { name: string; rrtype: number; hex: string }[];
   /** `--txt-record=<name>,<text>`. */
   txtRecords?: { name: string; text: string }[];

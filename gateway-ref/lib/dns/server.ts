@@ -13,7 +13,7 @@ export type Handler = (request: Buffer, requester: Requester) => Promise<Buffer 
 
 export interface DnsServerOptions {
   host: string;
-  /** 0: any free port (the same one for UDP and TCP). */
+  /** 0: a free port the kernel picks (the same one for UDP and TCP). */
   port: number;
   handle: Handler;
   /** A TCP connection with no complete query for this long is closed; default 10 s. */

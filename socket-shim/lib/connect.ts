@@ -62,6 +62,13 @@ function isLoopbackV4(address: string): boolean {
 }
 
 /**
+ * Whether the last allocation was pinned with Node's own bind, which is what uses a socket built
+ * in waiting (the addon's pin wraps a descriptor in a socket of its own). A pool seldom changes,
+ * so the next allocation likely goes the same way; a wrong guess costs only the head start.
+ */
+let lastPinUsedNodeBind = true;
+
+/**
  * The net.Socket object of the coming connection, built while the CAPA query is in flight: the
  * terminal is idle until the reply is in, and building a socket object costs about as much as
  * the connect(2) that follows. The immediate runs once the query has been sent (the send is
@@ -69,7 +76,7 @@ function isLoopbackV4(address: string): boolean {
  */
 class SocketInWaiting {
   private socket: net.Socket | undefined;
-  private readonly immediate = setImmediate(() => { this.socket = new net.Socket(); });
+  private readonly immediate = lastPinUsedNodeBind ? setImmediate(() => { this.socket = new net.Socket(); }) : undefined;
 
   /** The socket built in waiting, or a new one when the reply came first (or for a retry). */
   take(): net.Socket {
@@ -95,7 +102,8 @@ class SocketInWaiting {
  */
 function pinnedSocket(endpoint: CapaEndpoint, waiting: SocketInWaiting): net.Socket | Promise<net.Socket> {
   const pin = { localAddress: endpoint.local.address, localPort: endpoint.local.port, address: endpoint.remote.address, port: endpoint.remote.port };
-  if (!isLoopbackV4(pin.localAddress) || ipFamily(pin.address) !== 4) return pinnedTcpSocket(pin);
+  lastPinUsedNodeBind = isLoopbackV4(pin.localAddress) && ipFamily(pin.address) === 4;
+  if (!lastPinUsedNodeBind) return pinnedTcpSocket(pin);
   const socket = waiting.take().connect({ host: pin.address, port: pin.port, localAddress: pin.localAddress, localPort: pin.localPort });
   return new Promise((resolve, reject) => {
     process.nextTick(() => {

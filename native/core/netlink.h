@@ -21,8 +21,10 @@ extern "C" {
 int capa_nl_addr_check(const char *ifname, int family, const uint8_t *addr);
 
 /* Adds addr/prefix to `ifname` (RTM_NEWADDR). Idempotent: 0 when already
- * there. IPv6 addresses skip duplicate address detection so they are usable
- * at once (the gateway, not the link, guarantees uniqueness). */
+ * there. Returns once the kernel delivers the address locally (IPv6 installs
+ * that route after the ack; -ETIMEDOUT if it has not within 2 s). IPv6
+ * addresses skip duplicate address detection so they are usable at once (the
+ * gateway, not the link, guarantees uniqueness). */
 int capa_nl_addr_add(const char *ifname, int family, const uint8_t *addr,
                      unsigned prefix);
 

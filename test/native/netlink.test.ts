@@ -84,6 +84,19 @@ describe('native netlink: interface addresses in a network namespace', function 
     });
   }
 
+  it('returns from an IPv6 add only once the address is local (the kernel installs its route after the ack)', function () {
+    // 200 fresh addresses: without the wait about one add in twenty returned first.
+    const addresses = Array.from({ length: 200 }, (_, i) => `2001:db8:1::${(i + 1).toString(16)}`);
+    const results = inNamespace(addresses.flatMap((address): NetnsStep[] => [
+      { op: 'add', ifname: IFACE, address },
+      { op: 'isLocal', address },
+    ]));
+    const outcomes = (step: number): NetnsOutcome[] => results.filter((_, i) => i % 2 === step);
+    expect(outcomes(0).filter((r) => !r.ok), 'failed adds').to.deep.equal([]);
+    const late = addresses.filter((_, i) => JSON.stringify(outcomes(1)[i]) !== '{"ok":true,"value":true}');
+    expect(late, 'not yet local when the add returned').to.deep.equal([]);
+  });
+
   it('sees addresses configured by ip(8), and 127/8 as local', function () {
     ns.ip('addr', 'add', '203.0.113.9/24', 'dev', PEER);
     expect(inNamespace([

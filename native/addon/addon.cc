@@ -197,11 +197,17 @@ std::string Described(const AddrRequest& req, const char* verb, const char* prep
          " " + preposition + " " + req.ifname;
 }
 
-// addressAdd(ifname, address): adds address/32 (/128); already there is fine.
+// addressAdd(ifname, address): adds address/32 (/128) and returns once it is local;
+// already there is fine.
 Napi::Value AddressAdd(const Napi::CallbackInfo& info) {
   AddrRequest req = ParseAddrRequest(info);
   int rc = capa_nl_addr_add(req.ifname.c_str(), req.addr.family, req.addr.bytes,
                             req.addr.HostPrefix());
+  if (rc == -ETIMEDOUT) {
+    throw SystemError(info.Env(), rc, "netlink",
+                      Described(req, "adding", "to") +
+                          ": the kernel took it but did not deliver it locally within 2 s");
+  }
   if (rc < 0) ThrowNetlink(info.Env(), rc, Described(req, "adding", "to"));
   return info.Env().Undefined();
 }

@@ -203,11 +203,6 @@ Napi::Value AddressAdd(const Napi::CallbackInfo& info) {
   AddrRequest req = ParseAddrRequest(info);
   int rc = capa_nl_addr_add(req.ifname.c_str(), req.addr.family, req.addr.bytes,
                             req.addr.HostPrefix());
-  if (rc == -ETIMEDOUT) {
-    throw SystemError(info.Env(), rc, "netlink",
-                      Described(req, "adding", "to") +
-                          ": the kernel took it but did not deliver it locally within 2 s");
-  }
   if (rc < 0) ThrowNetlink(info.Env(), rc, Described(req, "adding", "to"));
   return info.Env().Undefined();
 }

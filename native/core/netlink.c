@@ -17,8 +17,8 @@
  * sizes dump chunks to what the reader asked for. */
 #define NL_RECV_SIZE 8192
 #define NL_MORE 1
-/* How long an added address may take to become local before the add fails. */
-#define CAPA_NL_LOCAL_WAIT_MS 2000
+/* The longest an IPv6 add waits for the address to become local. */
+#define CAPA_NL_LOCAL_WAIT_MS 500
 
 /* Room for the largest request we send: a header, a body and two 16-byte
  * address attributes. */
@@ -170,15 +170,16 @@ static int addr_change(int type, int flags, const char *ifname, int family,
 
 /* The kernel acks an IPv6 RTM_NEWADDR before its workqueue installs the
  * address's local route (IPv4 installs it before the ack): until then packets
- * to the address are not delivered. Waits for the route, 1 ms at a time. */
-static int wait_until_local(int family, const uint8_t *addr) {
+ * to the address, a SYN-ACK say, are not delivered. Waits for the route, 1 ms
+ * at a time (a failed lookup ends the wait). Best effort: where the lookup
+ * cannot see the route (an address in a VRF's table) the add still succeeds,
+ * after CAPA_NL_LOCAL_WAIT_MS. */
+static void wait_until_local(const uint8_t *addr) {
   const struct timespec tick = {.tv_sec = 0, .tv_nsec = 1000000};
   for (int waited = 0; waited < CAPA_NL_LOCAL_WAIT_MS; waited++) {
-    int rc = capa_nl_addr_is_local(family, addr);
-    if (rc != 0) return rc < 0 ? rc : 0;
+    if (capa_nl_addr_is_local(AF_INET6, addr) != 0) return;
     nanosleep(&tick, NULL);
   }
-  return -ETIMEDOUT;
 }
 
 int capa_nl_addr_add(const char *ifname, int family, const uint8_t *addr,
@@ -186,7 +187,8 @@ int capa_nl_addr_add(const char *ifname, int family, const uint8_t *addr,
   /* REPLACE makes a second add of the same address succeed. */
   int rc = addr_change(RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE, ifname, family, addr,
                        prefix);
-  return rc < 0 ? rc : wait_until_local(family, addr);
+  if (rc == 0 && family == AF_INET6) wait_until_local(addr);
+  return rc;
 }
 
 int capa_nl_addr_del(const char *ifname, int family, const uint8_t *addr,

@@ -22,9 +22,9 @@ int capa_nl_addr_check(const char *ifname, int family, const uint8_t *addr);
 
 /* Adds addr/prefix to `ifname` (RTM_NEWADDR). Idempotent: 0 when already
  * there. Returns once the kernel delivers the address locally (IPv6 installs
- * that route after the ack; -ETIMEDOUT if it has not within 2 s). IPv6
- * addresses skip duplicate address detection so they are usable at once (the
- * gateway, not the link, guarantees uniqueness). */
+ * that route after the ack; the wait is bounded at 500 ms). IPv6 addresses
+ * skip duplicate address detection so they are usable at once (the gateway,
+ * not the link, guarantees uniqueness). */
 int capa_nl_addr_add(const char *ifname, int family, const uint8_t *addr,
                      unsigned prefix);
 

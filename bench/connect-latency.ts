@@ -23,6 +23,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { PerformanceObserver } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { encodeQuery } from '../resolver/lib/message.js';
 import { release, resolve } from '../resolver/lib/resolve.js';
@@ -183,16 +184,35 @@ function variants(server: string, port: number, outside: Outside): Variant[] {
   ];
 }
 
+/** One measured set-up: when it started and how long it took (ms, performance.now()). */
+interface Sample {
+  start: number;
+  ms: number;
+}
+
 interface Figures {
   name: string;
   p50: number;
   p99: number;
   mean: number;
+  /** Set-ups that a garbage collection pause of this process fell into. */
+  gcHit: number;
 }
 
-function figures(name: string, samples: number[]): Figures {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return { name, p50: percentile(sorted, 50), p99: percentile(sorted, 99), mean: samples.reduce((a, b) => a + b, 0) / samples.length };
+/** GC pauses of this process as [start, end] (ms), while measuring. */
+function watchGc(): { pauses: [number, number][]; stop: () => void } {
+  const pauses: [number, number][] = [];
+  const observer = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) pauses.push([e.startTime, e.startTime + e.duration]);
+  });
+  observer.observe({ entryTypes: ['gc'] });
+  return { pauses, stop: () => observer.disconnect() };
+}
+
+function figures(name: string, samples: Sample[], pauses: [number, number][]): Figures {
+  const sorted = samples.map((s) => s.ms).sort((a, b) => a - b);
+  const gcHit = samples.filter((s) => pauses.some(([from, to]) => from < s.start + s.ms && to > s.start)).length;
+  return { name, p50: percentile(sorted, 50), p99: percentile(sorted, 99), mean: sorted.reduce((a, b) => a + b, 0) / sorted.length, gcHit };
 }
 
 /**
@@ -201,13 +221,14 @@ function figures(name: string, samples: number[]): Figures {
  * run as an application runs it, one connection after another, rather than between three other
  * resolver stacks that push its code and data out of the CPU caches every time.
  */
-async function measure(list: Variant[], count: number, block: number, samples: number[][] | undefined): Promise<void> {
+async function measure(list: Variant[], count: number, block: number, samples: Sample[][] | undefined): Promise<void> {
   for (let r = 0; r < count / block; r++) {
     const order = list.map((_, i) => i).sort(() => Math.random() - 0.5);
     for (const i of order) {
       for (let b = 0; b < block; b++) {
+        const start = performance.now();
         const ms = await list[i]!.setUp();
-        samples?.[i]!.push(ms);
+        samples?.[i]!.push({ start, ms });
       }
     }
   }
@@ -240,14 +261,16 @@ async function main(): Promise<void> {
   try {
     const list = variants(server, (outside.server.address() as net.AddressInfo).port, outside);
     await measure(list, argv.warmup, argv.block, undefined);
-    const samples = list.map((): number[] => []);
+    const samples = list.map((): Sample[] => []);
+    const gc = watchGc();
     await measure(list, argv.iterations, argv.block, samples);
-    const results = list.map((v, i) => figures(v.name, samples[i]!));
+    gc.stop();
+    const results = list.map((v, i) => figures(v.name, samples[i]!, gc.pauses));
     const capa = results[0]!;
     const ms = (x: number): string => x.toFixed(3).padStart(8);
     const width = Math.max(...results.map((r) => r.name.length));
     process.stdout.write(`connection set-up on loopback, ${argv.iterations} per variant (interleaved in blocks of ${argv.block}), gateway ${server}\n`);
-    process.stdout.write(`${'variant'.padEnd(width)}  p50 ms    p99 ms   mean ms  CAPA/peer p50  CAPA/peer p99\n`);
+    process.stdout.write(`${'variant'.padEnd(width)}  p50 ms    p99 ms   mean ms  GC-hit  CAPA/peer p50  CAPA/peer p99\n`);
     let ok = true;
     results.forEach((r, i) => {
       const isPeer = list[i]!.role === 'peer';
@@ -255,8 +278,9 @@ async function main(): Promise<void> {
       const ratio99 = capa.p99 / r.p99;
       if (isPeer) ok &&= ratio50 <= TARGET_RATIO && ratio99 <= TARGET_RATIO;
       const ratios = isPeer ? `${ratio50.toFixed(2).padStart(13)}x ${ratio99.toFixed(2).padStart(13)}x` : '';
-      process.stdout.write(`${r.name.padEnd(width)}  ${ms(r.p50)}  ${ms(r.p99)}  ${ms(r.mean)}  ${ratios}\n`);
+      process.stdout.write(`${r.name.padEnd(width)}  ${ms(r.p50)}  ${ms(r.p99)}  ${ms(r.mean)}  ${String(r.gcHit).padStart(6)}  ${ratios}\n`);
     });
+    process.stdout.write(`GC-hit: set-ups a garbage collection pause of this process fell into (${gc.pauses.length} pauses while measuring; the gateway's own are not seen here)\n`);
     process.stdout.write(`target: CAPA at most ${TARGET_RATIO}x each peer at p50 and p99: ${ok ? 'met' : 'NOT met'}\n`);
     process.stdout.write(`machine load at the end (1, 5, 15 min): ${loadavg().map((l) => l.toFixed(2)).join(', ')} on ${availableParallelism()} CPUs\n`);
     if (argv.check && !ok) process.exitCode = 1;

@@ -197,8 +197,8 @@ std::string Described(const AddrRequest& req, const char* verb, const char* prep
          " " + preposition + " " + req.ifname;
 }
 
-// addressAdd(ifname, address): adds address/32 (/128) and returns once it is local;
-// already there is fine.
+// addressAdd(ifname, address): adds address/32 (/128), for IPv6 waiting (at most 500 ms)
+// until it is local; already there is fine.
 Napi::Value AddressAdd(const Napi::CallbackInfo& info) {
   AddrRequest req = ParseAddrRequest(info);
   int rc = capa_nl_addr_add(req.ifname.c_str(), req.addr.family, req.addr.bytes,

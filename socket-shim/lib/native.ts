@@ -79,7 +79,7 @@ export function pinSocket(options: PinOptions): number {
   return addon().pinSocket(options);
 }
 
-/** Adds address/32 (/128) to `ifname`, returning once the kernel delivers it locally; an address already there is fine. */
+/** Adds address/32 (/128) to `ifname` (IPv6: waits, at most 500 ms, until the kernel delivers it locally); an address already there is fine. */
 export function addressAdd(ifname: string, address: string): void {
   addon().addressAdd(ifname, address);
 }

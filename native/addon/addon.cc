@@ -115,12 +115,13 @@ std::string Endpoint(const Address& addr, uint32_t port) {
 }
 
 // Node's own wording for socket failures ("bind EADDRINUSE 127.0.0.1:80"),
-// naming the socket option that failed and what to do about it.
-std::string PinMessage(int rc, capa_pin_step step, const Address& addr, uint32_t port,
+// naming the socket option that failed and what to do about it. `where` is the
+// endpoint, empty before the socket has an address.
+std::string PinMessage(int rc, capa_pin_step step, const std::string& where,
                        const std::string& device) {
   const char* option = capa_pin_step_option(step);
   std::string message = std::string(capa_pin_step_syscall(step)) + (option ? std::string(" ") + option : "") +
-                        " " + uv_err_name(rc) + " " + Endpoint(addr, port);
+                        " " + uv_err_name(rc) + (where.empty() ? "" : " " + where);
   if (rc == -EPERM && (step == CAPA_STEP_MARK || step == CAPA_STEP_BINDTODEVICE)) {
     // Kernels before 5.7 also ask CAP_NET_RAW for SO_BINDTODEVICE.
     message += std::string(": ") + option + " needs " +
@@ -132,42 +133,86 @@ std::string PinMessage(int rc, capa_pin_step step, const Address& addr, uint32_t
   return message;
 }
 
-[[noreturn]] void ThrowPin(Napi::Env env, int rc, capa_pin_step step, const Address& addr,
+[[noreturn]] void ThrowPin(Napi::Env env, int rc, capa_pin_step step, const Address* addr,
                            uint32_t port, const std::string& device) {
-  Napi::Error err =
-      SystemError(env, rc, capa_pin_step_syscall(step), PinMessage(rc, step, addr, port, device));
-  err.Set("address", Napi::String::New(env, addr.text));
-  err.Set("port", Napi::Number::New(env, port));
+  Napi::Error err = SystemError(env, rc, capa_pin_step_syscall(step),
+                                PinMessage(rc, step, addr ? Endpoint(*addr, port) : "", device));
+  if (addr) {
+    err.Set("address", Napi::String::New(env, addr->text));
+    err.Set("port", Napi::Number::New(env, port));
+  }
   throw err;
+}
+
+Napi::Object OptionsObject(const Napi::CallbackInfo& info) {
+  if (!info[0].IsObject()) {
+    ThrowArg(info.Env(), "ERR_INVALID_ARG_TYPE", "The \"options\" argument must be an object");
+  }
+  return info[0].As<Napi::Object>();
+}
+
+// What a socket is opened with: {family, type, device?, mark?}. `device`
+// backs opts.device, so it lives as long as the request.
+struct OpenRequest {
+  int family = 0;
+  int type = 0;
+  std::string device;
+  capa_pin_opts opts = {};
+};
+
+void ParseOpenRequest(Napi::Env env, const Napi::Object& options, OpenRequest* req) {
+  req->family = ParseFamily(env, options.Get("family"));
+  req->type = ParseSocketType(env, options.Get("type"));
+  if (!options.Get("device").IsUndefined()) {
+    req->device = ParseIfname(env, options.Get("device"), "options.device");
+    req->opts.device = req->device.c_str();
+  }
+  if (!options.Get("mark").IsUndefined()) {
+    req->opts.mark = ParseInteger(env, options.Get("mark"), "options.mark", 4294967295.0);
+    req->opts.has_mark = 1;
+  }
 }
 
 // pinSocket({family, type, address, port, device?, mark?}) -> fd
 Napi::Value PinSocket(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!info[0].IsObject()) {
-    ThrowArg(env, "ERR_INVALID_ARG_TYPE", "The \"options\" argument must be an object");
-  }
-  Napi::Object options = info[0].As<Napi::Object>();
-  int family = ParseFamily(env, options.Get("family"));
-  int type = ParseSocketType(env, options.Get("type"));
-  Address addr = ParseAddress(env, options.Get("address"), "options.address", family);
+  Napi::Object options = OptionsObject(info);
+  OpenRequest req;
+  ParseOpenRequest(env, options, &req);
+  Address addr = ParseAddress(env, options.Get("address"), "options.address", req.family);
   uint32_t port = ParseInteger(env, options.Get("port"), "options.port", 65535);
-  capa_pin_opts opts = {};
-  std::string device;
-  if (!options.Get("device").IsUndefined()) {
-    device = ParseIfname(env, options.Get("device"), "options.device");
-    opts.device = device.c_str();
-  }
-  if (!options.Get("mark").IsUndefined()) {
-    opts.mark = ParseInteger(env, options.Get("mark"), "options.mark", 4294967295.0);
-    opts.has_mark = 1;
-  }
   int fd = -1;
   capa_pin_step step = CAPA_STEP_NONE;
-  int rc = capa_pin_socket(family, type, addr.bytes, static_cast<uint16_t>(port), &opts, &fd,
-                           &step);
-  if (rc < 0) ThrowPin(env, rc, step, addr, port, device);
+  int rc = capa_pin_socket(req.family, req.type, addr.bytes, static_cast<uint16_t>(port),
+                           &req.opts, &fd, &step);
+  if (rc < 0) ThrowPin(env, rc, step, &addr, port, req.device);
   return Napi::Number::New(env, fd);
+}
+
+// openPinnable({family, type, device?, mark?}) -> fd of a socket ready for
+// bindPinned: everything a pinned socket needs but its address.
+Napi::Value OpenPinnable(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  OpenRequest req;
+  ParseOpenRequest(env, OptionsObject(info), &req);
+  int fd = -1;
+  capa_pin_step step = CAPA_STEP_NONE;
+  int rc = capa_pin_open(req.family, req.type, &req.opts, &fd, &step);
+  if (rc < 0) ThrowPin(env, rc, step, nullptr, 0, req.device);
+  return Napi::Number::New(env, fd);
+}
+
+// bindPinned(fd, address, port): binds a socket from openPinnable to the
+// allocation; the family is the address's. The fd stays open on failure.
+Napi::Value BindPinned(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t fd = ParseInteger(env, info[0], "fd", 2147483647.0);
+  Address addr = ParseAddress(env, info[1], "address", 0);
+  uint32_t port = ParseInteger(env, info[2], "port", 65535);
+  capa_pin_step step = CAPA_STEP_NONE;
+  int rc = capa_pin_bind(static_cast<int>(fd), addr.family, addr.bytes, static_cast<uint16_t>(port), &step);
+  if (rc < 0) ThrowPin(env, rc, step, &addr, port, "");
+  return env.Undefined();
 }
 
 // The arguments every address call takes: (ifname, address).
@@ -251,6 +296,8 @@ Napi::Value HasFileCapabilities(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("pinSocket", Napi::Function::New(env, PinSocket, "pinSocket"));
+  exports.Set("openPinnable", Napi::Function::New(env, OpenPinnable, "openPinnable"));
+  exports.Set("bindPinned", Napi::Function::New(env, BindPinned, "bindPinned"));
   exports.Set("addressAdd", Napi::Function::New(env, AddressAdd, "addressAdd"));
   exports.Set("addressRemove", Napi::Function::New(env, AddressRemove, "addressRemove"));
   exports.Set("addressCheck", Napi::Function::New(env, AddressCheck, "addressCheck"));

@@ -51,21 +51,16 @@ static int is_v4_mapped(const uint8_t *addr) {
   return memcmp(addr, prefix, sizeof prefix) == 0;
 }
 
-/* Options every pinned socket gets: the allocation may be reused right after
- * a previous flow (hold-down is the GRM's job) and the address may not be
- * configured yet when we bind. */
-static int set_pin_options(int fd, int family, const uint8_t *addr,
-                           enum capa_pin_step *failed) {
+/* Options every pinned socket gets whatever its address: the allocation may
+ * be reused right after a previous flow (hold-down is the GRM's job) and the
+ * address may not be configured yet when we bind. */
+static int set_pin_options(int fd, int family, enum capa_pin_step *failed) {
   const int one = 1;
-  /* A v4-mapped allocation (dual-stack app socket) needs V6ONLY off. */
-  const int v6only = family == AF_INET6 && !is_v4_mapped(addr);
   int rc = set_opt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one, CAPA_STEP_REUSEADDR, failed);
   if (rc == 0 && family == AF_INET)
     rc = set_opt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof one, CAPA_STEP_FREEBIND, failed);
   if (rc == 0 && family == AF_INET6)
     rc = set_opt(fd, IPPROTO_IPV6, IPV6_FREEBIND, &one, sizeof one, CAPA_STEP_FREEBIND, failed);
-  if (rc == 0 && family == AF_INET6)
-    rc = set_opt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only, CAPA_STEP_V6ONLY, failed);
   return rc;
 }
 
@@ -98,32 +93,69 @@ static socklen_t fill_sockaddr(struct sockaddr_storage *ss, int family,
   return sizeof *sin6;
 }
 
-int capa_pin_fd(int fd, int family, const uint8_t *addr, uint16_t port,
-                const struct capa_pin_opts *opts, enum capa_pin_step *failed) {
+int capa_pin_prepare(int fd, int family, const struct capa_pin_opts *opts,
+                     enum capa_pin_step *failed) {
   static const struct capa_pin_opts no_opts;
+  if (capa_addr_len(family) < 0) {
+    if (failed) *failed = CAPA_STEP_SOCKET;
+    return -EAFNOSUPPORT;
+  }
+  int rc = set_pin_options(fd, family, failed);
+  return rc == 0 ? set_user_options(fd, opts ? opts : &no_opts, failed) : rc;
+}
+
+int capa_pin_bind(int fd, int family, const uint8_t *addr, uint16_t port,
+                  enum capa_pin_step *failed) {
   struct sockaddr_storage ss;
   if (capa_addr_len(family) < 0) {
     if (failed) *failed = CAPA_STEP_BIND;
     return -EAFNOSUPPORT;
   }
-  int rc = set_pin_options(fd, family, addr, failed);
-  if (rc == 0) rc = set_user_options(fd, opts ? opts : &no_opts, failed);
-  if (rc < 0) return rc;
+  if (family == AF_INET6) {
+    /* A v4-mapped allocation (dual-stack app socket) needs V6ONLY off. */
+    const int v6only = !is_v4_mapped(addr);
+    int rc = set_opt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only, CAPA_STEP_V6ONLY, failed);
+    if (rc < 0) return rc;
+  }
   socklen_t len = fill_sockaddr(&ss, family, addr, port);
   return bind(fd, (struct sockaddr *)&ss, len) < 0 ? fail(CAPA_STEP_BIND, failed) : 0;
+}
+
+int capa_pin_fd(int fd, int family, const uint8_t *addr, uint16_t port,
+                const struct capa_pin_opts *opts, enum capa_pin_step *failed) {
+  int rc = capa_pin_prepare(fd, family, opts, failed);
+  return rc == 0 ? capa_pin_bind(fd, family, addr, port, failed) : rc;
+}
+
+int capa_pin_open(int family, int type, const struct capa_pin_opts *opts, int *fd_out,
+                  enum capa_pin_step *failed) {
+  if (type != SOCK_STREAM && type != SOCK_DGRAM) {
+    if (failed) *failed = CAPA_STEP_SOCKET;
+    return -ESOCKTNOSUPPORT;
+  }
+  if (capa_addr_len(family) < 0) {
+    if (failed) *failed = CAPA_STEP_SOCKET;
+    return -EAFNOSUPPORT;
+  }
+  int flags = SOCK_CLOEXEC | (opts && opts->nonblock ? SOCK_NONBLOCK : 0);
+  int fd = socket(family, type | flags, 0);
+  if (fd < 0) return fail(CAPA_STEP_SOCKET, failed);
+  int rc = capa_pin_prepare(fd, family, opts, failed);
+  if (rc < 0) {
+    close(fd);
+    return rc;
+  }
+  *fd_out = fd;
+  return 0;
 }
 
 int capa_pin_socket(int family, int type, const uint8_t *addr, uint16_t port,
                     const struct capa_pin_opts *opts, int *fd_out,
                     enum capa_pin_step *failed) {
-  if (type != SOCK_STREAM && type != SOCK_DGRAM) {
-    if (failed) *failed = CAPA_STEP_SOCKET;
-    return -ESOCKTNOSUPPORT;
-  }
-  int flags = SOCK_CLOEXEC | (opts && opts->nonblock ? SOCK_NONBLOCK : 0);
-  int fd = socket(family, type | flags, 0);
-  if (fd < 0) return fail(CAPA_STEP_SOCKET, failed);
-  int rc = capa_pin_fd(fd, family, addr, port, opts, failed);
+  int fd = -1;
+  int rc = capa_pin_open(family, type, opts, &fd, failed);
+  if (rc < 0) return rc;
+  rc = capa_pin_bind(fd, family, addr, port, failed);
   if (rc < 0) {
     close(fd);
     return rc;

@@ -46,22 +46,40 @@ const char *capa_pin_step_option(enum capa_pin_step step);
 int capa_addr_len(int family);
 
 /*
- * Pins an existing socket `fd` of `family` (AF_INET / AF_INET6): sets
- * SO_REUSEADDR, IP_FREEBIND / IPV6_FREEBIND (so the address need not be
- * configured yet), IPV6_V6ONLY for a non-v4-mapped IPv6 address, then the
- * optional SO_BINDTODEVICE / SO_MARK, and binds it to (addr, port).
- * `addr` holds capa_addr_len(family) bytes in network order; `port` is in
- * host order. `opts` may be NULL. The fd is left open on failure (it is the
- * caller's). `failed` (may be NULL) receives the step that failed.
+ * Sets what a pinned socket needs before its address is known: SO_REUSEADDR,
+ * IP_FREEBIND / IPV6_FREEBIND (so the address need not be configured yet),
+ * then the optional SO_BINDTODEVICE / SO_MARK. `opts` may be NULL. Splitting
+ * this from the bind lets a terminal prepare the socket while its CAPA query
+ * is in flight.
+ */
+int capa_pin_prepare(int fd, int family, const struct capa_pin_opts *opts,
+                     enum capa_pin_step *failed);
+
+/*
+ * Binds a prepared socket of `family` (AF_INET / AF_INET6) to (addr, port),
+ * IPv6 with IPV6_V6ONLY unless the address is v4-mapped. `addr` holds
+ * capa_addr_len(family) bytes in network order; `port` is in host order.
+ */
+int capa_pin_bind(int fd, int family, const uint8_t *addr, uint16_t port,
+                  enum capa_pin_step *failed);
+
+/*
+ * Pins an existing socket `fd`: capa_pin_prepare, then capa_pin_bind. The fd
+ * is left open on failure (it is the caller's). `failed` (may be NULL)
+ * receives the step that failed.
  */
 int capa_pin_fd(int fd, int family, const uint8_t *addr, uint16_t port,
                 const struct capa_pin_opts *opts, enum capa_pin_step *failed);
 
 /*
  * Creates a close-on-exec socket of `family` and `type` (SOCK_STREAM or
- * SOCK_DGRAM) and pins it as capa_pin_fd does. On success stores the fd in
+ * SOCK_DGRAM) and prepares it (capa_pin_prepare). On success stores the fd in
  * *fd_out; on failure closes it and leaves *fd_out untouched.
  */
+int capa_pin_open(int family, int type, const struct capa_pin_opts *opts, int *fd_out,
+                  enum capa_pin_step *failed);
+
+/* capa_pin_open, then capa_pin_bind; on failure the fd is closed. */
 int capa_pin_socket(int family, int type, const uint8_t *addr, uint16_t port,
                     const struct capa_pin_opts *opts, int *fd_out,
                     enum capa_pin_step *failed);

@@ -7,10 +7,10 @@
 import net from 'node:net';
 import { addAbortSignal } from 'node:stream';
 import { invalidArg } from '../../resolver/lib/errors.js';
-import { ipFamily } from '../../resolver/lib/ip.js';
+import { type Family, ipFamily } from '../../resolver/lib/ip.js';
 import type { CapaEndpoint } from '../../resolver/lib/resolve.js';
 import { type Opened, openAllocated, type SocketAllocation } from './allocation.js';
-import { pinnedTcpSocket } from './native.js';
+import { PinnableTcpSocket } from './native.js';
 import { type CapaOptions, destinationPort, settingsOf } from './options.js';
 
 export interface CapaConnectOptions extends net.TcpNetConnectOpts {
@@ -56,66 +56,52 @@ function plainSocket(addresses: string[], port: number, options: CapaConnectOpti
   return net.connect({ ...rest, host: wanted ?? addresses[0]!, port });
 }
 
-/** 127.0.0.0/8: every such address is local. */
-function isLoopbackV4(address: string): boolean {
-  return address.startsWith('127.') && ipFamily(address) === 4;
-}
+/** The family of the last allocation: a pool seldom changes, so the next one likely has it too. */
+let lastFamily: Family = 4;
 
 /**
- * Whether the last allocation was pinned with Node's own bind, which is what uses a socket built
- * in waiting (the addon's pin wraps a descriptor in a socket of its own). A pool seldom changes,
- * so the next allocation likely goes the same way; a wrong guess costs only the head start.
- */
-let lastPinUsedNodeBind = true;
-
-/**
- * The net.Socket object of the coming connection, built while the CAPA query is in flight: the
- * terminal is idle until the reply is in, and building a socket object costs about as much as
- * the connect(2) that follows. The immediate runs once the query has been sent (the send is
- * queued on process.nextTick), so it never delays the query.
+ * The socket of the coming connection, made ready (PinnableTcpSocket) while the CAPA query is
+ * in flight: the terminal is idle until the reply is in, and what the socket needs before its
+ * address is known costs more than the bind and connect after it. The immediate runs once the
+ * query has been sent (the send is queued on process.nextTick), so it never delays the query.
  */
 class SocketInWaiting {
-  private socket: net.Socket | undefined;
-  private readonly immediate = lastPinUsedNodeBind ? setImmediate(() => { this.socket = new net.Socket(); }) : undefined;
+  private pinnable: PinnableTcpSocket | undefined;
+  private readonly immediate = setImmediate(() => {
+    try {
+      this.pinnable = PinnableTcpSocket.open(lastFamily);
+    } catch {
+      // Out of descriptors, say: take() opens the socket again and reports what fails then.
+    }
+  });
 
-  /** The socket built in waiting, or a new one when the reply came first (or for a retry). */
-  take(): net.Socket {
+  /** The socket made in waiting, or a new one when the reply came first, had another family, or for a retry. */
+  take(family: Family): PinnableTcpSocket {
     clearImmediate(this.immediate);
-    const socket = this.socket ?? new net.Socket();
-    this.socket = undefined;
-    return socket;
+    lastFamily = family;
+    const pinnable = this.pinnable?.family === family ? this.pinnable : PinnableTcpSocket.open(family);
+    if (pinnable !== this.pinnable) this.pinnable?.destroy();
+    this.pinnable = undefined;
+    return pinnable;
   }
 
-  /** Nothing was connected: an unconnected socket object holds no descriptor, so dropping it is enough. */
+  /** Nothing was connected: closes the socket made in waiting, if it was not taken. */
   cancel(): void {
     clearImmediate(this.immediate);
-    this.socket = undefined;
+    this.pinnable?.destroy();
+    this.pinnable = undefined;
   }
 }
 
-/**
- * The pinned socket of an allocation. An aOG in 127/8 is always local, so IP_FREEBIND would
- * change nothing, and Node's own bind (libuv sets SO_REUSEADDR, as the addon does) saves
- * wrapping the addon's descriptor: several system calls per connection. For an IP literal Node
- * binds on the tick after connect(), before it connects, so a tick queued now sees how the
- * bind went: a failed one rejects (openAllocated retries EADDRINUSE) and never connects.
- */
-function pinnedSocket(endpoint: CapaEndpoint, waiting: SocketInWaiting): net.Socket | Promise<net.Socket> {
-  const pin = { localAddress: endpoint.local.address, localPort: endpoint.local.port, address: endpoint.remote.address, port: endpoint.remote.port };
-  lastPinUsedNodeBind = isLoopbackV4(pin.localAddress) && ipFamily(pin.address) === 4;
-  if (!lastPinUsedNodeBind) return pinnedTcpSocket(pin);
-  const socket = waiting.take().connect({ host: pin.address, port: pin.port, localAddress: pin.localAddress, localPort: pin.localPort });
-  return new Promise((resolve, reject) => {
-    process.nextTick(() => {
-      const err = socket.errored as NodeJS.ErrnoException | null;
-      if (err?.syscall !== 'bind') {
-        resolve(socket);
-        return;
-      }
-      socket.on('error', () => undefined); // the rejection reports it
-      reject(err);
-    });
-  });
+/** The pinned socket of an allocation; a failed bind throws (openAllocated retries EADDRINUSE) and closes it. */
+function pinnedSocket(endpoint: CapaEndpoint, waiting: SocketInWaiting): net.Socket {
+  const pinnable = waiting.take(ipFamily(endpoint.local.address) as Family);
+  try {
+    return pinnable.connect({ localAddress: endpoint.local.address, localPort: endpoint.local.port, address: endpoint.remote.address, port: endpoint.remote.port });
+  } catch (err) {
+    pinnable.destroy();
+    throw err;
+  }
 }
 
 /**

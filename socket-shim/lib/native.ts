@@ -10,7 +10,7 @@
  */
 import { closeSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { isIP, Socket } from 'node:net';
+import { isIP, Socket, type SocketConstructorOpts } from 'node:net';
 import dgram from 'node:dgram';
 import { fileURLToPath } from 'node:url';
 import { CapaError } from '../../resolver/lib/errors.js';
@@ -38,8 +38,13 @@ export interface NativeSystemError extends Error {
   port?: number;
 }
 
+/** What openPinnable takes: a pinned socket's settings but its address. */
+export type OpenOptions = Omit<PinOptions, 'address' | 'port'>;
+
 interface CapaAddon {
   pinSocket(options: PinOptions): number;
+  openPinnable(options: OpenOptions): number;
+  bindPinned(fd: number, address: string, port: number): void;
   addressAdd(ifname: string, address: string): void;
   addressRemove(ifname: string, address: string): void;
   addressCheck(ifname: string, address: string): boolean;
@@ -77,6 +82,19 @@ function addon(): CapaAddon {
  */
 export function pinSocket(options: PinOptions): number {
   return addon().pinSocket(options);
+}
+
+/**
+ * Creates a socket with SO_REUSEADDR and IP_FREEBIND / IPV6_FREEBIND (plus the optional device
+ * and mark), not bound yet: bindPinned gives it its address. Returns its fd, the caller's.
+ */
+export function openPinnable(options: OpenOptions): number {
+  return addon().openPinnable(options);
+}
+
+/** Binds a socket from openPinnable to (address, port); the fd stays open (and the caller's) on failure. */
+export function bindPinned(fd: number, address: string, port: number): void {
+  addon().bindPinned(fd, address, port);
 }
 
 /** Adds address/32 (/128) to `ifname` (IPv6: waits, at most 500 ms, until the kernel delivers it locally); an address already there is fine. */
@@ -147,31 +165,63 @@ function adopt<T>(fd: number, wrap: (fd: number) => T): T {
 }
 
 /**
- * A net.Socket bound to (localAddress, localPort) and connecting to
- * (address, port); listen for 'connect' / 'error' as with net.connect().
+ * A TCP socket made ready for an allocation before the allocation is known: socket(), its
+ * options and the net.Socket around it cost more than the bind and connect that remain, and a
+ * terminal can do them while its CAPA query is in flight.
  *
- * Why connect() runs in the same tick as `new net.Socket({ fd })`: the
- * constructor starts reading at once, and on Node 20 an unconnected TCP fd
- * polls as hung up, so if the event loop turned before connect() the socket
- * would fail with ENOTCONN and be destroyed (a later connect() would then open
- * a new, unpinned socket). Connecting to an IP literal issues connect(2) from
- * process.nextTick, before the loop polls, hence the IP-literal requirement.
- * The socket then behaves like any net.connect() socket ('connect' event,
- * ECONNREFUSED with syscall 'connect', setTimeout, ...).
+ * The net.Socket does not read until it is connected (`manualStart`, the option Node's own
+ * child_process stdio uses): an unconnected TCP fd polls as hung up, so a socket that read
+ * before connect() would fail with ENOTCONN and be destroyed.
+ */
+export class PinnableTcpSocket {
+  readonly socket: Socket;
+
+  private constructor(readonly family: Family, private readonly fd: number) {
+    this.socket = adopt(fd, (own) => new Socket({ fd: own, manualStart: true } as SocketConstructorOpts));
+  }
+
+  static open(family: Family, options: { device?: string | undefined; mark?: number | undefined } = {}): PinnableTcpSocket {
+    const open: OpenOptions = { family, type: 'tcp' };
+    if (options.device !== undefined) open.device = options.device;
+    if (options.mark !== undefined) open.mark = options.mark;
+    return new PinnableTcpSocket(family, openPinnable(open));
+  }
+
+  /**
+   * Binds to (localAddress, localPort) and connects to (address, port), an IP literal of this
+   * socket's family; listen for 'connect' / 'error' as with net.connect(). A failed bind throws
+   * (`.syscall` 'bind') and leaves the socket unconnected: destroy() it.
+   */
+  connect(options: Pick<PinnedTcpOptions, 'localAddress' | 'localPort' | 'address' | 'port'>): Socket {
+    const invalid = (message: string): TypeError => Object.assign(new TypeError(message), { code: 'ERR_INVALID_ARG_VALUE' });
+    if (familyOf(options.localAddress, 'localAddress') !== this.family) {
+      throw invalid(`The "localAddress" option must be an IPv${this.family} address for this IPv${this.family} socket, got ${JSON.stringify(options.localAddress)}`);
+    }
+    if (isIP(options.address) !== this.family) {
+      throw invalid(`The "address" option must be an IPv${this.family} literal like localAddress ${options.localAddress}, got ${JSON.stringify(options.address)}`);
+    }
+    bindPinned(this.fd, options.localAddress, options.localPort);
+    return this.socket.connect({ host: options.address, port: options.port, family: this.family });
+  }
+
+  /** Closes the socket (its fd with it). */
+  destroy(): void {
+    this.socket.destroy();
+  }
+}
+
+/**
+ * A net.Socket bound to (localAddress, localPort) and connecting to (address, port), an IP
+ * literal of the same family; listen for 'connect' / 'error' as with net.connect().
  */
 export function pinnedTcpSocket(options: PinnedTcpOptions): Socket {
-  const family = familyOf(options.localAddress, 'localAddress');
-  if (isIP(options.address) !== family) {
-    throw Object.assign(
-      new TypeError(
-        `The "address" option must be an IPv${family} literal like localAddress ${options.localAddress}, got ${JSON.stringify(options.address)}`,
-      ),
-      { code: 'ERR_INVALID_ARG_VALUE' },
-    );
+  const pinnable = PinnableTcpSocket.open(familyOf(options.localAddress, 'localAddress'), options);
+  try {
+    return pinnable.connect(options);
+  } catch (err: unknown) {
+    pinnable.destroy();
+    throw err;
   }
-  const fd = pinSocket(pinOptions(family, 'tcp', options));
-  const socket = adopt(fd, (pinned) => new Socket({ fd: pinned }));
-  return socket.connect({ host: options.address, port: options.port, family });
 }
 
 /**

@@ -2,14 +2,15 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { expect } from 'chai';
 import {
-  addressAdd, addressCheck, addressRemove, hasFileCapabilities, isLocalAddress, pinnedTcpSocket, pinnedUdpSocket, pinSocket,
+  addressAdd, addressCheck, addressRemove, bindPinned, hasFileCapabilities, isLocalAddress, openPinnable, PinnableTcpSocket, pinnedTcpSocket,
+  pinnedUdpSocket, pinSocket,
   type NativeSystemError, type PinOptions,
 } from '../../socket-shim/lib/native.js';
 import { requireTool } from '../helpers/c-build.js';
@@ -252,6 +253,67 @@ describe('native addon: pinned connections', function () {
       }
     });
   }
+
+  for (const family of [4, 6] as const) {
+    it(`a TCP socket made ready before its allocation (IPv${family}) stays quiet while the event loop turns, then pins and connects`, async function () {
+      const server = net.createServer((c) => c.end(`${c.remoteAddress} ${c.remotePort}`)).listen(0, LOOPBACK[family]);
+      await once(server, 'listening');
+      const pinnable = PinnableTcpSocket.open(family);
+      try {
+        // An unconnected socket that read would fail with ENOTCONN on the next poll.
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        expect([pinnable.socket.destroyed, pinnable.socket.errored]).to.deep.equal([false, null]);
+        const localPort = await freePort(PINNED_SOURCE[family], 'tcp');
+        const client = pinnable.connect({ localAddress: PINNED_SOURCE[family], localPort, address: LOOPBACK[family], port: (server.address() as net.AddressInfo).port });
+        expect(client).to.equal(pinnable.socket);
+        await once(client, 'connect');
+        const [data] = (await once(client, 'data')) as [Buffer];
+        expect(data.toString()).to.equal(`${PINNED_SOURCE[family]} ${localPort}`);
+      } finally {
+        pinnable.destroy();
+        server.close();
+      }
+    });
+  }
+
+  it('a made-ready socket whose bind fails throws EADDRINUSE (syscall bind), connects nothing, and destroy() frees its descriptor', async function () {
+    const fds = readdirSync('/proc/self/fd').length;
+    const server = net.createServer().listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const { port } = server.address() as net.AddressInfo;
+    const pinnable = PinnableTcpSocket.open(4);
+    try {
+      const err = systemError(() => pinnable.connect({ localAddress: '127.0.0.1', localPort: port, address: '127.0.0.1', port }));
+      expect(err).to.include({ code: 'EADDRINUSE', syscall: 'bind', address: '127.0.0.1', port });
+      expect(err.message).to.equal(`bind EADDRINUSE 127.0.0.1:${port}`);
+      expect(pinnable.socket.connecting).to.equal(false);
+    } finally {
+      pinnable.destroy();
+      server.close();
+    }
+    await Promise.all([once(pinnable.socket, 'close'), once(server, 'close')]);
+    expect(readdirSync('/proc/self/fd').length).to.equal(fds);
+  });
+
+  it('opening a socket ahead fails like pinSocket, without an endpoint to name; binding checks its arguments', function () {
+    const err = systemError(() => openPinnable({ family: 4, type: 'tcp', device: 'nope0' }));
+    expect(err).to.include({ code: 'ENODEV', syscall: 'setsockopt' });
+    expect(err).to.not.have.property('address');
+    expect(err.message).to.equal('setsockopt SO_BINDTODEVICE ENODEV: no network interface named "nope0"');
+    const fd = openPinnable({ family: 6, type: 'udp' });
+    try {
+      expect(() => bindPinned(-1, '::1', 0)).to.throw(TypeError, /"fd" argument must be an integer/);
+      expect(() => bindPinned(fd, '::1', 65536)).to.throw(TypeError, /"port" argument must be an integer from 0 to 65535/);
+      const ebadf = systemError(() => bindPinned(2 ** 30, '::1', 0));
+      expect(ebadf).to.include({ code: 'EBADF', syscall: 'setsockopt' });
+    } finally {
+      closeSync(fd);
+    }
+    const pinnable = PinnableTcpSocket.open(4);
+    expect(() => pinnable.connect({ localAddress: '::1', localPort: 0, address: '127.0.0.1', port: 80 }))
+      .to.throw(TypeError, /"localAddress" option must be an IPv4 address for this IPv4 socket, got "::1"/);
+    pinnable.destroy();
+  });
 
   it('reports a refused pinned connect like net.connect does (syscall connect, socket destroyed)', async function () {
     const port = await freePort('127.0.0.1', 'tcp');

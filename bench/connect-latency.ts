@@ -5,9 +5,10 @@
  * and once with Node's own resolver (c-ares). All variants run interleaved in the same run,
  * against one capa-gateway child process, with queries from the same inside address. Each
  * socket is closed, on both ends (and a CAPA one released), before the next set-up starts, so
- * no set-up pays for the teardown of the one before; teardown and release are not counted. Two
- * more rows time the DNS exchanges alone (CAPA query vs. A query), to show where a difference
- * comes from. Target: CAPA p50 and p99 at most 1.1x the peers'.
+ * no set-up pays for the teardown of the one before; teardown and release are not counted. An
+ * A/A control runs the stub peer a second time: how far it lands from the first is the noise of
+ * the run. Two more rows time the DNS exchanges alone (CAPA query vs. A query), to show where a
+ * difference comes from. Target: CAPA p50 and p99 at most 1.1x the peers'.
  *
  * What is measured is the steady state of a running application and gateway: 2000 set-ups per
  * variant come first, unmeasured, because the CAPA path (client and gateway) is more JavaScript
@@ -72,9 +73,11 @@ const argv = benchCommandLine('connect-latency', (y) => y
  * in place of CAPA's release: every variant sends the gateway two messages per set-up, so none
  * finds a gateway that slept longer between requests (on a virtual machine, waking an idle CPU
  * is a large part of an exchange, and CAPA's release alone made its gateway answer faster). `capa` is the measured path, `peer` what it is compared with, `part`
- * the DNS exchanges alone, to show where a difference comes from.
+ * the DNS exchanges alone, to show where a difference comes from, and `control` the first peer
+ * measured a second time (an A/A test): how far two runs of the same code differ is this run's
+ * noise, the margin within which a ratio says nothing.
  */
-type Variant = { name: string; role: 'capa' | 'peer' | 'part'; setUp: () => Promise<number> };
+type Variant = { name: string; role: 'capa' | 'peer' | 'part' | 'control'; setUp: () => Promise<number> };
 
 /** The outside host: accepts and reads; `closed` waits for its end of a connection too. */
 class Outside {
@@ -129,6 +132,14 @@ function variants(server: string, port: number, outside: Outside): Variant[] {
     if (typeof address !== 'string') throw new Error(`no A record for ${HOST}`);
     return address;
   };
+  const stubSetUp = async (): Promise<number> => {
+    const start = performance.now();
+    const socket = await plainConnect(await lookupA());
+    const ms = performance.now() - start;
+    await outside.closed(socket);
+    await lookupA(); // the release's stand-in (see Variant)
+    return ms;
+  };
   return [
     {
       name: 'capa-socket connect() (CAPA + pin + connect)',
@@ -143,18 +154,7 @@ function variants(server: string, port: number, outside: Outside): Variant[] {
         return ms;
       },
     },
-    {
-      name: 'A via the same stub + net.connect (peer)',
-      role: 'peer',
-      async setUp() {
-        const start = performance.now();
-        const socket = await plainConnect(await lookupA());
-        const ms = performance.now() - start;
-        await outside.closed(socket);
-        await lookupA(); // the release's stand-in (see setUp)
-        return ms;
-      },
-    },
+    { name: 'A via the same stub + net.connect (peer)', role: 'peer', setUp: stubSetUp },
     {
       name: 'A via node:dns (c-ares) + net.connect (peer)',
       role: 'peer',
@@ -164,10 +164,11 @@ function variants(server: string, port: number, outside: Outside): Variant[] {
         const socket = await plainConnect(address!);
         const ms = performance.now() - start;
         await outside.closed(socket);
-        await cares.resolve4(HOST); // the release's stand-in (see setUp)
+        await cares.resolve4(HOST); // the release's stand-in (see Variant)
         return ms;
       },
     },
+    { name: 'A/A control: the same stub again', role: 'control', setUp: stubSetUp },
     {
       name: 'part: CAPA query alone (resolve())',
       role: 'part',
@@ -187,7 +188,7 @@ function variants(server: string, port: number, outside: Outside): Variant[] {
         const start = performance.now();
         await lookupA();
         const ms = performance.now() - start;
-        await lookupA(); // the release's stand-in (see setUp)
+        await lookupA(); // the release's stand-in (see Variant)
         return ms;
       },
     },
@@ -326,6 +327,10 @@ async function main(): Promise<void> {
       const shown = isPeer ? ratios.map((ratio) => `${ratio.toFixed(2).padStart(13)}x`).join(' ') : '';
       process.stdout.write(`${r.name.padEnd(width)}  ${r.at.map(ms).join('  ')}  ${ms(r.mean)}  ${String(r.gcHit).padStart(6)}  ${shown}\n`);
     });
+    const firstPeer = results[list.findIndex((v) => v.role === 'peer')]!;
+    const control = results[list.findIndex((v) => v.role === 'control')]!;
+    const noise = PERCENTILES.map((p, k) => `p${p} ${(firstPeer.at[k]! / control.at[k]!).toFixed(2)}x`).join(', ');
+    process.stdout.write(`A/A control: the first peer against its second run: ${noise}; a CAPA/peer ratio no further from 1.00 is within this run's noise\n`);
     process.stdout.write(`GC-hit: set-ups a garbage collection pause of this process fell into (${gc.pauses.length} pauses while measuring; the gateway's own are not seen here)\n`);
     const setUps = results.filter((_, i) => list[i]!.role !== 'part');
     process.stdout.write(stallLine(stalls, probeMs, setUps.reduce((a, r) => a + r.mean, 0) / setUps.length));

@@ -95,13 +95,8 @@ class SocketInWaiting {
 
 /** The pinned socket of an allocation; a failed bind throws (openAllocated retries EADDRINUSE) and closes it. */
 function pinnedSocket(endpoint: CapaEndpoint, waiting: SocketInWaiting): net.Socket {
-  const pinnable = waiting.take(ipFamily(endpoint.local.address) as Family);
-  try {
-    return pinnable.connect({ localAddress: endpoint.local.address, localPort: endpoint.local.port, address: endpoint.remote.address, port: endpoint.remote.port });
-  } catch (err) {
-    pinnable.destroy();
-    throw err;
-  }
+  return waiting.take(ipFamily(endpoint.local.address) as Family)
+    .connect({ localAddress: endpoint.local.address, localPort: endpoint.local.port, address: endpoint.remote.address, port: endpoint.remote.port });
 }
 
 /**

@@ -189,19 +189,28 @@ export class PinnableTcpSocket {
 
   /**
    * Binds to (localAddress, localPort) and connects to (address, port), an IP literal of this
-   * socket's family; listen for 'connect' / 'error' as with net.connect(). A failed bind throws
-   * (`.syscall` 'bind') and leaves the socket unconnected: destroy() it.
+   * socket's family; listen for 'connect' / 'error' as with net.connect(). Anything that fails
+   * here (a bind with `.syscall` 'bind', a bad argument) throws and closes the socket.
    */
   connect(options: Pick<PinnedTcpOptions, 'localAddress' | 'localPort' | 'address' | 'port'>): Socket {
-    const invalid = (message: string): TypeError => Object.assign(new TypeError(message), { code: 'ERR_INVALID_ARG_VALUE' });
-    if (familyOf(options.localAddress, 'localAddress') !== this.family) {
-      throw invalid(`The "localAddress" option must be an IPv${this.family} address for this IPv${this.family} socket, got ${JSON.stringify(options.localAddress)}`);
+    try {
+      this.checkFamilies(options.localAddress, options.address);
+      bindPinned(this.fd, options.localAddress, options.localPort);
+    } catch (err: unknown) {
+      this.destroy();
+      throw err;
     }
-    if (isIP(options.address) !== this.family) {
-      throw invalid(`The "address" option must be an IPv${this.family} literal like localAddress ${options.localAddress}, got ${JSON.stringify(options.address)}`);
-    }
-    bindPinned(this.fd, options.localAddress, options.localPort);
     return this.socket.connect({ host: options.address, port: options.port, family: this.family });
+  }
+
+  private checkFamilies(localAddress: string, address: string): void {
+    const invalid = (message: string): TypeError => Object.assign(new TypeError(message), { code: 'ERR_INVALID_ARG_VALUE' });
+    if (familyOf(localAddress, 'localAddress') !== this.family) {
+      throw invalid(`The "localAddress" option must be an IPv${this.family} address for this IPv${this.family} socket, got ${JSON.stringify(localAddress)}`);
+    }
+    if (isIP(address) !== this.family) {
+      throw invalid(`The "address" option must be an IPv${this.family} literal like localAddress ${localAddress}, got ${JSON.stringify(address)}`);
+    }
   }
 
   /** Closes the socket (its fd with it). */
@@ -215,13 +224,7 @@ export class PinnableTcpSocket {
  * literal of the same family; listen for 'connect' / 'error' as with net.connect().
  */
 export function pinnedTcpSocket(options: PinnedTcpOptions): Socket {
-  const pinnable = PinnableTcpSocket.open(familyOf(options.localAddress, 'localAddress'), options);
-  try {
-    return pinnable.connect(options);
-  } catch (err: unknown) {
-    pinnable.destroy();
-    throw err;
-  }
+  return PinnableTcpSocket.open(familyOf(options.localAddress, 'localAddress'), options).connect(options);
 }
 
 /**

@@ -133,10 +133,6 @@ int capa_pin_open(int family, int type, const struct capa_pin_opts *opts, int *f
     if (failed) *failed = CAPA_STEP_SOCKET;
     return -ESOCKTNOSUPPORT;
   }
-  if (capa_addr_len(family) < 0) {
-    if (failed) *failed = CAPA_STEP_SOCKET;
-    return -EAFNOSUPPORT;
-  }
   int flags = SOCK_CLOEXEC | (opts && opts->nonblock ? SOCK_NONBLOCK : 0);
   int fd = socket(family, type | flags, 0);
   if (fd < 0) return fail(CAPA_STEP_SOCKET, failed);

@@ -34,6 +34,7 @@
         "native/preload/config.c",
         "native/preload/dns_client.c",
         "native/preload/hooks.c",
+        "native/preload/local_names.c",
         "native/preload/log.c",
         "native/preload/lookup.c",
         "native/preload/names.c",
@@ -43,6 +44,7 @@
         "native/preload/terminal.c",
         "native/preload/update.c",
         "native/core/capa_codec.c",
+        "native/core/capa_judge.c",
         "<@(capa_core_sources)"
       ],
       "cflags": ["-fvisibility=hidden"],

@@ -703,8 +703,10 @@ static void use_record(const uint8_t *msg, const struct rr *rr, enum section sec
     return;
   }
   if (rr->klass != CLASS_IN) return;
-  if (section == ANSWER && rr->type == rrtype && !out->has_capa && name_equals(msg, rr->name_off, qname) &&
-      capa_rdata_decode(msg + rr->rdata_off, rr->rdlen, &out->capa) == CAPA_OK) {
+  if (section == ANSWER && rr->type == rrtype && !name_equals(msg, rr->name_off, qname)) {
+    out->foreign_capa++;
+  } else if (section == ANSWER && rr->type == rrtype && !out->has_capa &&
+             capa_rdata_decode(msg + rr->rdata_off, rr->rdlen, &out->capa) == CAPA_OK) {
     out->has_capa = 1;
     out->capa_ttl = rr->ttl;
   } else if (section == ADDITIONAL && (rr->type == T_A || rr->type == T_AAAA) &&

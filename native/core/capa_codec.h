@@ -56,6 +56,7 @@ struct capa_response {
   int aa, tc;           /* header flags; tc=1: retry over TCP */
   int has_opt;          /* 1 when the additional section holds an OPT RR (the first one is read) */
   int has_capa;         /* 1 when the answer section holds a CAPA RR owned by the QNAME */
+  int foreign_capa;     /* CAPA RRs in the answer section owned by another name */
   struct capa_record capa;
   uint32_t capa_ttl;    /* lease, seconds */
   int addr_count;       /* A/AAAA additionals owned by the host part (may exceed CAPA_MAX_ADDRS) */

@@ -140,26 +140,34 @@ static int add_exempt(struct capa_config *cfg, const char *item, size_t n) {
   return 0;
 }
 
-/* The `nameserver` lines of resolv.conf, port 53; other lines are not ours to judge. */
-static void load_resolv_conf(struct capa_config *cfg, const char *path) {
+/* The `nameserver` lines of resolv.conf, port 53, into list; other lines are not ours to judge.
+ * -1 (errno set) when the file cannot be read. */
+static int read_resolv_conf(const char *path, struct capa_server *list, int *n) {
   char line[512];
   FILE *f = fopen(path, "re");
-  if (f == NULL) {
-    set_error(cfg, "no CAPA server: set CAPA_SERVER (capa-run --server) or fix %s (%s)", path, strerror(errno));
-    return;
-  }
-  while (fgets(line, sizeof line, f) != NULL && cfg->n_servers < CAPA_MAX_SERVERS) {
+  *n = 0;
+  if (f == NULL) return -1;
+  while (fgets(line, sizeof line, f) != NULL && *n < CAPA_MAX_SERVERS) {
     char *p = line + strspn(line, " \t");
     if (strncmp(p, "nameserver", 10) != 0 || strchr(" \t", p[10]) == NULL) continue;
     p += 10 + strspn(p + 10, " \t");
-    struct capa_server *s = &cfg->servers[cfg->n_servers];
+    struct capa_server *s = &list[*n];
     if (parse_ip(p, strcspn(p, " \t\r\n"), &s->ip) < 0) continue;
     s->port = DNS_PORT;
     format_server(s);
-    cfg->n_servers++;
+    (*n)++;
   }
   fclose(f);
-  if (cfg->n_servers == 0) set_error(cfg, "no CAPA server: set CAPA_SERVER (capa-run --server) or add a nameserver to %s", path);
+  return 0;
+}
+
+/* The nameservers of resolv.conf as the CAPA servers, when CAPA_SERVER does not name any. */
+static void servers_from_resolv_conf(struct capa_config *cfg, const char *path) {
+  if (read_resolv_conf(path, cfg->servers, &cfg->n_servers) < 0) {
+    set_error(cfg, "no CAPA server: set CAPA_SERVER (capa-run --server) or fix %s (%s)", path, strerror(errno));
+  } else if (cfg->n_servers == 0) {
+    set_error(cfg, "no CAPA server: set CAPA_SERVER (capa-run --server) or add a nameserver to %s", path);
+  }
 }
 
 static void copy_setting(struct capa_config *cfg, const char *name, const char *value, char *out, size_t len) {
@@ -185,7 +193,8 @@ void capa_config_load(struct capa_config *cfg, const char *(*env)(const char *na
   const char *log_path = env("CAPA_LOG"), *interface = env("CAPA_INTERFACE");
   memset(cfg, 0, sizeof *cfg);
   if (servers != NULL && strspn(servers, ", \t") != strlen(servers)) for_each_item(cfg, servers, add_server);
-  else load_resolv_conf(cfg, resolv_conf);
+  else servers_from_resolv_conf(cfg, resolv_conf);
+  read_resolv_conf(resolv_conf, cfg->nameservers, &cfg->n_nameservers); /* none when unreadable */
   if (exempt != NULL) for_each_item(cfg, exempt, add_exempt);
   if (log_path != NULL) copy_setting(cfg, "CAPA_LOG", log_path, cfg->log_path, sizeof cfg->log_path);
   if (interface != NULL) copy_setting(cfg, "CAPA_INTERFACE", interface, cfg->interface, sizeof cfg->interface);
@@ -215,9 +224,16 @@ static int in_prefix(const struct capa_prefix *pfx, const struct capa_ip *ip) {
   return (pfx->ip.addr[full] & mask) == (ip->addr[full] & mask);
 }
 
+static int is_server(const struct capa_server *list, int n, const struct capa_ip *ip, uint16_t port) {
+  for (int i = 0; i < n; i++) {
+    if (list[i].port == port && same_ip(&list[i].ip, ip)) return 1;
+  }
+  return 0;
+}
+
 int capa_config_exempts(const struct capa_config *cfg, const struct capa_ip *ip, uint16_t port) {
-  for (int i = 0; i < cfg->n_servers; i++) {
-    if (cfg->servers[i].port == port && same_ip(&cfg->servers[i].ip, ip)) return 1;
+  if (is_server(cfg->servers, cfg->n_servers, ip, port) || is_server(cfg->nameservers, cfg->n_nameservers, ip, port)) {
+    return 1;
   }
   for (int i = 0; i < cfg->n_exempt; i++) {
     if (in_prefix(&cfg->exempt[i], ip)) return 1;

@@ -43,6 +43,9 @@ struct capa_prefix {
 struct capa_config {
   struct capa_server servers[CAPA_MAX_SERVERS];
   int n_servers;
+  /* The nameservers of resolv.conf: the program's own DNS traffic to them is never pinned. */
+  struct capa_server nameservers[CAPA_MAX_SERVERS];
+  int n_nameservers;
   struct capa_prefix exempt[CAPA_MAX_EXEMPT];
   int n_exempt;
   char log_path[4096];
@@ -60,7 +63,8 @@ const struct capa_config *capa_config(void);
 void capa_config_load(struct capa_config *cfg, const char *(*env)(const char *name),
                       const char *resolv_conf);
 
-/* 1 when a flow to (ip, port) goes without CAPA: a CAPA server itself or an exempt prefix. */
+/* 1 when a flow to (ip, port) goes without CAPA: a CAPA server, a resolv.conf nameserver on
+ * port 53, or an exempt prefix. */
 int capa_config_exempts(const struct capa_config *cfg, const struct capa_ip *ip, uint16_t port);
 
 /* Socket address of a server (or any capa_ip + port); returns its length. */

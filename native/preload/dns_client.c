@@ -166,17 +166,30 @@ enum capa_dns_status capa_dns_exchange(struct capa_exchange *ex) {
 }
 
 struct query_match {
-  uint16_t rrtype, id, qtype;
+  uint16_t rrtype, id, qtype, port;
+  int proto;
   const char *qname;
   struct capa_dns_answer *out;
 };
 
+/* 1 accept, 0 not ours, -1 malformed: for CAPA by the outcome table, else by capa_response_parse. */
+static int recognise(const uint8_t *msg, size_t len, struct query_match *q) {
+  struct capa_response *r = &q->out->response;
+  if (q->qtype == q->rrtype) {
+    struct capa_judgement *j = &q->out->judgement;
+    capa_judge_reply(msg, len, q->rrtype, q->id, q->qname, q->port, q->proto, r, j);
+    /* TC=1 reached here only over TCP, where it breaks the rules. */
+    return j->verdict == CAPA_VERDICT_IGNORE ? 0 : j->verdict == CAPA_VERDICT_MALFORMED || j->verdict == CAPA_VERDICT_TCP ? -1 : 1;
+  }
+  int rc = capa_response_parse(msg, len, q->rrtype, q->id, q->qname, q->qtype, r);
+  return rc == CAPA_OK ? 1 : rc == CAPA_EMISMATCH ? 0 : -1;
+}
+
 static int match_query(const uint8_t *msg, size_t len, void *ctx) {
   struct query_match *q = ctx;
   struct capa_response *r = &q->out->response;
-  int rc = capa_response_parse(msg, len, q->rrtype, q->id, q->qname, q->qtype, r);
-  if (rc == CAPA_EMISMATCH) return 0;
-  if (rc != CAPA_OK) return -1;
+  int rc = recognise(msg, len, q);
+  if (rc <= 0) return rc;
   int is_address_query = q->qtype == CAPA_TYPE_A || q->qtype == CAPA_TYPE_AAAA;
   q->out->answer_count = is_address_query ? capa_answer_addresses(msg, len, q->rrtype, q->qname, q->qtype, q->out->answers) : 0;
   if (q->out->answer_count < 0) return -1;
@@ -187,12 +200,15 @@ static int match_query(const uint8_t *msg, size_t len, void *ctx) {
   return 1;
 }
 
-enum capa_dns_status capa_dns_query(const struct capa_server *server, const char *qname,
-                                    uint16_t qtype, int rd, uint16_t rrtype, int64_t until_ms,
-                                    struct capa_dns_answer *out, int *error) {
+enum capa_dns_status capa_dns_query(const struct capa_server *server, const struct capa_question *question,
+                                    int64_t until_ms, struct capa_dns_answer *out, int *error) {
   uint8_t query[QUERY_MAX];
   size_t len;
-  struct query_match q = {.rrtype = rrtype, .id = capa_dns_random_id(), .qtype = qtype, .qname = qname, .out = out};
+  const char *qname = question->qname;
+  uint16_t qtype = question->qtype;
+  int rd = question->rd;
+  struct query_match q = {.rrtype = question->rrtype, .id = capa_dns_random_id(), .qtype = qtype, .port = question->port,
+                          .proto = question->proto, .qname = qname, .out = out};
   if (capa_query_encode(q.id, qname, qtype, rd, 1, query, sizeof query, &len) != CAPA_OK) {
     *error = EINVAL;
     return CAPA_DNS_UNREACHABLE;

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "../core/capa_codec.h"
+#include "../core/capa_judge.h"
 #include "config.h"
 
 enum capa_dns_status {
@@ -49,18 +50,29 @@ uint16_t capa_dns_random_id(void);
 int64_t capa_now_ms(void);
 
 /* A reply to a CAPA, A or AAAA query, read by capa_response_parse (and, for A or AAAA, by
- * capa_answer_addresses). */
+ * capa_answer_addresses); a CAPA reply is judged by capa_judge_reply as it arrives. */
 struct capa_dns_answer {
   struct capa_response response;
+  struct capa_judgement judgement; /* CAPA queries */
   char ede_text[128]; /* NUL-terminated copy of the EDE text */
   int tcp;
   int answer_count;   /* A/AAAA queries: addresses in the answer section (may exceed CAPA_MAX_ADDRS) */
   struct capa_address answers[CAPA_MAX_ADDRS];
 };
 
-/* One QUERY for (qname, qtype) to one server with a fresh random ID; error as in capa_exchange. */
-enum capa_dns_status capa_dns_query(const struct capa_server *server, const char *qname,
-                                    uint16_t qtype, int rd, uint16_t rrtype, int64_t until_ms,
-                                    struct capa_dns_answer *out, int *error);
+/* What one query asks: (qname, qtype), RD, and for CAPA (qtype == rrtype) the destination port
+ * (0: bare host) and protocol its reply is judged for. */
+struct capa_question {
+  const char *qname;
+  uint16_t qtype;
+  int rd;
+  uint16_t rrtype;
+  uint16_t port;
+  int proto;
+};
+
+/* One QUERY to one server with a fresh random ID; error as in capa_exchange. */
+enum capa_dns_status capa_dns_query(const struct capa_server *server, const struct capa_question *question,
+                                    int64_t until_ms, struct capa_dns_answer *out, int *error);
 
 #endif

@@ -9,23 +9,13 @@
 #include <stdint.h>
 
 #include "../core/capa_codec.h"
+#include "../core/capa_judge.h"
 #include "config.h"
 
 enum capa_outcome {
   CAPA_ALLOCATED, /* pin to alloc.record, connect to alloc.remote */
-  CAPA_PLAIN,     /* the server does not know CAPA, or the destination needs no gateway */
+  CAPA_PLAIN,     /* the server does not know CAPA, or the destination needs no gateway: connect to addrs */
   CAPA_FAILED     /* never connect this destination unpinned */
-};
-
-enum capa_failure {
-  CAPA_FAIL_NOT_FOUND, /* NXDOMAIN, or no usable name */
-  CAPA_FAIL_REFUSED,   /* REFUSED (EDE 18): this terminal may not use the gateway */
-  CAPA_FAIL_EXHAUSTED, /* SERVFAIL + EDE 49152 from every server asked */
-  CAPA_FAIL_QUOTA,     /* SERVFAIL + EDE 49153 */
-  CAPA_FAIL_SERVER,    /* other server failures */
-  CAPA_FAIL_NO_ANSWER, /* every server silent or unreachable */
-  CAPA_FAIL_MALFORMED, /* only replies that break the rules */
-  CAPA_FAIL_CONFIG     /* the environment configuration is unusable */
 };
 
 struct capa_allocation {
@@ -41,7 +31,7 @@ struct capa_allocation {
 struct capa_lookup {
   enum capa_outcome outcome;
   struct capa_allocation alloc; /* CAPA_ALLOCATED */
-  int n_addrs;                  /* CAPA_PLAIN: addresses the server sent along (may be 0) */
+  int n_addrs;                  /* CAPA_PLAIN: the destination's addresses (at least one) */
   struct capa_ip addrs[CAPA_MAX_ADDRS];
   enum capa_failure failure; /* CAPA_FAILED */
   char message[320];         /* CAPA_FAILED: what happened, for people */

@@ -8,29 +8,22 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "allocations.h"
 #include "config.h"
+#include "local_names.h"
 #include "log.h"
 #include "lookup.h"
 #include "release.h"
 
 #define SERVICE_BUF 1024
 
-/* RFC 6761: localhost names never leave the host, so no gateway is involved. */
-static int is_localhost(const char *name) {
-  size_t n = strlen(name);
-  if (n > 0 && name[n - 1] == '.') n--;
-  const size_t len = sizeof "localhost" - 1;
-  return n >= len && strncasecmp(name + n - len, "localhost", len) == 0 && (n == len || name[n - len - 1] == '.');
-}
-
-/* Names CAPA answers for: not NULL, no IP literal (inet_aton forms and IPv6 included). */
+/* Names CAPA answers for: not NULL, no IP literal (inet_aton forms and IPv6 included), none the
+ * system resolves without DNS. */
 static int is_capa_name(const char *name) {
   struct in_addr ignored;
   return name != NULL && name[0] != '\0' && strchr(name, ':') == NULL && inet_aton(name, &ignored) == 0 &&
-         !is_localhost(name);
+         !capa_is_local_name(name);
 }
 
 static int is_capa_request(const char *node, const struct addrinfo *h) {
@@ -153,8 +146,8 @@ int capa_getaddrinfo(const char *node, const char *service, const struct addrinf
     return capa_failure_codes(l.failure)->eai;
   }
   if (l.outcome == CAPA_PLAIN) {
-    rc = l.n_addrs > 0 ? address_list(&r, l.addrs, l.n_addrs, res) : EAI_ADDRFAMILY;
-    return rc == EAI_ADDRFAMILY ? CAPA_NAMES_REAL : rc;
+    rc = address_list(&r, l.addrs, l.n_addrs, res);
+    return rc == EAI_ADDRFAMILY ? EAI_NODATA : rc; /* the name has no address of the asked family */
   }
   const struct capa_allocation *a = &l.alloc;
   log_allocation(cfg, "getaddrinfo", a);
@@ -226,6 +219,10 @@ int capa_gethostbyname(const char *name, int af, struct hostent *ret, char *buf,
   for (int i = 0; i < l.n_addrs; i++) {
     if (l.addrs[i].family == family) same_family[n++] = l.addrs[i];
   }
-  if (n == 0) return CAPA_NAMES_REAL;
+  if (n == 0) {
+    *result = NULL;
+    *h_errnop = NO_DATA;
+    return 0;
+  }
   return host_result(name, af, same_family, n, ret, buf, buflen, result, h_errnop);
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
  * capa-dig: one raw DNS query (CAPA by default) printed like dig, CAPA in presentation form.
- * Not the full resolve(): no A/AAAA fallback, the reply is shown as it came.
+ * The reply is shown as it came; after a CAPA reply, a last line says what the stub resolver
+ * would do with it (the same judge as resolve(), asking the A/AAAA of a fallback as it would).
  * Exit 0 on a NOERROR reply, 1 on a DNS error rcode or no reply, 2 on usage errors.
  */
 import { commandLine } from '../lib/cli.js';
@@ -9,7 +10,8 @@ import { capaRrtype, dnsPacketTypeName, type Protocol } from '../lib/constants.j
 import { CapaError, isCapaError } from '../lib/errors.js';
 import { ipFamily } from '../lib/ip.js';
 import { encodeQuery, extendedErrors, type Message, type WireRecord } from '../lib/message.js';
-import { formatRR } from '../lib/presentation.js';
+import { formatRdata, formatRR } from '../lib/presentation.js';
+import { resolutionOf } from '../lib/resolve.js';
 import { buildQueryName, normalizeHost } from '../lib/qname.js';
 import { type CapaRecord, decode as decodeRdata } from '../lib/rdata.js';
 import { parseServer, resolveServers, type ServerAddress } from '../lib/servers.js';
@@ -34,6 +36,8 @@ class UsageError extends Error {}
 
 interface Query {
   servers: ServerAddress[];
+  /** The destination of a CAPA query, as resolve() takes it. */
+  destination: { host: string; port: number | undefined; protocol: Protocol } | undefined;
   qname: string;
   type: QueryType;
   rrtype: number;
@@ -108,10 +112,12 @@ async function buildQuery(argv: string[]): Promise<{ query: Query; json: boolean
   const port = checkPort(args.port);
   if (!Number.isFinite(args.timeout) || args.timeout <= 0) throw new UsageError(`--timeout must be a positive number of milliseconds, got ${args.timeout}`);
   let qname: string;
+  let destination: Query['destination'];
   try {
     if (args.type === 'CAPA') {
       const service = args.service === undefined ? undefined : parseService(args.service);
-      qname = buildQueryName({ host: args.host, port: service?.port, protocol: service?.protocol });
+      destination = { host: args.host, port: service?.port, protocol: service?.protocol ?? 'tcp' };
+      qname = buildQueryName(destination);
     } else {
       if (args.service !== undefined) throw new UsageError(`port/proto "${args.service}" only goes with --type CAPA`);
       if (ipFamily(args.host) !== 0) throw new UsageError(`${args.host} is an address already; ask --type CAPA for its allocation`);
@@ -138,7 +144,7 @@ async function buildQuery(argv: string[]): Promise<{ query: Query; json: boolean
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
-  return { query: { servers, qname, type: args.type, rrtype, timeoutMs: args.timeout, tcp: args.tcp }, json: args.json };
+  return { query: { servers, destination, qname, type: args.type, rrtype, timeoutMs: args.timeout, tcp: args.tcp }, json: args.json };
 }
 
 async function ask(query: Query): Promise<Reply> {
@@ -230,7 +236,7 @@ function recordJson(rr: WireRecord, rrtype: number): Record<string, unknown> {
   return { ...base, data: Buffer.isBuffer(rr.data) ? rr.data.toString('hex') : rr.data };
 }
 
-function digJson(reply: Reply, query: Query, timeMs: number): string {
+function digJson(reply: Reply, query: Query, timeMs: number, outcome: StubOutcome | undefined): string {
   const { message } = reply;
   return `${JSON.stringify({
     id: message.id,
@@ -245,7 +251,32 @@ function digJson(reply: Reply, query: Query, timeMs: number): string {
     server: `${reply.server.address}#${reply.server.port}`,
     transport: reply.transport,
     timeMs: Math.round(timeMs),
+    ...(outcome === undefined ? {} : { outcome }),
   })}\n`;
+}
+
+/** What the stub would do with the reply, as capa-dig prints and --json carries it. */
+type StubOutcome =
+  | { kind: 'capa'; record: CapaRecord; remote: string }
+  | { kind: 'fallback'; addresses: string[] }
+  | { kind: 'error'; code: string; message: string };
+
+async function stubOutcome(reply: Reply, query: Query): Promise<StubOutcome | undefined> {
+  if (query.destination === undefined) return undefined;
+  const options = { ...query.destination, rrtype: query.rrtype, timeout: query.timeoutMs, deadline: query.timeoutMs * 2 * query.servers.length };
+  try {
+    const r = await resolutionOf(reply, options, query.servers);
+    return r.kind === 'capa' ? { kind: 'capa', record: r.record, remote: r.remote.address } : { kind: 'fallback', addresses: r.addresses };
+  } catch (err) {
+    if (!isCapaError(err)) throw err;
+    return { kind: 'error', code: err.code, message: err.message };
+  }
+}
+
+function outcomeText(outcome: StubOutcome): string {
+  if (outcome.kind === 'capa') return `;; CAPA outcome: capa ${formatRdata(outcome.record)} -> ${outcome.remote}\n`;
+  if (outcome.kind === 'fallback') return `;; CAPA outcome: fallback to A/AAAA ${outcome.addresses.join(' ')}\n`;
+  return `;; CAPA outcome: ${outcome.code}: ${outcome.message}\n`;
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -269,7 +300,8 @@ async function main(argv: string[]): Promise<number> {
     return EXIT.dnsError;
   }
   const timeMs = performance.now() - started;
-  process.stdout.write(json ? digJson(reply, query, timeMs) : digText(reply, query, timeMs));
+  const outcome = await stubOutcome(reply, query);
+  process.stdout.write(json ? digJson(reply, query, timeMs, outcome) : digText(reply, query, timeMs) + (outcome ? outcomeText(outcome) : ''));
   return reply.message.rcode === 'NOERROR' ? EXIT.answer : EXIT.dnsError;
 }
 

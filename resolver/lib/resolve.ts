@@ -10,7 +10,7 @@ import { type CapaAnswer, capaAnswers, encodeQuery, extendedErrors, type Extende
 import { normalizeHost, queryNameOf, sameName } from './qname.js';
 import type { CapaRecord } from './rdata.js';
 import { configuredServers, formatServer, parseServer, resolveServers, type ServerAddress, type ServerSpec } from './servers.js';
-import { askServers, type Question, type Reply, startTiming, type Timing, type TimingOptions, type Verdict } from './transport.js';
+import { askServers, checkReply, type Question, type Reply, startTiming, type Timing, type TimingOptions, type Verdict } from './transport.js';
 import { encodeRelease } from './update.js';
 
 export interface Endpoint {
@@ -91,7 +91,8 @@ function allocationOf(message: Message, target: Target): CapaAnswer | undefined 
   const answer = all.find((a) => sameName(a.name, target.qname));
   if (answer === undefined) throw malformed(`CAPA answer is owned by "${all[0]!.name}", not by the question "${target.qname}"`);
   const { proto, port, address } = answer.record;
-  if (proto !== IPPROTO[target.protocol] && proto !== IPPROTO.any) {
+  // A bare host names no protocol, so the server picks one; otherwise it must be ours (or any).
+  if (target.port !== undefined && proto !== IPPROTO[target.protocol] && proto !== IPPROTO.any) {
     throw malformed(`CAPA answer is for protocol ${proto}, the question asked for ${target.protocol} (${IPPROTO[target.protocol]})`);
   }
   if (port === 0) throw malformed(`CAPA answer allocates port 0 on ${address}`);
@@ -122,8 +123,12 @@ function judgeCapa(reply: Reply, target: Target): Verdict<CapaOutcome> {
       // the fallback's own A/AAAA lookup decides, and fails with NOT_FOUND when <host> is missing too.
       if (target.port !== undefined) return { done: { kind: 'fallback', reply } };
       return { fail: rcodeError('ERR_CAPA_NOT_FOUND', `${target.host} does not exist`, message, server, edes[0]) };
-    case 'REFUSED':
-      return { fail: rcodeError('ERR_CAPA_REFUSED', `CAPA refused for ${target.qname}`, message, server, withEde(EDE.PROHIBITED) ?? edes[0]) };
+    case 'REFUSED': {
+      // Only a GRM's refusal (EDE 18) is final; any other REFUSED is a server that is not a GRM.
+      const prohibited = withEde(EDE.PROHIBITED);
+      if (prohibited === undefined) return { done: { kind: 'fallback', reply } };
+      return { fail: rcodeError('ERR_CAPA_REFUSED', `CAPA refused for ${target.qname}`, message, server, prohibited) };
+    }
     case 'SERVFAIL': {
       const quota = withEde(EDE.QUOTA_EXCEEDED);
       if (quota) return { fail: rcodeError('ERR_CAPA_QUOTA', 'this terminal is over its CAPA quota', message, server, quota) };
@@ -270,16 +275,35 @@ function withId(query: Buffer, id: number): Buffer {
   return copy;
 }
 
-/** Asks for a CAPA allocation for (host, port, protocol); see the DESIGN error table. */
-export async function resolve(options: ResolveOptions): Promise<Resolution> {
-  const target = targetOf(options);
-  const timing = startTiming(options);
-  const servers = configuredServers(options.servers) ?? await resolveServers(undefined);
-  const outcome = await askServers(servers, timing, {
-    encode: (id) => withId(target.query, id),
-    question: target.question,
-    rrtype: target.rrtype,
-  }, (reply) => judgeCapa(reply, target));
+/** The question of a CAPA query, as judgeReply takes it. */
+export type CapaQuestion = Pick<ResolveOptions, 'host' | 'port' | 'protocol' | 'rrtype'>;
+
+/**
+ * What the terminal does with one received message to the CAPA query under `id` (the DESIGN
+ * "Errors" table), before any further query: pin to the allocation, fall back to A/AAAA, fail,
+ * ask the next server, retry over TCP, or ignore it (not ours, or malformed). Pure; the C twin is
+ * native/core/capa_judge.c, and test/vectors/outcomes.json is their shared contract.
+ */
+export type ReplyOutcome =
+  | { kind: 'capa'; answer: CapaAnswer }
+  | { kind: 'fallback' }
+  | { kind: 'fail' | 'next'; error: CapaError }
+  | { kind: 'tcp' }
+  | { kind: 'ignore' | 'malformed'; reason: string };
+
+export function judgeReply(bytes: Uint8Array, question: CapaQuestion, id: number, server: ServerAddress): ReplyOutcome {
+  const target = targetOf(question);
+  const check = checkReply(bytes, { id, question: target.question, opcode: 'QUERY', rrtype: target.rrtype });
+  if (check.kind === 'truncated') return { kind: 'tcp' };
+  if (check.kind === 'ignore') return { kind: check.malformed ? 'malformed' : 'ignore', reason: check.reason };
+  const verdict = judgeCapa({ message: check.message, bytes: Buffer.from(bytes), transport: 'udp', server }, target);
+  if ('fail' in verdict) return { kind: 'fail', error: verdict.fail };
+  if ('next' in verdict) return { kind: 'next', error: verdict.next };
+  return verdict.done.kind === 'allocation' ? { kind: 'capa', answer: verdict.done.answer } : { kind: 'fallback' };
+}
+
+/** The Resolution of a CAPA reply judged done: aOB for an allocation, the addresses of a fallback. */
+async function settle(outcome: CapaOutcome, target: Target, servers: readonly ServerAddress[], timing: Timing): Promise<Resolution> {
   if (outcome.kind === 'fallback') {
     return { kind: 'plain', addresses: await plainAddresses(outcome.reply, target, servers, timing) };
   }
@@ -290,13 +314,39 @@ export async function resolve(options: ResolveOptions): Promise<Resolution> {
     kind: 'capa',
     local: { address: record.address, port: record.port },
     remote: { address: typeof remote === 'string' ? remote : await remote, port: target.port ?? 0 },
-    protocol: target.protocol,
+    protocol: record.proto === IPPROTO.udp ? 'udp' : record.proto === IPPROTO.tcp ? 'tcp' : target.protocol,
     ttl,
     server,
     host: target.host,
     qname: target.qname,
     record,
   };
+}
+
+/** Asks for a CAPA allocation for (host, port, protocol); see the DESIGN error table. */
+export async function resolve(options: ResolveOptions): Promise<Resolution> {
+  const target = targetOf(options);
+  const timing = startTiming(options);
+  const servers = configuredServers(options.servers) ?? await resolveServers(undefined);
+  const outcome = await askServers(servers, timing, {
+    encode: (id) => withId(target.query, id),
+    question: target.question,
+    rrtype: target.rrtype,
+  }, (reply) => judgeCapa(reply, target));
+  return settle(outcome, target, servers, timing);
+}
+
+/**
+ * What resolve() would make of this one reply to the CAPA query (capa-dig prints it): the
+ * Resolution, or the CapaError it fails with; a failure that would ask the next server fails here.
+ * Fallback and missing aOB lookups go to `servers` as resolve() sends them.
+ */
+export function resolutionOf(reply: Reply, options: ResolveOptions, servers: readonly ServerAddress[]): Promise<Resolution> {
+  const target = targetOf(options);
+  const verdict = judgeCapa(reply, target);
+  if ('fail' in verdict) return Promise.reject(verdict.fail);
+  if ('next' in verdict) return Promise.reject(verdict.next);
+  return settle(verdict.done, target, [reply.server, ...servers.filter((s) => s !== reply.server)], startTiming(options));
 }
 
 export interface ReleaseOptions extends TimingOptions {

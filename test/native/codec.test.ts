@@ -36,6 +36,7 @@ interface CResponse {
   tc: number;
   has_opt: number;
   has_capa: number;
+  foreign_capa: number;
   capa: CRecord;
   capa_ttl: number;
   addr_count: number;
@@ -66,7 +67,7 @@ function bind(path: string): { codec: CodecC; unload(): void } {
   });
   const address = koffi.struct('capa_address', { family: 'int', addr: koffi.array('uint8_t', 16, 'Array') });
   koffi.struct('capa_response', {
-    rcode: 'int', aa: 'int', tc: 'int', has_opt: 'int', has_capa: 'int', capa: record, capa_ttl: 'uint32_t',
+    rcode: 'int', aa: 'int', tc: 'int', has_opt: 'int', has_capa: 'int', foreign_capa: 'int', capa: record, capa_ttl: 'uint32_t',
     addr_count: 'int', addrs: koffi.array(address, 8, 'Array'), ede: 'int', ede_text_off: 'size_t', ede_text_len: 'size_t',
   });
   const codec: CodecC = {
@@ -315,6 +316,7 @@ describe('native: C codec = TypeScript codec', function () {
       const out: Partial<CResponse> = {};
       expect(c.responseParse(reply, reply.length, RRTYPE, 9, '_80._tcp.a.example', RRTYPE, out)).to.equal(CAPA_OK);
       expect(out.has_capa).to.equal(0);
+      expect(out.foreign_capa).to.equal(1);
       expect(out.addr_count).to.equal(1);
       expect(out.addrs![0]!.family).to.equal(6);
       expect(decodeMessage(reply).additionals.map((a) => a.name)).to.deep.equal(['evil.example', 'a.example']);

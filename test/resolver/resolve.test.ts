@@ -333,8 +333,13 @@ describe('resolver: resolve() against a scriptable server', () => {
       expect(b.queries).to.have.length(0);
     });
 
-    it('REFUSED without EDE -> ERR_CAPA_REFUSED', async () => {
-      const err = await capaRejection(ask(await start(fail('REFUSED'))));
+    it('REFUSED without EDE 18 (a server that is not a GRM) -> A/AAAA fallback', async () => {
+      expect(await ask(await start(fail('REFUSED')))).to.deep.equal({ kind: 'plain', addresses: [AOB] });
+      expect(await ask(await start(fail('REFUSED', { code: 14, text: '' })))).to.deep.equal({ kind: 'plain', addresses: [AOB] });
+    });
+
+    it('REFUSED without EDE 18 for CAPA and for A/AAAA -> ERR_CAPA_REFUSED, never a connect', async () => {
+      const err = await capaRejection(ask(await start((q) => reply(q, { rcode: 'REFUSED' }))));
       expect(err).to.include({ code: 'ERR_CAPA_REFUSED', ede: undefined });
     });
 

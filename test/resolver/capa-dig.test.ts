@@ -96,6 +96,45 @@ describe('capa-dig', () => {
     expect(out.timeMs).to.be.a('number');
   });
 
+  describe('the stub outcome line', () => {
+    const AOB = '129.94.230.79';
+    const outcomeLine = (stdout: string): string | undefined => stdout.split('\n').find((l) => l.startsWith(';; CAPA outcome:'));
+
+    it('an allocation: the CAPA fields and aOB, as the stub would pin and connect', async () => {
+      server.handle((q) => (qtype(q) === 'A' ? reply(q, { answers: [addressRecord(HOST, 30, AOB)] })
+        : reply(q, { aa: true, answers: [capaRecord(q.message!.questions[0]!.name, 30, ALLOC)], additionals: [addressRecord(HOST, 30, AOB)] })));
+      const r = await capaDig([...at(), HOST, '80/tcp']);
+      expect(r.code, r.stderr).to.equal(0);
+      expect(outcomeLine(r.stdout)).to.equal(`;; CAPA outcome: capa 0 6 8500 129.94.230.85 -> ${AOB}`);
+      const json = JSON.parse((await capaDig([...at(), '--json', HOST, '80/tcp'])).stdout) as { outcome: unknown };
+      expect(json.outcome).to.deep.equal({ kind: 'capa', record: ALLOC, remote: AOB });
+    });
+
+    it('a server that does not know CAPA: the A/AAAA the stub asks next (RD=1)', async () => {
+      server.handle((q) => (qtype(q) === 'A' ? reply(q, { answers: [addressRecord(HOST, 30, '192.0.2.7')] }) : reply(q)));
+      const r = await capaDig([...at(), HOST, '80/tcp']);
+      expect(r.code, r.stderr).to.equal(0);
+      expect(outcomeLine(r.stdout)).to.equal(';; CAPA outcome: fallback to A/AAAA 192.0.2.7');
+      const asked = server.queries.map((q) => `${qtype(q)} ${(q.message!.flags & dnsPacket.RECURSION_DESIRED) !== 0 ? 'rd' : 'nord'}`);
+      expect(asked).to.include.members(['UNKNOWN_65280 nord', 'A rd', 'AAAA rd']);
+    });
+
+    it('a failure: its CapaError code, and dig\'s exit status', async () => {
+      server.handle((q) => reply(q, { rcode: 'REFUSED', ede: [{ code: EDE.PROHIBITED, text: 'not in the inside realm' }] }));
+      const refused = await capaDig([...at(), HOST, '80/tcp']);
+      expect(refused.code).to.equal(1);
+      expect(outcomeLine(refused.stdout)).to.match(/^;; CAPA outcome: ERR_CAPA_REFUSED: CAPA refused .*not in the inside realm/);
+      server.handle((q) => reply(q, { rcode: 'NXDOMAIN' }));
+      const json = JSON.parse((await capaDig([...at(), '--json', HOST])).stdout) as { outcome: { kind: string; code: string } };
+      expect(json.outcome).to.deep.include({ kind: 'error', code: 'ERR_CAPA_NOT_FOUND' });
+    });
+
+    it('none for an A query', async () => {
+      const r = await capaDig([...at(), '--type', 'A', HOST]);
+      expect(outcomeLine(r.stdout)).to.equal(undefined);
+    });
+  });
+
   it('shows the EDE of a SERVFAIL and exits 1', async () => {
     server.handle((q) => reply(q, { rcode: 'SERVFAIL', ede: [{ code: EDE.POOL_EXHAUSTED, text: 'CAPA pool exhausted' }] }));
     const r = await capaDig([...at(), HOST, '80/tcp']);

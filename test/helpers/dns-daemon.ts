@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { encodeQuery } from '../../resolver/lib/message.js';
 import { exchange } from '../../resolver/lib/transport.js';
+import { stopChild } from './stop-child.js';
 
 export const DAEMON_ADDRESS = '127.0.0.1';
 const SEARCH = [...(process.env.PATH ?? '').split(delimiter), '/usr/sbin', '/sbin'];
@@ -77,15 +78,6 @@ async function waitUntilAnswering(name: string, port: number, child: ChildProces
     }
   }
   throw new Error(`${name} did not answer on ${DAEMON_ADDRESS}:${port} within 10 s:\n${log()}`);
-}
-
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = once(child, 'exit');
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-  await exited;
-  clearTimeout(timer);
 }
 
 /**

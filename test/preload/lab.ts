@@ -3,7 +3,7 @@
  * pool, outside servers on 127.67.80.x that report each peer's (address, port), and a runner
  * for `capa-run` with a hard time bound that kills the whole process group.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { existsSync, readFileSync } from 'node:fs';
@@ -12,6 +12,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { repoRoot } from '../helpers/c-build.js';
+import { stopChild } from '../helpers/stop-child.js';
 
 export const CAPA_RUN = join(repoRoot, 'dist/socket-shim/bin/capa-run.js');
 export const LIBRARY = join(repoRoot, 'build/Release/libcapa_preload.so');
@@ -113,15 +114,6 @@ export async function startGateway(ws: Workspace, options: GatewayOptions = {}):
     journal: () => jsonLines<JournalEvent>(journal),
     stop: () => stopChild(child),
   };
-}
-
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = once(child, 'exit');
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-  await exited;
-  clearTimeout(timer);
 }
 
 export interface OutsideServer {

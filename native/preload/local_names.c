@@ -28,24 +28,30 @@ static int is_localhost(const char *name) {
   return n >= len && strncasecmp(name + n - len, "localhost", len) == 0 && (n == len || name[n - len - 1] == '.');
 }
 
-/* Whether the hosts line of nsswitch.conf lists `files` before `dns` (or `files` without `dns`).
- * Without the file glibc asks dns first. */
-static int files_before_dns(const char *nsswitch_path) {
+enum hosts_order { HOSTS_UNUSED, HOSTS_BEFORE_DNS, HOSTS_AFTER_DNS };
+
+/* Where the hosts line of nsswitch.conf puts `files` against `dns`. Without the file glibc asks
+ * dns, then files. */
+static enum hosts_order hosts_order(const char *nsswitch_path) {
   char line[LINE_MAX_LEN];
-  int verdict = 0;
+  enum hosts_order order = HOSTS_UNUSED;
+  int seen_dns = 0;
   FILE *f = fopen(nsswitch_path, "re");
-  if (f == NULL) return 0;
+  if (f == NULL) return HOSTS_AFTER_DNS;
   while (fgets(line, sizeof line, f) != NULL) {
     char *p = line + strspn(line, BLANKS), *save = NULL;
     if (strncmp(p, "hosts:", 6) != 0) continue;
     for (char *word = strtok_r(p + 6, BLANKS, &save); word != NULL; word = strtok_r(NULL, BLANKS, &save)) {
-      if (strcmp(word, "files") == 0) { verdict = 1; break; }
-      if (strcmp(word, "dns") == 0) break;
+      if (strcmp(word, "dns") == 0) seen_dns = 1;
+      if (strcmp(word, "files") == 0) {
+        order = seen_dns ? HOSTS_AFTER_DNS : HOSTS_BEFORE_DNS;
+        break;
+      }
     }
     break;
   }
   fclose(f);
-  return verdict;
+  return order;
 }
 
 /* Whether a line of the hosts file names `name` (after its address, before any comment). */
@@ -69,15 +75,16 @@ static int in_hosts_file(const char *name, const char *hosts_path) {
   return found;
 }
 
-int capa_local_name_in(const char *name, const char *hosts_path, const char *nsswitch_path, const char *hostname) {
+int capa_is_local_name(const char *name) {
+  char host[256];
   if (is_localhost(name)) return 1;
-  if (hostname != NULL && same_name(name, hostname)) return 1;
-  return files_before_dns(nsswitch_path) && in_hosts_file(name, hosts_path);
+  if (gethostname(host, sizeof host) == 0) {
+    host[sizeof host - 1] = '\0';
+    if (same_name(name, host)) return 1;
+  }
+  return hosts_order(NSSWITCH) == HOSTS_BEFORE_DNS && in_hosts_file(name, HOSTS);
 }
 
-int capa_is_local_name(const char *name) {
-  char hostname[256];
-  int have = gethostname(hostname, sizeof hostname) == 0;
-  hostname[sizeof hostname - 1] = '\0';
-  return capa_local_name_in(name, HOSTS, NSSWITCH, have ? hostname : NULL);
+int capa_is_hosts_name_after_dns(const char *name) {
+  return hosts_order(NSSWITCH) == HOSTS_AFTER_DNS && in_hosts_file(name, HOSTS);
 }

@@ -1,16 +1,17 @@
 /*
  * Names the program's own system resolves without DNS, which capa-run leaves to libc: localhost
  * (RFC 6761), this machine's hostname, and /etc/hosts entries when /etc/nsswitch.conf consults
- * `files` before `dns` (glibc's order). A connect to an outside address found that way is still
- * pinned: it asks CAPA by reverse name.
+ * `files` before `dns` (glibc's order). With `dns` first, CAPA is asked first, and a name it does
+ * not know goes on to the hosts file as glibc's [NOTFOUND=continue] does. A connect to an
+ * outside address found either way is still pinned: it asks CAPA by reverse name.
  */
 #ifndef CAPA_PRELOAD_LOCAL_NAMES_H
 #define CAPA_PRELOAD_LOCAL_NAMES_H
 
-/* 1 when `name` is such a name on this machine. */
+/* 1 when `name` resolves here without asking CAPA first. */
 int capa_is_local_name(const char *name);
 
-/* The same test against the given files and hostname (NULL: none), for tests. */
-int capa_local_name_in(const char *name, const char *hosts_path, const char *nsswitch_path, const char *hostname);
+/* 1 when the hosts file has `name` and nsswitch.conf consults it after `dns`. */
+int capa_is_hosts_name_after_dns(const char *name);
 
 #endif

@@ -70,6 +70,11 @@ static void settle(const struct capa_config *cfg, const struct capa_allocation *
   else capa_release(cfg, a, unusable);
 }
 
+/* CAPA does not know the name, and the system would go on to its hosts file after DNS. */
+static int is_hosts_fallback(const char *name, const struct capa_lookup *l) {
+  return l->outcome == CAPA_FAILED && l->failure == CAPA_FAIL_NOT_FOUND && capa_is_hosts_name_after_dns(name);
+}
+
 static void fail_notice(const struct capa_config *cfg, const char *name, const struct capa_lookup *l) {
   capa_notice(cfg, "cannot resolve %s: %s", name, l->message);
 }
@@ -141,6 +146,7 @@ int capa_getaddrinfo(const char *node, const char *service, const struct addrinf
   int rc = service_port(service, r.proto, h->ai_flags, &r.port);
   if (rc != 0) return rc;
   capa_lookup(cfg, node, r.port, r.proto, &l);
+  if (is_hosts_fallback(node, &l)) return CAPA_NAMES_REAL;
   if (l.outcome == CAPA_FAILED) {
     fail_notice(cfg, node, &l);
     return capa_failure_codes(l.failure)->eai;
@@ -198,6 +204,7 @@ int capa_gethostbyname(const char *name, int af, struct hostent *ret, char *buf,
   int n = 0, family = af == AF_INET ? 4 : 6;
   if (!is_capa_name(name) || (af != AF_INET && af != AF_INET6)) return CAPA_NAMES_REAL;
   capa_lookup(cfg, name, 0, IPPROTO_TCP, &l);
+  if (is_hosts_fallback(name, &l)) return CAPA_NAMES_REAL;
   if (l.outcome == CAPA_FAILED) {
     fail_notice(cfg, name, &l);
     *result = NULL;

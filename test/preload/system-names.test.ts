@@ -1,0 +1,104 @@
+/**
+ * Names the program's own system resolves without DNS keep resolving under capa-run: localhost,
+ * the machine's hostname, and /etc/hosts entries when nsswitch.conf puts `files` before `dns`.
+ * The connect that follows is still pinned, by reverse name. The /etc/hosts cases bind-mount a
+ * hosts file and an nsswitch.conf of the test's own in a private mount namespace (root).
+ */
+import { expect } from 'chai';
+import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { requireTool } from '../helpers/c-build.js';
+import { unavailable } from '../helpers/ci.js';
+import { startFakeDnsServer, reply } from '../helpers/fake-dns-server.js';
+import {
+  CAPA_RUN, capaRun, type Gateway, inPool, LIBRARY, type OutsideServer, type Peer, pins, readCapaLog, run, startGateway,
+  startTcpOutside, type Workspace, workspace,
+} from './lab.js';
+
+const HOSTS_ONLY = 'hosts-only.test';
+const HOSTS_ADDRESS = '127.67.82.1';
+
+describe('capa-run: names resolved without DNS', function () {
+  let ws: Workspace;
+  let gateway: Gateway;
+  let tcp: OutsideServer;
+  let logCount = 0;
+  const newLog = (): string => ws.file(`capa-${++logCount}.log`);
+
+  before(async function () {
+    if (!existsSync(LIBRARY)) throw new Error(`${LIBRARY} is missing: build it with "npx node-gyp rebuild"`);
+    ws = await workspace();
+    gateway = await startGateway(ws);
+    tcp = await startTcpOutside(HOSTS_ADDRESS);
+  });
+
+  after(async function () {
+    await tcp?.close();
+    await gateway?.stop();
+    await ws?.remove();
+  });
+
+  const connectScript = (host: string): string =>
+    `import json, socket; s = socket.create_connection((${JSON.stringify(host)}, ${tcp.port})); a = s.getsockname(); print(json.dumps({"address": a[0], "port": a[1]}))`;
+
+  it('localhost and the hostname are never asked of the CAPA server', async function () {
+    const python = requireTool(this, 'python3', 'system-name tests');
+    const dns = await startFakeDnsServer((q) => reply(q, { rcode: 'NOTIMP' }));
+    try {
+      const script = 'import socket; print(len(socket.getaddrinfo("localhost", 80)) > 0, len(socket.getaddrinfo(socket.gethostname(), 80)) > 0)';
+      const result = await capaRun(dns.server, newLog(), [python, '-c', script]);
+      expect(result.code, result.stderr).to.equal(0);
+      expect(result.stdout.trim()).to.equal('True True');
+      expect(dns.queries.map((q) => q.message?.questions[0]?.name), `hostname ${hostname()}`).to.deep.equal([]);
+    } finally {
+      await dns.close();
+    }
+  });
+
+  /** Runs capa-run in a mount namespace where /etc/hosts and /etc/nsswitch.conf are the test's. */
+  async function withSystemFiles(ctx: Mocha.Context, nsswitch: string, program: string[]) {
+    const unshare = requireTool(ctx, 'unshare', 'the /etc/hosts tests');
+    if (process.getuid?.() !== 0) unavailable(ctx, 'the /etc/hosts tests need root (a private mount namespace) in CI');
+    const hosts = ws.file(`hosts-${logCount}`);
+    const ns = ws.file(`nsswitch-${logCount}`);
+    const resolvConf = ws.file(`resolv-${logCount}`);
+    await writeFile(hosts, `127.0.0.1 localhost\n${HOSTS_ADDRESS} ${HOSTS_ONLY} # a name no DNS server knows\n`);
+    await writeFile(ns, `passwd: files\nhosts: ${nsswitch}\n`);
+    // libc's own DNS step (dns before files) must not leave the machine: nothing listens there.
+    await writeFile(resolvConf, 'nameserver 127.0.0.1\n');
+    const log = newLog();
+    const inner = 'mount --bind "$1" /etc/hosts && mount --bind "$2" /etc/nsswitch.conf && mount --bind "$3" /etc/resolv.conf && shift 3 && exec "$@"';
+    const result = await run(unshare, ['--mount', '--propagation', 'private', 'sh', '-c', inner, 'sh', hosts, ns, resolvConf,
+      process.execPath, CAPA_RUN, '--server', gateway.server, '--log', log, '--', ...program]);
+    return { result, events: readCapaLog(log) };
+  }
+
+  it('an /etc/hosts name (files before dns) resolves as the system does, and its connect is pinned by reverse name', async function () {
+    const python = requireTool(this, 'python3', 'system-name tests');
+    const { result, events } = await withSystemFiles(this, 'files dns', [python, '-c', connectScript(HOSTS_ONLY)]);
+    expect(result.code, result.stderr).to.equal(0);
+    const peer = JSON.parse(result.stdout) as Peer;
+    expect(tcp.peers).to.deep.include(peer);
+    expect(inPool(peer.address), `${peer.address} is a pool address`).to.equal(true);
+    expect(pins(events).map((p) => p.qname)).to.deep.equal([`_${tcp.port}._tcp.1.82.67.127.in-addr.arpa`]);
+    expect(events.some((e) => e.qname?.includes(HOSTS_ONLY))).to.equal(false);
+  });
+
+  it('with dns before files, CAPA is asked first, and a name it does not know goes on to the hosts file, as glibc does (the connect still pinned)', async function () {
+    const python = requireTool(this, 'python3', 'system-name tests');
+    const { result, events } = await withSystemFiles(this, 'dns files', [python, '-c', connectScript(HOSTS_ONLY)]);
+    expect(result.code, result.stderr).to.equal(0);
+    expect(result.stderr).to.not.include('cannot resolve');
+    const peer = JSON.parse(result.stdout) as Peer;
+    expect(inPool(peer.address), `${peer.address} is a pool address`).to.equal(true);
+    expect(pins(events).map((p) => p.qname)).to.deep.equal([`_${tcp.port}._tcp.1.82.67.127.in-addr.arpa`]);
+  });
+
+  it('a name in neither fails as not found', async function () {
+    const python = requireTool(this, 'python3', 'system-name tests');
+    const { result } = await withSystemFiles(this, 'dns files', [python, '-c', connectScript('neither.test')]);
+    expect(result.code).to.not.equal(0);
+    expect(result.stderr).to.include('cannot resolve neither.test: name does not exist');
+  });
+});

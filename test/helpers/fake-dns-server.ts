@@ -117,12 +117,12 @@ function decodeQuery(bytes: Buffer, rrtype: number): Message | undefined {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** UDP and TCP need the same port: retry while the kernel's UDP pick is taken for TCP. */
-async function bindBoth(address: string): Promise<{ udp: dgram.Socket; tcp: net.Server }> {
+/** UDP and TCP need the same port: retry while the kernel's UDP pick is taken for TCP (port 0). */
+async function bindBoth(address: string, port: number): Promise<{ udp: dgram.Socket; tcp: net.Server }> {
   const type = net.isIPv6(address) ? 'udp6' : 'udp4';
-  for (let attempt = 0; attempt < 20; attempt++) {
+  for (let attempt = 0; attempt < (port === 0 ? 20 : 1); attempt++) {
     const udp = dgram.createSocket(type);
-    udp.bind(0, address);
+    udp.bind(port, address);
     await once(udp, 'listening');
     const tcp = net.createServer();
     try {
@@ -134,12 +134,13 @@ async function bindBoth(address: string): Promise<{ udp: dgram.Socket; tcp: net.
       tcp.close();
     }
   }
-  throw new Error(`no loopback port on ${address} free for both UDP and TCP`);
+  throw new Error(`no loopback port${port === 0 ? '' : ` ${port}`} on ${address} free for both UDP and TCP`);
 }
 
+/** `fixedPort` (default: a free one) lets a test stand in for a resolv.conf nameserver (53). */
 export async function startFakeDnsServer(handler: Handler = () => undefined, address = '127.0.0.1',
-  rrtype = DEFAULT_CAPA_RRTYPE): Promise<FakeDnsServer> {
-  const { udp, tcp } = await bindBoth(address);
+  rrtype = DEFAULT_CAPA_RRTYPE, fixedPort = 0): Promise<FakeDnsServer> {
+  const { udp, tcp } = await bindBoth(address, fixedPort);
   const spoofer = dgram.createSocket(net.isIPv6(address) ? 'udp6' : 'udp4');
   spoofer.bind(0, address);
   await once(spoofer, 'listening');

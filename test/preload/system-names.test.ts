@@ -56,8 +56,8 @@ describe('capa-run: names resolved without DNS', function () {
     }
   });
 
-  /** Runs capa-run in a mount namespace where /etc/hosts and /etc/nsswitch.conf are the test's. */
-  async function withSystemFiles(ctx: Mocha.Context, nsswitch: string, program: string[]) {
+  /** Runs capa-run in a mount namespace where /etc/hosts, nsswitch.conf and resolv.conf are the test's. */
+  async function withSystemFiles(ctx: Mocha.Context, nsswitch: string, program: string[], nameserver = '127.0.0.1') {
     const unshare = requireTool(ctx, 'unshare', 'the /etc/hosts tests');
     if (process.getuid?.() !== 0) unavailable(ctx, 'the /etc/hosts tests need root (a private mount namespace) in CI');
     const hosts = ws.file(`hosts-${logCount}`);
@@ -66,7 +66,7 @@ describe('capa-run: names resolved without DNS', function () {
     await writeFile(hosts, `127.0.0.1 localhost\n${HOSTS_ADDRESS} ${HOSTS_ONLY} # a name no DNS server knows\n`);
     await writeFile(ns, `passwd: files\nhosts: ${nsswitch}\n`);
     // libc's own DNS step (dns before files) must not leave the machine: nothing listens there.
-    await writeFile(resolvConf, 'nameserver 127.0.0.1\n');
+    await writeFile(resolvConf, `nameserver ${nameserver}\n`);
     const log = newLog();
     const inner = 'mount --bind "$1" /etc/hosts && mount --bind "$2" /etc/nsswitch.conf && mount --bind "$3" /etc/resolv.conf && shift 3 && exec "$@"';
     const result = await run(unshare, ['--mount', '--propagation', 'private', 'sh', '-c', inner, 'sh', hosts, ns, resolvConf,
@@ -93,6 +93,21 @@ describe('capa-run: names resolved without DNS', function () {
     const peer = JSON.parse(result.stdout) as Peer;
     expect(inPool(peer.address), `${peer.address} is a pool address`).to.equal(true);
     expect(pins(events).map((p) => p.qname)).to.deep.equal([`_${tcp.port}._tcp.1.82.67.127.in-addr.arpa`]);
+  });
+
+  it('the program\'s own DNS to its resolv.conf nameserver (port 53) is neither allocated nor pinned', async function () {
+    const dig = requireTool(this, 'dig', 'the own-DNS test');
+    const nameserver = '127.0.0.53';
+    const dns = await startFakeDnsServer((q) => reply(q, { answers: [{ name: 'own.test', type: 'A', ttl: 30, data: '192.0.2.9' }] }), nameserver, undefined, 53);
+    try {
+      const { result, events } = await withSystemFiles(this, 'files dns', [dig, '+short', '+tries=1', 'own.test'], nameserver);
+      expect(result.code, result.stderr).to.equal(0);
+      expect(result.stdout.trim()).to.equal('192.0.2.9');
+      expect(dns.queries.map((q) => q.message?.questions[0]?.name)).to.deep.equal(['own.test']);
+      expect(events.filter((e) => e.event === 'allocate' || e.event === 'pin')).to.deep.equal([]);
+    } finally {
+      await dns.close();
+    }
   });
 
   it('a name in neither fails as not found', async function () {

@@ -190,13 +190,14 @@ static long number_setting(struct capa_config *cfg, const char *name, const char
 void capa_config_load(struct capa_config *cfg, const char *(*env)(const char *name),
                       const char *resolv_conf) {
   const char *servers = env("CAPA_SERVER"), *exempt = env("CAPA_EXEMPT"), *quiet = env("CAPA_QUIET");
-  const char *log_path = env("CAPA_LOG"), *interface = env("CAPA_INTERFACE");
+  const char *log_path = env("CAPA_LOG"), *interface = env("CAPA_INTERFACE"), *ledger = env("CAPA_LEDGER");
   memset(cfg, 0, sizeof *cfg);
   if (servers != NULL && strspn(servers, ", \t") != strlen(servers)) for_each_item(cfg, servers, add_server);
   else servers_from_resolv_conf(cfg, resolv_conf);
   read_resolv_conf(resolv_conf, cfg->nameservers, &cfg->n_nameservers); /* none when unreadable */
   if (exempt != NULL) for_each_item(cfg, exempt, add_exempt);
   if (log_path != NULL) copy_setting(cfg, "CAPA_LOG", log_path, cfg->log_path, sizeof cfg->log_path);
+  if (ledger != NULL) copy_setting(cfg, "CAPA_LEDGER", ledger, cfg->ledger_dir, sizeof cfg->ledger_dir);
   if (interface != NULL) copy_setting(cfg, "CAPA_INTERFACE", interface, cfg->interface, sizeof cfg->interface);
   cfg->quiet = quiet != NULL && quiet[0] != '\0' && strcmp(quiet, "0") != 0;
   cfg->rrtype = (uint16_t)number_setting(cfg, "CAPA_RRTYPE", env("CAPA_RRTYPE"), 1, 65535, CAPA_DEFAULT_RRTYPE);

@@ -8,6 +8,7 @@
  *   CAPA_INTERFACE   interface to configure allocated addresses on when they are not local
  *   CAPA_RRTYPE      RR type number of CAPA (default 65280)
  *   CAPA_TIMEOUT_MS  overall deadline of one CAPA lookup (default 2000)
+ *   CAPA_LEDGER      folder of the per-process allocation ledger capa-run reads (ledger.h)
  * A bad value does not fall back to defaults: it is kept in `error` and every CAPA lookup fails
  * with it (fail closed).
  */
@@ -49,6 +50,7 @@ struct capa_config {
   struct capa_prefix exempt[CAPA_MAX_EXEMPT];
   int n_exempt;
   char log_path[4096];
+  char ledger_dir[4096];
   int quiet;
   char interface[IF_NAMESIZE];
   uint16_t rrtype;

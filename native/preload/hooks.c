@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "handback.h"
 #include "names.h"
 #include "pins.h"
 #include "real.h"
@@ -226,3 +227,18 @@ EXPORT long syscall(long number, ...) {
   if (number == SYS_close_range) return close_range_pinned(real, (unsigned)a[0], (unsigned)a[1], (int)a[2]);
   return real->syscall(number, a[0], a[1], a[2], a[3], a[4], a[5]);
 }
+
+/* exit() hands allocations back through the library's destructor; _exit and _Exit skip
+ * destructors, so they do it here. */
+__attribute__((noreturn)) static void end_process(int status) {
+  const struct capa_real *real = capa_real();
+  if (!capa_guarded()) {
+    capa_guard_enter();
+    capa_handback_all("exit");
+  }
+  real->_exit(status);
+}
+
+EXPORT void _exit(int status) { end_process(status); }
+
+EXPORT void _Exit(int status) { end_process(status); }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "dns_client.h"
+#include "ledger.h"
 #include "release.h"
 
 #define PER_TRY_MS 1000 /* one try of one server; CAPA_TIMEOUT_MS bounds the whole lookup */
@@ -287,6 +288,7 @@ void capa_lookup(const struct capa_config *cfg, const char *host, uint16_t port,
     fallback_addresses(cfg, &t, out);
   } else if (out->outcome == CAPA_ALLOCATED) {
     struct capa_lookup answer = *out;
+    capa_ledger_note(cfg, '+', &out->alloc);
     out->alloc.remote_port = port;
     out->n_addrs = 0;
     if (remote_address(cfg, &t, &answer, out) < 0) {

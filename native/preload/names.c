@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "allocations.h"
+#include "handback.h"
 #include "config.h"
 #include "local_names.h"
 #include "log.h"
@@ -66,8 +67,15 @@ static void log_allocation(const struct capa_config *cfg, const char *via, const
 /* Keeps the allocation for the connect to come, or hands it back when the caller got no result
  * or cannot use it (a family it did not ask for; for a bare host, a protocol the server chose). */
 static void settle(const struct capa_config *cfg, const struct capa_allocation *a, const char *unusable) {
-  if (unusable == NULL) capa_pending_put(a);
+  if (unusable == NULL) capa_pending_keep(a);
   else capa_release(cfg, a, unusable);
+}
+
+/* A repeated lookup of (host, port, proto) with no connect in between: the allocation it already
+ * holds (still pending, its wait restarted) instead of a new one. */
+static int reused(const char *host, uint16_t port, int proto, struct capa_allocation *a) {
+  char qname[CAPA_NAME_TEXT_MAX];
+  return capa_qname_build(host, port, proto, qname, sizeof qname) == CAPA_OK && capa_pending_reuse(qname, proto, a);
 }
 
 /* CAPA does not know the name, and the system would go on to its hosts file after DNS. */
@@ -145,6 +153,7 @@ int capa_getaddrinfo(const char *node, const char *service, const struct addrinf
   r.socktype = h->ai_socktype ? h->ai_socktype : r.proto == IPPROTO_UDP ? SOCK_DGRAM : SOCK_STREAM;
   int rc = service_port(service, r.proto, h->ai_flags, &r.port);
   if (rc != 0) return rc;
+  if (reused(node, r.port, r.proto, &l.alloc)) return address_list(&r, &l.alloc.remote, 1, res);
   capa_lookup(cfg, node, r.port, r.proto, &l);
   if (is_hosts_fallback(node, &l)) return CAPA_NAMES_REAL;
   if (l.outcome == CAPA_FAILED) {
@@ -203,6 +212,12 @@ int capa_gethostbyname(const char *name, int af, struct hostent *ret, char *buf,
   struct capa_ip same_family[CAPA_MAX_ADDRS];
   int n = 0, family = af == AF_INET ? 4 : 6;
   if (!is_capa_name(name) || (af != AF_INET && af != AF_INET6)) return CAPA_NAMES_REAL;
+  if (reused(name, 0, IPPROTO_TCP, &l.alloc)) {
+    if (l.alloc.remote.family == family) return host_result(name, af, &l.alloc.remote, 1, ret, buf, buflen, result, h_errnop);
+    *result = NULL;
+    *h_errnop = NO_DATA;
+    return 0;
+  }
   capa_lookup(cfg, name, 0, IPPROTO_TCP, &l);
   if (is_hosts_fallback(name, &l)) return CAPA_NAMES_REAL;
   if (l.outcome == CAPA_FAILED) {

@@ -30,6 +30,7 @@ static void resolve_table(void) {
   RESOLVE(dup2);
   RESOLVE(dup3);
   RESOLVE(syscall);
+  RESOLVE(_exit);
 }
 
 const struct capa_real *capa_real(void) {

@@ -30,6 +30,7 @@ struct capa_real {
   int (*dup2)(int oldfd, int newfd);
   int (*dup3)(int oldfd, int newfd, int flags);
   long (*syscall)(long number, ...);
+  void (*_exit)(int status) __attribute__((noreturn));
 };
 
 /* The next definitions after this library (normally glibc's). */

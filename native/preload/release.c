@@ -4,6 +4,7 @@
 #include <stdio.h>
 
 #include "dns_client.h"
+#include "ledger.h"
 #include "log.h"
 #include "update.h"
 
@@ -49,6 +50,7 @@ void capa_release(const struct capa_config *cfg, const struct capa_allocation *a
                                .match = match_update, .ctx = &m};
     status = capa_dns_exchange_udp(&ex);
   }
+  capa_ledger_note(cfg, '-', a);
   capa_address_format(a->record.family, a->record.addr, aog, sizeof aog);
   capa_log_event(cfg, "release", "\"why\":\"%s\",\"qname\":\"%s\",\"aOG\":\"%s\",\"pA\":%u,\"outcome\":\"%s\"", why,
                  a->qname, aog, (unsigned)a->record.port, outcome(status, m.rcode));

@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { commandLine, usageExit } from '../../resolver/lib/cli.js';
 import { isCapaError } from '../../resolver/lib/errors.js';
 import { hasFileCapabilities } from '../lib/native.js';
+import { Ledger } from '../lib/ledger.js';
 import { inspectExecutable, type Executable, parseExempt, preloadRefusal, preloadValue, privilegeRefusal } from '../lib/preload-target.js';
 
 const EXIT_FAILED = 125;
@@ -22,6 +23,8 @@ const EXIT_REFUSED = 126;
 const EXIT_NOT_FOUND = 127;
 /** `#!` chains longer than this are not followed (the kernel itself allows a few levels). */
 const MAX_SCRIPT_DEPTH = 4;
+/** How long capa-run waits for each release a dead program left to it. */
+const LEDGER_RELEASE_MS = 500;
 
 // dist/socket-shim/bin/capa-run.js -> <package root>/build/Release/libcapa_preload.so
 const LIBRARY = fileURLToPath(new URL('../../../build/Release/libcapa_preload.so', import.meta.url));
@@ -152,14 +155,20 @@ async function run(): Promise<void> {
     if (!isCapaError(err)) throw err; // ERR_CAPA_CONFIG: the addon is not built; ERR_CAPA_INVALID_ARG: the library path
     quit(EXIT_FAILED, err.message);
   }
-  const child = spawn(path, args, { stdio: 'inherit', argv0: name, env: { ...process.env, ...capaEnv, LD_PRELOAD: preload } });
+  const ledger = new Ledger();
+  const child = spawn(path, args, { stdio: 'inherit', argv0: name, env: { ...process.env, ...capaEnv, LD_PRELOAD: preload, CAPA_LEDGER: ledger.dir } });
   const forward = (signal: NodeJS.Signals): void => { child.kill(signal); };
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
   for (const s of signals) process.on(s, forward);
-  child.on('error', (err) => quit(EXIT_REFUSED, `cannot run ${path}: ${err.message}`));
+  child.on('error', (err) => {
+    ledger.discard();
+    quit(EXIT_REFUSED, `cannot run ${path}: ${err.message}`);
+  });
   child.on('exit', (code, signal) => {
     for (const s of signals) process.off(s, forward);
-    process.exit(signal !== null ? 128 + (constants.signals[signal] ?? 0) : code ?? EXIT_FAILED);
+    const status = signal !== null ? 128 + (constants.signals[signal] ?? 0) : code ?? EXIT_FAILED;
+    // The last resort against leaks: what a killed program (or its children) still held goes back.
+    ledger.settle(capaEnv.CAPA_LOG ?? process.env.CAPA_LOG, LEDGER_RELEASE_MS).finally(() => process.exit(status));
   });
 }
 

@@ -224,3 +224,36 @@ export async function closedUdpPort(): Promise<number> {
   await new Promise<void>((r) => s.close(() => r()));
   return port;
 }
+
+/** What a suite of capa-run tests works against; filled in by the hooks useLab registers. */
+export interface Lab {
+  ws: Workspace;
+  gateway: Gateway;
+  tcp: OutsideServer;
+  udp: OutsideServer;
+  /** A fresh CAPA_LOG path in the workspace. */
+  newLog(): string;
+}
+
+/**
+ * Registers the before/after hooks of a suite that runs capa-run against a loopback gateway
+ * (started with `gateway`) and outside TCP and UDP servers on `outside` (default OUTSIDE_HOST).
+ */
+export function useLab(gateway: GatewayOptions = {}, outside = OUTSIDE_HOST): Lab {
+  let logs = 0;
+  const lab = { newLog: () => lab.ws.file(`capa-${++logs}.log`) } as Lab;
+  before(async function () {
+    if (!existsSync(LIBRARY)) throw new Error(`${LIBRARY} is missing: build it with "npx node-gyp rebuild"`);
+    lab.ws = await workspace();
+    lab.gateway = await startGateway(lab.ws, gateway);
+    lab.tcp = await startTcpOutside(outside);
+    lab.udp = await startUdpOutside(outside);
+  });
+  after(async function () {
+    await lab.tcp?.close();
+    await lab.udp?.close();
+    await lab.gateway?.stop();
+    await lab.ws?.remove();
+  });
+  return lab;
+}

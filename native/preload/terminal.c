@@ -15,6 +15,9 @@
 #include "pins.h"
 #include "release.h"
 
+/* Allocations tried per connect when the allocated port is taken locally (EADDRINUSE). */
+#define MAX_PIN_TRIES 3
+
 struct destination {
   struct capa_ip ip;  /* v4-mapped IPv6 destinations as IPv4 */
   uint16_t port;
@@ -110,7 +113,10 @@ static int configure(const struct capa_config *cfg, const struct capa_allocation
   return capa_nl_addr_add(cfg->interface, family, a->record.addr, a->record.family == 4 ? 32 : 128);
 }
 
-static int pin(const struct capa_config *cfg, int fd, const struct destination *d, const struct capa_allocation *a) {
+/* Binds the socket to its allocation; on failure hands the allocation back. `quiet_in_use`: an
+ * EADDRINUSE will be retried with another allocation, so it is not worth a notice. */
+static int pin(const struct capa_config *cfg, int fd, const struct destination *d, const struct capa_allocation *a,
+               int quiet_in_use) {
   uint8_t source[16];
   char aog[CAPA_ADDRESS_TEXT_MAX];
   enum capa_pin_step step = CAPA_STEP_NONE;
@@ -124,13 +130,13 @@ static int pin(const struct capa_config *cfg, int fd, const struct destination *
     memcpy(d->mapped ? source + 12 : source, a->record.addr, a->record.family == 4 ? 4 : 16);
     rc = capa_pin_fd(fd, d->sock_family, source, a->record.port, NULL, &step);
     const char *option = capa_pin_step_option(step);
-    if (rc < 0) {
+    if (rc < 0 && !(rc == -EADDRINUSE && quiet_in_use)) {
       capa_notice(cfg, "cannot pin a socket to its CAPA allocation %s:%u (%s failed: %s); not connecting it", aog,
                   (unsigned)a->record.port, option ? option : capa_pin_step_syscall(step), strerror(-rc));
     }
   }
   if (rc < 0) {
-    capa_release(cfg, a, "pin failed");
+    capa_release(cfg, a, rc == -EADDRINUSE ? "address in use" : "pin failed");
     return rc;
   }
   struct capa_pin entry = {.alloc = *a, .dest = d->ip, .dest_port = d->port};
@@ -157,6 +163,21 @@ static int allocation_for(const struct capa_config *cfg, int fd, int proto, cons
   }
   *a = l.alloc;
   return 1;
+}
+
+/* The program bound the socket itself (nc -s/-p, curl --local-port, ssh -b) and now connects it
+ * to a destination that needs CAPA: its source cannot be the allocation, so the connect fails. */
+static int refuse_bound(const struct capa_config *cfg, int fd, int proto, const struct destination *d,
+                        const struct capa_ip *local, uint16_t local_port, const struct capa_allocation *a) {
+  char from[CAPA_ADDRESS_TEXT_MAX], to[CAPA_ADDRESS_TEXT_MAX];
+  capa_ip_format(local, from, sizeof from);
+  capa_ip_format(&d->ip, to, sizeof to);
+  capa_release(cfg, a, "bound by the program");
+  capa_notice(cfg, "not connecting %s %s:%u from %s:%u, the source the program bound socket %d to: outside connections "
+              "go from the (address, port) CAPA allocates; drop the program's own source option (nc -s/-p, curl "
+              "--local-port, ssh -b), or connect without CAPA with capa-run --exempt %s",
+              proto_name(proto), to, (unsigned)d->port, from, (unsigned)local_port, fd, to);
+  return -EADDRNOTAVAIL;
 }
 
 static int same_destination(const struct capa_pin *p, const struct destination *d) {
@@ -187,12 +208,18 @@ static int prepare(int fd, const struct destination *d, int connecting) {
   }
   struct capa_ip local;
   uint16_t local_port = 0;
-  if (local_address(fd, &local, &local_port) && local_port != 0) {
-    if (connecting) log_direct(cfg, "bound by the app", fd, proto, d);
-    return 0;
-  }
+  int bound = local_address(fd, &local, &local_port) && local_port != 0;
+  /* A UDP socket the program bound to a port of its own answers its clients from it. */
+  if (bound && !connecting) return 0;
   int rc = allocation_for(cfg, fd, proto, d, &a);
-  return rc <= 0 ? rc : pin(cfg, fd, d, &a);
+  if (rc <= 0) return rc;
+  if (bound) return refuse_bound(cfg, fd, proto, d, &local, local_port, &a);
+  /* A local listener may hold the allocated port (EADDRINUSE): hand it back, ask again. */
+  for (int tries = 1;; tries++) {
+    rc = pin(cfg, fd, d, &a, tries < MAX_PIN_TRIES);
+    if (rc != -EADDRINUSE || tries == MAX_PIN_TRIES) return rc;
+    if ((rc = allocation_for(cfg, fd, proto, d, &a)) <= 0) return rc == 0 ? -EADDRINUSE : rc;
+  }
 }
 
 int capa_before_connect(int fd, const struct sockaddr *addr, socklen_t len) {
@@ -209,10 +236,9 @@ int capa_bind_deferred(int fd, const struct sockaddr *addr, socklen_t len) {
   static const uint8_t any[16];
   struct capa_ip ip;
   uint16_t port = 1;
-  int mapped, type = 0;
-  socklen_t type_len = sizeof type;
+  int mapped;
   return read_sockaddr(addr, len, &ip, &port, &mapped) && !mapped && port == 0 && memcmp(ip.addr, any, sizeof any) == 0 &&
-         getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &type_len) == 0 && type == SOCK_DGRAM;
+         socket_proto(fd) != 0;
 }
 
 int capa_take_pin(int fd, struct capa_pin *pin) { return capa_pins_remove(fd, pin); }

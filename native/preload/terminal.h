@@ -11,10 +11,16 @@
  *   link-local destinations, the CAPA servers' own address and port, CAPA_EXEMPT prefixes, and
  *   destinations the server answers without CAPA (inside-to-inside, or a server that does not
  *   know CAPA).
- * - A socket the app bound itself is the app's choice (CAPA-aware code binds to its own
- *   allocation): it is connected as bound, never rebound. Except a UDP bind to the wildcard
- *   address and port 0 (node's dgram does that before its first send): that bind is deferred,
- *   the socket stays unbound and is pinned at its first send like any unbound socket.
+ * - A TCP or UDP bind to the wildcard address and port 0 (node's dgram does that before its first
+ *   send) is deferred: the socket stays unbound and is pinned at its connect or first send like
+ *   any unbound socket.
+ * - A socket the program bound to an address or port of its own (nc -s/-p, curl --local-port,
+ *   ssh -b) cannot carry an allocation: its connect to a destination that needs CAPA fails with
+ *   EADDRNOTAVAIL and one line that says why (the allocation is handed back); one the server
+ *   answers without CAPA connects as bound. Its sends without a connect (a UDP server answering
+ *   its clients) go as bound.
+ * - A bind of the allocated port that fails with EADDRINUSE (a local listener holds it) hands the
+ *   allocation back and asks again, up to 3 allocations; it never falls back unpinned.
  * - A pinned socket keeps to its destination: sending or connecting it elsewhere fails with
  *   EADDRNOTAVAIL.
  */

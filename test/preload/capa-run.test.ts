@@ -4,11 +4,15 @@
  * allocated, failures must fail (never connect unpinned), and the launcher must refuse what
  * LD_PRELOAD cannot reach.
  */
+import { once } from 'node:events';
+import net from 'node:net';
 import { constants } from 'node:os';
 import { existsSync } from 'node:fs';
 import { expect } from 'chai';
 import { EDE } from '../../resolver/lib/constants.js';
 import { buildC, requireTool } from '../helpers/c-build.js';
+import { unavailable } from '../helpers/ci.js';
+import { startSshd } from '../helpers/sshd.js';
 import { addressRecord, reply, startFakeDnsServer } from '../helpers/fake-dns-server.js';
 import {
   CAPA_RUN, capaRun, closedUdpPort, inPool, type JournalEvent, key, LIBRARY, OUTSIDE_HOST, OUTSIDE_NAME, type OutsideServer, pins,
@@ -17,6 +21,15 @@ import {
 
 const CAPA_TYPE = 'UNKNOWN_65280';
 const { EADDRNOTAVAIL, EINPROGRESS } = constants.errno;
+
+/** A TCP port free on the outside host's address. */
+async function freeTcpPort(): Promise<number> {
+  const server = net.createServer().listen(0, OUTSIDE_HOST);
+  await once(server, 'listening');
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise<void>((r) => server.close(() => r()));
+  return port;
+}
 
 /** Parses the last stdout line of a program that prints JSON. */
 function lastJson<T>(stdout: string): T {
@@ -138,6 +151,22 @@ describe('capa-run (LD_PRELOAD library) with unmodified programs', function () {
       expect(second).to.deep.equal(first);
       await expectPinnedPeer(log, first!);
       expect(pins(readCapaLog(log))).to.have.length(1);
+    });
+
+    it('ssh: a session to a local sshd comes from the allocated (address, port), released when ssh exits', async function () {
+      if (process.getuid?.() !== 0) unavailable(this, 'the sshd test needs root (sshd privilege separation) in CI');
+      const sshd = await startSshd(requireTool(this, 'sshd', 'the ssh test'), requireTool(this, 'ssh-keygen', 'the ssh test'), OUTSIDE_HOST, await freeTcpPort());
+      try {
+        const log = newLog();
+        const result = await capaRun(lab.gateway.server, log, [requireTool(this, 'ssh', 'the ssh test'), ...sshd.clientArgs, 'echo $SSH_CONNECTION']);
+        expect(result.code, result.stderr).to.equal(0);
+        const [address, port] = result.stdout.trim().split(' ');
+        const peer = { address: address!, port: Number(port) };
+        await expectPinnedPeer(log, peer);
+        expect(await journalHas((j) => j.event === 'release' && key(j.aOG, j.pA) === key(peer.address, peer.port))).to.equal(true);
+      } finally {
+        await sshd.stop();
+      }
     });
 
     it('perl: gethostbyname returns aOB and the connect that follows is pinned (partial allocation)', async function () {

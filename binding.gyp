@@ -33,6 +33,7 @@
         "native/preload/allocations.c",
         "native/preload/config.c",
         "native/preload/dns_client.c",
+        "native/preload/exec_check.c",
         "native/preload/handback.c",
         "native/preload/hooks.c",
         "native/preload/ledger.c",

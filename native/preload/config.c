@@ -187,6 +187,9 @@ static long number_setting(struct capa_config *cfg, const char *name, const char
   return v;
 }
 
+/* A flag variable: set, and neither empty nor "0". */
+static int is_set(const char *value) { return value != NULL && value[0] != '\0' && strcmp(value, "0") != 0; }
+
 void capa_config_load(struct capa_config *cfg, const char *(*env)(const char *name),
                       const char *resolv_conf) {
   const char *servers = env("CAPA_SERVER"), *exempt = env("CAPA_EXEMPT"), *quiet = env("CAPA_QUIET");
@@ -199,7 +202,8 @@ void capa_config_load(struct capa_config *cfg, const char *(*env)(const char *na
   if (log_path != NULL) copy_setting(cfg, "CAPA_LOG", log_path, cfg->log_path, sizeof cfg->log_path);
   if (ledger != NULL) copy_setting(cfg, "CAPA_LEDGER", ledger, cfg->ledger_dir, sizeof cfg->ledger_dir);
   if (interface != NULL) copy_setting(cfg, "CAPA_INTERFACE", interface, cfg->interface, sizeof cfg->interface);
-  cfg->quiet = quiet != NULL && quiet[0] != '\0' && strcmp(quiet, "0") != 0;
+  cfg->quiet = is_set(quiet);
+  cfg->strict = is_set(env("CAPA_STRICT"));
   cfg->rrtype = (uint16_t)number_setting(cfg, "CAPA_RRTYPE", env("CAPA_RRTYPE"), 1, 65535, CAPA_DEFAULT_RRTYPE);
   cfg->timeout_ms = (int)number_setting(cfg, "CAPA_TIMEOUT_MS", env("CAPA_TIMEOUT_MS"), 1, MAX_TIMEOUT_MS, CAPA_DEFAULT_TIMEOUT_MS);
 }
@@ -212,6 +216,10 @@ const struct capa_config *capa_config(void) {
   pthread_once(&config_once, load_process_config);
   return &process_config;
 }
+
+/* Read as the program starts: a program that clears its environment (env -i) before its first
+ * hooked call must still be judged by the settings capa-run gave it. */
+__attribute__((constructor)) static void load_at_start(void) { capa_config(); }
 
 static int same_ip(const struct capa_ip *a, const struct capa_ip *b) {
   return a->family == b->family && memcmp(a->addr, b->addr, a->family == 4 ? 4 : 16) == 0;

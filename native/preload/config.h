@@ -8,6 +8,7 @@
  *   CAPA_INTERFACE   interface to configure allocated addresses on when they are not local
  *   CAPA_RRTYPE      RR type number of CAPA (default 65280)
  *   CAPA_TIMEOUT_MS  overall deadline of one CAPA lookup (default 2000)
+ *   CAPA_STRICT      set (and not "0") to refuse execs that would escape the library (exec_check.h)
  *   CAPA_LEDGER      folder of the per-process allocation ledger capa-run reads (ledger.h)
  * A bad value does not fall back to defaults: it is kept in `error` and every CAPA lookup fails
  * with it (fail closed).
@@ -52,6 +53,7 @@ struct capa_config {
   char log_path[4096];
   char ledger_dir[4096];
   int quiet;
+  int strict;
   char interface[IF_NAMESIZE];
   uint16_t rrtype;
   int timeout_ms;

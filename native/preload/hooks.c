@@ -8,12 +8,14 @@
 #include <errno.h>
 #include <limits.h>
 #include <netdb.h>
+#include <spawn.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "exec_check.h"
 #include "handback.h"
 #include "names.h"
 #include "pins.h"
@@ -242,3 +244,46 @@ __attribute__((noreturn)) static void end_process(int status) {
 EXPORT void _exit(int status) { end_process(status); }
 
 EXPORT void _Exit(int status) { end_process(status); }
+
+/* The exec family: a program started so that the library cannot follow it is named on stderr,
+ * and refused under CAPA_STRICT (exec_check.h). The l-forms build their argv inside glibc and
+ * are not seen here. */
+static int exec_allowed(const char *file, int search, char *const envp[]) {
+  if (capa_guarded()) return 0;
+  capa_guard_enter();
+  int rc = capa_before_exec(file, search, envp);
+  capa_guard_leave();
+  return rc;
+}
+
+EXPORT int execve(const char *path, char *const argv[], char *const envp[]) {
+  int rc = exec_allowed(path, 0, envp);
+  return refused(rc) ? -1 : capa_real()->execve(path, argv, envp);
+}
+
+EXPORT int execv(const char *path, char *const argv[]) {
+  int rc = exec_allowed(path, 0, environ);
+  return refused(rc) ? -1 : capa_real()->execve(path, argv, environ);
+}
+
+EXPORT int execvpe(const char *file, char *const argv[], char *const envp[]) {
+  int rc = exec_allowed(file, 1, envp);
+  return refused(rc) ? -1 : capa_real()->execvpe(file, argv, envp);
+}
+
+EXPORT int execvp(const char *file, char *const argv[]) {
+  int rc = exec_allowed(file, 1, environ);
+  return refused(rc) ? -1 : capa_real()->execvpe(file, argv, environ);
+}
+
+EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *actions,
+                       const posix_spawnattr_t *attr, char *const argv[], char *const envp[]) {
+  int rc = exec_allowed(path, 0, envp);
+  return rc < 0 ? -rc : capa_real()->posix_spawn(pid, path, actions, attr, argv, envp);
+}
+
+EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *actions,
+                        const posix_spawnattr_t *attr, char *const argv[], char *const envp[]) {
+  int rc = exec_allowed(file, 1, envp);
+  return rc < 0 ? -rc : capa_real()->posix_spawnp(pid, file, actions, attr, argv, envp);
+}

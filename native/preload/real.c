@@ -31,6 +31,10 @@ static void resolve_table(void) {
   RESOLVE(dup3);
   RESOLVE(syscall);
   RESOLVE(_exit);
+  RESOLVE(execve);
+  RESOLVE(execvpe);
+  RESOLVE(posix_spawn);
+  RESOLVE(posix_spawnp);
 }
 
 const struct capa_real *capa_real(void) {

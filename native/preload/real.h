@@ -8,6 +8,7 @@
 #define CAPA_PRELOAD_REAL_H
 
 #include <netdb.h>
+#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 
@@ -31,6 +32,12 @@ struct capa_real {
   int (*dup3)(int oldfd, int newfd, int flags);
   long (*syscall)(long number, ...);
   void (*_exit)(int status) __attribute__((noreturn));
+  int (*execve)(const char *path, char *const argv[], char *const envp[]);
+  int (*execvpe)(const char *file, char *const argv[], char *const envp[]);
+  int (*posix_spawn)(pid_t *pid, const char *path, const posix_spawn_file_actions_t *actions,
+                     const posix_spawnattr_t *attr, char *const argv[], char *const envp[]);
+  int (*posix_spawnp)(pid_t *pid, const char *file, const posix_spawn_file_actions_t *actions,
+                      const posix_spawnattr_t *attr, char *const argv[], char *const envp[]);
 };
 
 /* The next definitions after this library (normally glibc's). */

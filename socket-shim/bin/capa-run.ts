@@ -45,6 +45,7 @@ const argv = commandLine('capa-run', process.argv.slice(2), usageExit('capa-run'
   .example('$0 --server 127.0.0.1:5300 -- curl http://outside.test:8080/', 'fetch through a loopback CAPA gateway')
   .parserConfiguration({ 'halt-at-non-option': true, 'populate--': true })
   .option('server', { type: 'string', array: true, nargs: 1, describe: 'CAPA server ip[:port] or [ipv6]:port (default port 53), in order; repeat or comma-separate. Default: the nameservers of /etc/resolv.conf (CAPA_SERVER)' })
+  .option('strict', { type: 'boolean', default: false, describe: 'Refuse (EPERM) an exec that would run a program without CAPA: an environment without LD_PRELOAD (env -i), a static or set-user-ID program; without it such an exec is named on stderr and goes ahead (CAPA_STRICT)' })
   .option('quiet', { type: 'boolean', default: false, describe: 'Keep the library\'s CAPA error lines off stderr (CAPA_QUIET)' })
   .option('log', { type: 'string', describe: 'Append one JSON line per CAPA event (allocate, pin, release, direct, error) to this file (CAPA_LOG)' })
   .option('exempt', { type: 'string', array: true, nargs: 1, describe: 'Destination prefix (CIDR or one address) connected without CAPA; repeat for more (CAPA_EXEMPT)' })
@@ -69,6 +70,7 @@ async function capaEnvironment(): Promise<Record<string, string>> {
   if (argv.server !== undefined && env.CAPA_SERVER === '') quit(EXIT_FAILED, '--server needs at least one ip[:port]');
   if (argv.log !== undefined) env.CAPA_LOG = resolve(argv.log); // the program may change its directory
   if (argv.quiet) env.CAPA_QUIET = '1';
+  if (argv.strict) env.CAPA_STRICT = '1';
   if (argv.interface !== undefined) {
     if (!/^[^\s/:]{1,15}$/.test(argv.interface)) quit(EXIT_FAILED, `--interface "${argv.interface}" is not an interface name (1-15 characters, no spaces, / or :)`);
     env.CAPA_INTERFACE = argv.interface;

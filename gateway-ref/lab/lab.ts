@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, readdirSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CapaError } from '../../resolver/lib/errors.js';
 import { runCommand } from '../lib/dataplane/command.js';
@@ -209,6 +209,21 @@ export async function status(settings: LabSettings): Promise<StatusReport> {
   return { plan, namespaces: present, processes, healthy };
 }
 
+/**
+ * A folder of the package's commands (capa-run, capa-dig, ...) as small wrappers, so that
+ * `capa-lab exec t1 -- capa-run ...` finds them from a checkout, where npm put none on PATH.
+ */
+async function commandsDir(settings: LabSettings): Promise<string> {
+  const dir = join(stateDirOf(settings), 'bin');
+  const root = distFile('../../../');
+  const { bin } = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')) as { bin: Record<string, string> };
+  await mkdir(dir, { recursive: true });
+  for (const [name, target] of Object.entries(bin)) {
+    await writeFile(join(dir, name), `#!/bin/sh\nexec "${process.execPath}" "${join(root, target)}" "$@"\n`, { mode: 0o755 });
+  }
+  return dir;
+}
+
 /** Runs a command in a lab host (gw, out, t1, ...) with the caller's terminal; resolves with its exit code. */
 export async function exec(settings: LabSettings, host: string, argv: string[]): Promise<number> {
   requireRoot();
@@ -221,7 +236,8 @@ export async function exec(settings: LabSettings, host: string, argv: string[]):
   if (argv.length === 0) throw new CapaError('ERR_CAPA_INVALID_ARG', 'give the command after --, e.g. capa-lab exec t1 -- curl http://out.lab.example/');
   // capa-socket and capa-run add allocated addresses to this interface (CAPA_INTERFACE).
   const terminal = plan.terminals.find((t) => t.netns === netns);
-  const env = terminal && process.env.CAPA_INTERFACE === undefined ? { ...process.env, CAPA_INTERFACE: terminal.ifname } : process.env;
+  const env: NodeJS.ProcessEnv = { ...process.env, PATH: `${await commandsDir(settings)}${delimiter}${process.env.PATH ?? ''}` };
+  if (terminal && process.env.CAPA_INTERFACE === undefined) env.CAPA_INTERFACE = terminal.ifname;
   const child = spawn('ip', ['netns', 'exec', netns, ...argv], { stdio: 'inherit', env });
   return new Promise((resolve, reject) => {
     child.on('error', reject);

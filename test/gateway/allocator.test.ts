@@ -239,6 +239,19 @@ describe('gateway Allocator: address choice', () => {
     expect(allocator.allocate('100.64.0.3', WEB).tuple.localAddress).to.equal('198.51.100.3');
   });
 
+  it('paired pooling outlives a flow: a terminal making one flow after another keeps one address', () => {
+    const allocator = new Allocator({ pool: poolOf(4), holdDownMs: 0 });
+    const used: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const a = allocator.allocate('100.64.0.1', WEB);
+      used.push(a.tuple.localAddress);
+      allocator.release(a.id);
+    }
+    expect(used).to.deep.equal(Array(4).fill('198.51.100.1'));
+    // Another terminal still starts at the rotation's next address.
+    expect(allocator.allocate('100.64.0.2', WEB).tuple.localAddress).to.equal('198.51.100.2');
+  });
+
   it('moves on to the next address when the held or head address is full for that destination', () => {
     const allocator = new Allocator({ pool: poolOf(2), portStrategy: 'sequential' });
     for (let i = 0; i < PORTS; i++) expect(allocator.allocate('100.64.0.1', WEB).tuple.localAddress).to.equal('198.51.100.1');

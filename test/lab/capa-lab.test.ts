@@ -9,11 +9,9 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { type CommandResult, runCommand } from '../../gateway-ref/lib/dataplane/command.js';
 import { CAPA_DIG, CAPA_LAB, ECHO_SERVER, NsProcess, PinnedClient, counters, reapConntrack, requireNetns, sleep, testPrefix, waitFor } from './helpers.js';
 
-const CAPA_RUN = fileURLToPath(new URL('../../socket-shim/bin/capa-run.js', import.meta.url));
 const AOG = '198.51.100.7';
 const OUTSIDE = '203.0.113.10';
 const HOLD_DOWN_S = 10;
@@ -78,9 +76,10 @@ describe('capa-lab (network namespaces, root)', function () {
     expect(result.stdout).to.match(/capa-lab: up\n$/);
   });
 
-  it('runs capa-run curl in a terminal: the address is configured through netlink and the outside host sees the pinned tuple', async () => {
+  it('runs capa-run curl in a terminal as README shows it: the address is configured through netlink and the outside host sees the pinned tuple', async () => {
     expect(await addresses('t2')).not.to.contain(`${AOG}/32`);
-    const result = await inHost('t2', [process.execPath, CAPA_RUN, '--', 'curl', '-s', '-m', '10', 'http://out.lab.example/']);
+    // `capa-run` by name: exec puts the package's commands on PATH, also from a checkout.
+    const result = await inHost('t2', ['capa-run', '--', 'curl', '-s', '-m', '10', 'http://out.lab.example/']);
     expect(result.code, result.stderr).to.equal(0);
     const seen = JSON.parse(result.stdout) as { remoteAddress: string; remotePort: number };
     // The journal is written asynchronously.

@@ -252,7 +252,8 @@ export class Allocator {
 
   /**
    * The patent's address choice: an address the terminal already holds with a free port here
-   * (paired pooling), else the head of the rotating list, moved to the end; if full, the next.
+   * (paired pooling; held until its idle record is swept), else the head of the rotating list,
+   * moved to the end; if full, the next.
    * Returns -1 when every pool address of the family is full for this scope.
    */
   private chooseAddress(scope: Scope, owner: Terminal | undefined): number {
@@ -262,10 +263,12 @@ export class Allocator {
     // Own and blocking ports are disjoint per address, so this sum reaches the bound only when all are full.
     if (scope.total + scope.blockingTotal() >= PORT_COUNT * n) return -1;
     if (owner) {
-      const { addresses, counts } = owner;
+      const { addresses } = owner;
       for (let i = 0; i < addresses.length; i++) {
         const address = addresses[i]!;
-        if (counts[i]! > 0 && this.poolFamily[address] === family && scope.taken(address) < PORT_COUNT) return address;
+        // Held means "since the record was made", not "with a live flow now": one flow after another
+        // keeps one address (and one address on the terminal's interface).
+        if (this.poolFamily[address] === family && scope.taken(address) < PORT_COUNT) return address;
       }
     }
     for (let tries = 0; tries < n; tries++) {
@@ -344,7 +347,7 @@ export class Allocator {
     const address = s.address[slot]!;
     const port = s.port[slot]!;
     this.index.remove(slot);
-    this.terminals.drop(this.terminals.get(s.terminal[slot]!), address);
+    this.terminals.drop(this.terminals.get(s.terminal[slot]!));
     s.release(slot);
     if (this.holdDownMs > 0) this.holds.push(scope.idx, address, port, now);
     else this.vacate(scope, address, port);

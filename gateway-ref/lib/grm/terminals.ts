@@ -10,10 +10,9 @@ const IDLE_FLOOR = 1024;
 
 export class Terminal {
   live = 0;
-  /** Pool indexes the terminal has held since its record was made, in the order it first got each... */
+  /** Pool indexes the terminal has held since its record was made, in the order it first got each:
+   * paired pooling prefers them, live flows or not, until an idle record is swept. */
   readonly addresses: number[] = [];
-  /** ...and its live allocations on each (0: no longer held; kept to spare array churn). */
-  readonly counts: number[] = [];
 
   constructor(
     readonly idx: number,
@@ -62,19 +61,12 @@ export class TerminalRegistry {
       this.idle--;
     }
     terminal.live++;
-    const i = terminal.addresses.indexOf(address);
-    if (i < 0) {
-      terminal.addresses.push(address);
-      terminal.counts.push(1);
-    } else {
-      terminal.counts[i]!++;
-    }
+    if (!terminal.addresses.includes(address)) terminal.addresses.push(address);
     return terminal;
   }
 
-  /** Uncounts an allocation on `address`. */
-  drop(terminal: Terminal, address: number): void {
-    terminal.counts[terminal.addresses.indexOf(address)]!--;
+  /** Uncounts an allocation. */
+  drop(terminal: Terminal): void {
     if (--terminal.live > 0) return;
     this.idle++;
     if (this.idle > IDLE_FLOOR && this.idle * 2 > this.byName.size) this.sweep();

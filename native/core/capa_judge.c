@@ -63,7 +63,8 @@ void capa_judge_response(const struct capa_response *r, uint16_t port, int proto
     if (r->ede == CAPA_EDE_QUOTA_EXCEEDED) {
       verdict(out, CAPA_VERDICT_FAIL, CAPA_FAIL_QUOTA, "this terminal is over its CAPA quota");
     } else if (r->ede == CAPA_EDE_POOL_EXHAUSTED) {
-      verdict(out, CAPA_VERDICT_NEXT, CAPA_FAIL_EXHAUSTED, "CAPA pool exhausted");
+      /* The EDE text says why: a full pool, or none of the destination's family. */
+      verdict(out, CAPA_VERDICT_NEXT, CAPA_FAIL_EXHAUSTED, "no CAPA allocation");
     } else {
       verdict(out, CAPA_VERDICT_NEXT, CAPA_FAIL_SERVER, "CAPA server failure");
     }

@@ -133,7 +133,8 @@ function judgeCapa(reply: Reply, target: Target): Verdict<CapaOutcome> {
       const quota = withEde(EDE.QUOTA_EXCEEDED);
       if (quota) return { fail: rcodeError('ERR_CAPA_QUOTA', 'this terminal is over its CAPA quota', message, server, quota) };
       const pool = withEde(EDE.POOL_EXHAUSTED);
-      if (pool) return { next: rcodeError('ERR_CAPA_EXHAUSTED', `no free CAPA allocation for ${target.qname}`, message, server, pool) };
+      // The server's EDE text says why: a full pool, or none of the destination's family.
+      if (pool) return { next: rcodeError('ERR_CAPA_EXHAUSTED', `no CAPA allocation for ${target.qname}`, message, server, pool) };
       return { next: rcodeError('ERR_CAPA_SERVER_FAILURE', `server failure for ${target.qname}`, message, server, edes[0]) };
     }
     default:

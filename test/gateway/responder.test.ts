@@ -215,11 +215,11 @@ describe('gateway responder: CAPA answers', () => {
     expect(await l.metrics.text()).to.match(/capa_blocked_total\{reason="exhausted"\} 1/);
   });
 
-  it('answers SERVFAIL + EDE 49152 when the host has only addresses of a family the pool lacks', async () => {
+  it('answers SERVFAIL + EDE 49152 "the gateway has no IPv6 pool" (not "exhausted") when the host has only addresses of a family the pool lacks', async () => {
     const l = lab();
     const { message } = await ask(l, capaQuery('_80._tcp.www6.example'));
     expect(message.rcode).to.equal('SERVFAIL');
-    expect(extendedErrors(message).map((e) => e.code)).to.deep.equal([49152]);
+    expect(extendedErrors(message)).to.deep.equal([{ code: 49152, text: 'the gateway has no IPv6 pool' }]);
   });
 
   it('answers SERVFAIL + EDE 49153 "CAPA quota exceeded" past the terminal quota, other terminals unaffected', async () => {

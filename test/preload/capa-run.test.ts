@@ -12,6 +12,8 @@ import { expect } from 'chai';
 import { EDE } from '../../resolver/lib/constants.js';
 import { buildC, requireTool } from '../helpers/c-build.js';
 import { unavailable } from '../helpers/ci.js';
+import { capaRejection } from '../helpers/expect-error.js';
+import { resolve } from '../../resolver/lib/resolve.js';
 import { startSshd } from '../helpers/sshd.js';
 import { addressRecord, reply, startFakeDnsServer } from '../helpers/fake-dns-server.js';
 import {
@@ -468,6 +470,23 @@ describe('capa-run failures never connect unpinned', function () {
       expect(tcp.peers).to.have.length(0);
     } finally {
       await exhausted.close();
+    }
+  });
+
+  it('an IPv6-only destination and a pool without IPv6: "no IPv6 pool", not "pool exhausted", on both sides', async function () {
+    const curl = requireTool(this, 'curl', 'capa-run tests');
+    const gateway = await startGateway(ws, { zone: ['v6only AAAA ::1'] });
+    try {
+      const result = await capaRun(gateway.server, newLog(), [curl, '-sS', `http://v6only.test:${tcp.port}/`]);
+      expect(result.code).to.equal(6);
+      expect(result.stderr).to.include('cannot resolve v6only.test: no CAPA allocation (SERVFAIL from');
+      expect(result.stderr).to.include('EDE 49152: the gateway has no IPv6 pool');
+      expect(result.stderr).to.not.include('exhausted');
+      const err = await capaRejection(resolve({ host: 'v6only.test', port: tcp.port, servers: [gateway.server] }));
+      expect(err).to.include({ code: 'ERR_CAPA_EXHAUSTED', edeText: 'the gateway has no IPv6 pool' });
+      expect(err.message).to.not.include('exhausted');
+    } finally {
+      await gateway.stop();
     }
   });
 

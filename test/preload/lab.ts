@@ -85,6 +85,8 @@ export interface GatewayOptions {
   pool?: string;
   /** Address of outside.test in the zone. */
   outside?: string;
+  /** More zone lines (names relative to test.). */
+  zone?: string[];
   /** Command the gateway runs under, e.g. ['ip', 'netns', 'exec', ns]. */
   wrap?: string[];
 }
@@ -93,7 +95,7 @@ export interface GatewayOptions {
 export async function startGateway(ws: Workspace, options: GatewayOptions = {}): Promise<Gateway> {
   const zone = ws.file(`zone-${Date.now()}-${Math.random()}.txt`);
   const journal = ws.file(`gateway-${Date.now()}-${Math.random()}.log`);
-  await writeFile(zone, `$ORIGIN test.\n$TTL 60\noutside A ${options.outside ?? OUTSIDE_HOST}\n`);
+  await writeFile(zone, [`$ORIGIN test.\n$TTL 60\noutside A ${options.outside ?? OUTSIDE_HOST}`, ...options.zone ?? [], ''].join('\n'));
   const command = [...(options.wrap ?? []), process.execPath, GATEWAY, '--listen', '127.0.0.1:0', '--pool', options.pool ?? POOL,
     '--zone', zone, '--log', journal, ...(options.extra ?? [])];
   const child = spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -130,7 +130,7 @@ async function capaQuery(ctx: ResponderContext, req: Request, qname: string): Pr
   }
   // The additional record is owned by <host> whatever CNAMEs led to the address (DESIGN "Answer").
   const additional = (r: DataRecord): ResourceRecord => dataRecord(r, parsed.host);
-  let sawAddress = false;
+  let sawFamily: 4 | 6 | undefined;
   for (const type of ADDRESS_TYPES) {
     const found = await addressesOf(ctx, parsed, type);
     if (found.rcode !== 'NOERROR') return { rcode: RCODE[found.rcode] };
@@ -154,10 +154,12 @@ async function capaQuery(ctx: ResponderContext, req: Request, qname: string): Pr
         additionals: [additional(usable)],
       };
     }
-    sawAddress ||= found.records.length > 0;
+    if (found.records.length > 0) sawFamily ??= familyOf(type);
   }
-  // Addresses exist but none of a family the pool has: no (aOG, pA) can serve this destination.
-  return sawAddress ? POOL_EXHAUSTED : { rcode: RCODE.NOERROR, aa: true };
+  // Addresses exist but none of a family the pool has: no (aOG, pA) can serve this destination,
+  // and saying "exhausted" would send the operator looking for a full pool.
+  if (sawFamily === undefined) return { rcode: RCODE.NOERROR, aa: true };
+  return { rcode: RCODE.SERVFAIL, ede: { code: EDE.POOL_EXHAUSTED, text: `the gateway has no IPv${sawFamily} pool` } };
 }
 
 /** A/AAAA for terminals, and for the outside realm: zone data, inside terminals via the inbound path. */

@@ -6,6 +6,7 @@
  * overruns inside the codec; the checks below catch wrong answers that stay in bounds.
  */
 #include "../core/capa_codec.h"
+#include "../core/capa_judge.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -67,6 +68,13 @@ static void fuzz_message(const uint8_t *data, size_t size) {
     require(r.addr_count >= 0 && r.ede_text_off + r.ede_text_len <= size);
     require(!r.has_capa || r.capa.family == 4 || r.capa.family == 6);
   }
+  /* The outcome table: every message gets one verdict, and only a well-formed answer to our
+   * query is judged past ignore/malformed/tcp. */
+  struct capa_judgement j;
+  capa_judge_reply(data, size, CAPA_DEFAULT_RRTYPE, id, FUZZ_QNAME, 80, 6, &r, &j);
+  require(j.verdict >= CAPA_VERDICT_CAPA && j.verdict <= CAPA_VERDICT_MALFORMED);
+  if (j.verdict <= CAPA_VERDICT_NEXT) require(capa_response_parse(data, size, CAPA_DEFAULT_RRTYPE, id, FUZZ_QNAME, CAPA_DEFAULT_RRTYPE, &r) == CAPA_OK);
+  if (j.verdict == CAPA_VERDICT_FAIL || j.verdict == CAPA_VERDICT_NEXT) require(j.what != NULL && strlen(capa_failure_code(j.failure)) > 0);
   if (capa_rdata_decode(data, size, &rec) == CAPA_OK) {
     require(capa_rdata_encode(&rec, wire, sizeof wire, &written) == CAPA_OK);
     require(written == size && memcmp(wire, data, size) == 0);

@@ -12,6 +12,8 @@ export interface WireRecord {
   name: string;
   type: string;
   class?: string;
+  /** The class field's top bit, which both decoders split off as mDNS's cache-flush bit. */
+  flush?: boolean;
   ttl?: number;
   data?: unknown;
   options?: { code: number; data?: Buffer }[];
@@ -148,9 +150,23 @@ export function capaAnswers(message: Message, rrtype = DEFAULT_CAPA_RRTYPE): Cap
   const type = dnsPacketTypeName(rrtype);
   const out: CapaAnswer[] = [];
   for (const rr of message.answers) {
-    if (rr.type === type && Buffer.isBuffer(rr.data)) out.push({ name: rr.name, ttl: rr.ttl ?? 0, record: decodeRdata(rr.data) });
+    if (rr.type === type && isClassIn(rr) && Buffer.isBuffer(rr.data)) out.push({ name: rr.name, ttl: rr.ttl ?? 0, record: decodeRdata(rr.data) });
   }
   return out;
+}
+
+/**
+ * The upper 8 bits of a 12-bit RCODE (RFC 6891 §6.1.3), from the first OPT record; 0 without one.
+ * A reply whose header says NOERROR but whose OPT says otherwise did not answer NOERROR.
+ */
+export function extendedRcodeBits(message: Message): number {
+  const opt = message.additionals.find((rr) => rr.type === 'OPT') as (WireRecord & { extendedRcode?: number }) | undefined;
+  return opt?.extendedRcode ?? 0;
+}
+
+/** Class IN exactly (1): in unicast DNS the top bit is part of the class, so 0x8001 is not IN. */
+export function isClassIn(rr: WireRecord): boolean {
+  return rr.class === 'IN' && rr.flush !== true;
 }
 
 export interface ExtendedError {

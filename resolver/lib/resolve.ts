@@ -6,7 +6,7 @@
 import { capaRrtype, dnsPacketTypeName, EDE, IPPROTO, type Protocol } from './constants.js';
 import { CapaError, type CapaErrorCode, type CapaErrorDetails, invalidArg, malformed } from './errors.js';
 import { canonicalIp, ipFamily, type Family } from './ip.js';
-import { type CapaAnswer, capaAnswers, encodeQuery, extendedErrors, type ExtendedError, type Message, type WireRecord } from './message.js';
+import { type CapaAnswer, capaAnswers, encodeQuery, extendedErrors, type ExtendedError, extendedRcodeBits, isClassIn, type Message, type WireRecord } from './message.js';
 import { normalizeHost, queryNameOf, sameName } from './qname.js';
 import type { CapaRecord } from './rdata.js';
 import { configuredServers, formatServer, parseServer, resolveServers, type ServerAddress, type ServerSpec } from './servers.js';
@@ -102,6 +102,9 @@ function allocationOf(message: Message, target: Target): CapaAnswer | undefined 
 /** The CAPA column of the DESIGN error table. */
 function judgeCapa(reply: Reply, target: Target): Verdict<CapaOutcome> {
   const { message, server } = reply;
+  const extended = extendedRcodeBits(message);
+  // An RCODE above 15 (its upper bits in OPT) is none of the table's: like any unexpected answer.
+  if (extended !== 0) return { next: rcodeError('ERR_CAPA_SERVER_FAILURE', `unexpected answer (extended RCODE bits ${extended}) to ${target.qname}`, message, server) };
   if (message.rcode === 'NOERROR') {
     let answer: CapaAnswer | undefined;
     try {
@@ -162,7 +165,7 @@ function addressesOf(records: WireRecord[], name: string, type: AddressType): st
 /** Addresses owned by <host> in the additional section (the only ones a stub may take from there). */
 function additionalAddresses(message: Message, host: string, type: AddressType): string[] {
   return message.additionals
-    .filter((rr) => rr.type === type && sameName(rr.name, host) && typeof rr.data === 'string')
+    .filter((rr) => rr.type === type && isClassIn(rr) && sameName(rr.name, host) && typeof rr.data === 'string')
     .map((rr) => canonicalIp(rr.data as string));
 }
 

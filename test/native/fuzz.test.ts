@@ -15,7 +15,7 @@ const SECONDS = Number(process.env.CAPA_FUZZ_C_SECONDS ?? 20);
 const SEED = Number(process.env.CAPA_FUZZ_SEED ?? 0x5eed);
 
 const FUZZ_FLAGS = ['-g', '-O1', '-fsanitize=fuzzer,address,undefined', '-fno-sanitize-recover=undefined', '-std=c99', '-Wall', '-Wextra', '-Werror'];
-const SOURCES = ['native/fuzz/fuzz_validate.c', 'native/core/capa_codec.c'];
+const SOURCES = ['native/fuzz/fuzz_validate.c', 'native/core/capa_codec.c', 'native/core/capa_judge.c'];
 
 interface FuzzRun {
   status: number | null;

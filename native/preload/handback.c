@@ -14,6 +14,7 @@
 #include "pins.h"
 #include "real.h"
 #include "release.h"
+#include "terminal.h"
 
 #define SWEEP_EVERY_MS 250
 #define SWEEP_BATCH 64
@@ -70,7 +71,7 @@ void capa_handback_all(const char *why) {
   size_t n_pins = 0, n_pending = 0;
   struct capa_pinned_fd *pins = capa_pins_remove_range(0, UINT_MAX, &n_pins);
   struct capa_allocation *pending = capa_pending_take_all(&n_pending);
-  for (size_t i = 0; i < n_pins; i++) capa_release(cfg, &pins[i].pin.alloc, why);
+  for (size_t i = 0; i < n_pins; i++) capa_release_pin(&pins[i].pin, why);
   for (size_t i = 0; i < n_pending; i++) capa_release(cfg, &pending[i], why);
   free(pins);
   free(pending);

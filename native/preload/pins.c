@@ -15,7 +15,13 @@ static struct {
 static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
 
 static void lock_for_fork(void) { pthread_mutex_lock(&table.lock); }
-static void unlock_in_parent(void) { pthread_mutex_unlock(&table.lock); }
+
+static void share_in_parent(void) {
+  for (size_t i = 0; i < table.size; i++) {
+    if (table.by_fd[i] != NULL) table.by_fd[i]->shared = 1;
+  }
+  pthread_mutex_unlock(&table.lock);
+}
 
 static void forget_in_child(void) {
   for (size_t i = 0; i < table.size; i++) free(table.by_fd[i]);
@@ -26,7 +32,7 @@ static void forget_in_child(void) {
   pthread_mutex_unlock(&table.lock);
 }
 
-static void register_fork_handlers(void) { pthread_atfork(lock_for_fork, unlock_in_parent, forget_in_child); }
+static void register_fork_handlers(void) { pthread_atfork(lock_for_fork, share_in_parent, forget_in_child); }
 
 static void lock_table(void) {
   pthread_once(&fork_once, register_fork_handlers);

@@ -1,7 +1,10 @@
 /*
  * Sockets this library pinned, by descriptor: what to release when one closes, and the
  * destination a later connect or send on it must keep to. A forked child starts with none: its
- * copies of the parent's descriptors are not its flows, so closing them releases nothing.
+ * copies of the parent's descriptors are not its flows, so closing them releases nothing. And
+ * in the parent every pin becomes shared at a fork: the child may go on with the flow (ssh -f,
+ * a daemon), so the parent's close or exit leaves the allocation to the data plane, which ends
+ * it when the flow ends.
  */
 #ifndef CAPA_PRELOAD_PINS_H
 #define CAPA_PRELOAD_PINS_H
@@ -14,6 +17,7 @@ struct capa_pin {
   struct capa_allocation alloc;
   struct capa_ip dest; /* the destination it was pinned for (aOB) */
   uint16_t dest_port;  /* pB as connected (fills in a partial allocation) */
+  int shared;          /* a forked child holds the socket too */
 };
 
 /* Records fd as pinned; a stale entry for a reused descriptor number is replaced. */

@@ -243,4 +243,14 @@ int capa_bind_deferred(int fd, const struct sockaddr *addr, socklen_t len) {
 
 int capa_take_pin(int fd, struct capa_pin *pin) { return capa_pins_remove(fd, pin); }
 
-void capa_release_pin(const struct capa_pin *pin, const char *why) { capa_release(capa_config(), &pin->alloc, why); }
+void capa_release_pin(const struct capa_pin *pin, const char *why) {
+  const struct capa_config *cfg = capa_config();
+  char aog[CAPA_ADDRESS_TEXT_MAX];
+  if (!pin->shared) {
+    capa_release(cfg, &pin->alloc, why);
+    return;
+  }
+  capa_address_format(pin->alloc.record.family, pin->alloc.record.addr, aog, sizeof aog);
+  capa_log_event(cfg, "keep", "\"why\":\"%s, shared with a child\",\"qname\":\"%s\",\"aOG\":\"%s\",\"pA\":%u", why,
+                 pin->alloc.qname, aog, (unsigned)pin->alloc.record.port);
+}

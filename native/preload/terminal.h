@@ -42,7 +42,8 @@ int capa_bind_deferred(int fd, const struct sockaddr *addr, socklen_t len);
 struct capa_pin;
 int capa_take_pin(int fd, struct capa_pin *pin);
 
-/* Releases the allocation of a closed pinned socket; why: the call that closed it, for the log. */
+/* Releases the allocation of a closed pinned socket; why: the call that closed it, for the log.
+ * A pin shared with a forked child is left to the data plane (pins.h). */
 void capa_release_pin(const struct capa_pin *pin, const char *why);
 
 #endif

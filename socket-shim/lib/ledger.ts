@@ -2,12 +2,14 @@
  * capa-run's side of the allocation ledger (native/preload/ledger.h): the library writes a line
  * per allocation received (+) and handed back (-) into <folder>/<pid>; when the program has
  * ended, capa-run releases what the ledgers of processes that are gone still hold (killed by a
- * signal, or ended by a raw exit_group, they could not do it themselves). Parsing is pure; the
- * folder and the releases are the thin shell around it.
+ * signal, or ended by a raw exit_group, they could not do it themselves), unless a live process
+ * on this host still holds a socket bound to the allocation (a forked child carries the flow on).
+ * Parsing is pure; the folder, the socket tables and the releases are the thin shell around it.
  */
 import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { endianness, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parseProcNet } from '../../gateway-ref/lib/dataplane/proc-net.js';
 import type { CapaRecord } from '../../resolver/lib/rdata.js';
 
 /** One allocation as a ledger line spells it. */
@@ -36,6 +38,24 @@ export function outstanding(text: string): LedgerEntry[] {
   return [...held.values()].flat();
 }
 
+const endpointOf = (proto: number, address: string, port: number): string => `${proto === 17 ? 17 : 6} ${address} ${port}`;
+
+/** The (proto, address, port) a live process's socket on this host is bound to. */
+function heldEndpoints(): Set<string> {
+  const held = new Set<string>();
+  const littleEndian = endianness() === 'LE';
+  for (const [file, proto] of [['tcp', 6], ['tcp6', 6], ['udp', 17], ['udp6', 17]] as const) {
+    let text = '';
+    try {
+      text = readFileSync(`/proc/net/${file}`, 'utf8');
+    } catch {
+      continue; // no such table (IPv6 off)
+    }
+    for (const s of parseProcNet(text, proto, littleEndian)) if (s.inode !== 0) held.add(endpointOf(proto, s.localAddress, s.localPort));
+  }
+  return held;
+}
+
 function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -60,11 +80,16 @@ export class Ledger {
    */
   async settle(log: string | undefined, timeoutMs: number): Promise<void> {
     const entries: { pid: number; entry: LedgerEntry }[] = [];
+    let held: Set<string> | undefined;
     for (const name of readdirSync(this.dir)) {
       const pid = Number(name);
       if (!Number.isInteger(pid) || isAlive(pid)) continue;
       const path = join(this.dir, name);
-      for (const entry of outstanding(readFileSync(path, 'utf8'))) entries.push({ pid, entry });
+      held ??= heldEndpoints();
+      for (const entry of outstanding(readFileSync(path, 'utf8'))) {
+        // A forked child that outlived the process still has the socket (ssh -f): its flow goes on.
+        if (!held.has(endpointOf(entry.record.proto, entry.record.address, entry.record.port))) entries.push({ pid, entry });
+      }
       rmSync(path, { force: true });
     }
     if (entries.length > 0) {

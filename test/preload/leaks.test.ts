@@ -6,6 +6,7 @@
  * wget in a row under a quota of three.
  */
 import { expect } from 'chai';
+import { existsSync, readFileSync } from 'node:fs';
 import { requireTool } from '../helpers/c-build.js';
 import { type CapaEvent, capaRun, type JournalEvent, key, OUTSIDE_HOST, OUTSIDE_NAME, readCapaLog, startGateway, useLab } from './lab.js';
 
@@ -66,6 +67,35 @@ describe('capa-run leaks nothing', function () {
     expect(events.filter((e) => e.event === 'allocate')).to.have.length(2);
     expect(releases(events)).to.deep.equal(['process gone released', 'process gone released']);
     expect(await unreleased(events)).to.deep.equal([]);
+  });
+
+  it('a flow a forked child carries on (ssh -f): the parent\'s close and exit leave it alone, and so does capa-run', async function () {
+    const python = requireTool(this, 'python3', 'leak tests');
+    const log = lab.newLog();
+    const out = lab.ws.file('child-report.json');
+    const script = [
+      'import json, os, socket, sys, time',
+      `s = socket.create_connection((${JSON.stringify(OUTSIDE_NAME)}, ${lab.tcp.port}))`,
+      'if os.fork() == 0:',
+      '    time.sleep(1.5)  # past the parent, and past capa-run',
+      '    s.sendall(b"hi\\n"); reply = s.recv(200).decode()',
+      `    open(${JSON.stringify(out)}, "w").write(reply); os._exit(0)`,
+      's.close(); sys.exit(0)',
+    ].join('\n');
+    const result = await capaRun(lab.gateway.server, log, [python, '-c', script]);
+    expect(result.code, result.stderr).to.equal(0);
+    const events = readCapaLog(log);
+    const [pin] = events.filter((e) => e.event === 'pin');
+    expect(events.filter((e) => e.event === 'keep').map((e) => e.why)).to.deep.equal(['close, shared with a child']);
+    expect(releases(events), 'nothing released while the child holds the flow').to.deep.equal([]);
+    let report = '';
+    for (let i = 0; i < 50 && report === ''; i++) {
+      await sleep(100);
+      report = existsSync(out) ? readFileSync(out, 'utf8') : '';
+    }
+    expect(JSON.parse(report), 'the child still spoke from the pinned source').to.deep.equal({ address: pin!.aOG, port: pin!.pA });
+    // The flow ended with the child: the data plane (loopback: the socket went) hands it back.
+    expect(await unreleased(events, 5000)).to.deep.equal([]);
   });
 
   it('a lookup no connect uses is handed back after about a second, while the program still runs', async function () {

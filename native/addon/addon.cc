@@ -10,8 +10,10 @@
 #include <sys/xattr.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 extern "C" {
 #include "../core/netlink.h"
@@ -269,6 +271,26 @@ Napi::Value AddressCheck(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), rc == 1);
 }
 
+// capaAddresses(ifname) -> the addresses CAPA added to that interface (IFA_PROTO
+// CAPA_NL_ADDR_PROTO), as text, host prefixes only.
+Napi::Value CapaAddresses(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string ifname = ParseIfname(env, info[0], "ifname");
+  constexpr int kMax = 1024;
+  std::vector<capa_nl_address> found(kMax);
+  int n = capa_nl_addr_list_capa(ifname.c_str(), found.data(), kMax);
+  if (n < 0) ThrowNetlink(env, n, "listing the addresses of " + ifname);
+  Napi::Array out = Napi::Array::New(env);
+  for (int i = 0; i < std::min(n, kMax); i++) {
+    const capa_nl_address& a = found[static_cast<size_t>(i)];
+    if (a.prefix != (a.family == AF_INET ? 32u : 128u)) continue;
+    char text[INET6_ADDRSTRLEN];
+    inet_ntop(a.family, a.addr, text, sizeof text);
+    out.Set(out.Length(), Napi::String::New(env, text));
+  }
+  return out;
+}
+
 // isLocalAddress(address) -> whether the kernel delivers that address locally.
 Napi::Value IsLocalAddress(const Napi::CallbackInfo& info) {
   Address addr = ParseAddress(info.Env(), info[0], "address", 0);
@@ -302,6 +324,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("addressRemove", Napi::Function::New(env, AddressRemove, "addressRemove"));
   exports.Set("addressCheck", Napi::Function::New(env, AddressCheck, "addressCheck"));
   exports.Set("isLocalAddress", Napi::Function::New(env, IsLocalAddress, "isLocalAddress"));
+  exports.Set("capaAddresses", Napi::Function::New(env, CapaAddresses, "capaAddresses"));
   exports.Set("hasFileCapabilities",
               Napi::Function::New(env, HasFileCapabilities, "hasFileCapabilities"));
   return exports;

@@ -20,15 +20,15 @@
 /* The longest an IPv6 add waits for the address to become local. */
 #define CAPA_NL_LOCAL_WAIT_MS 500
 
-/* Room for the largest request we send: a header, a body and two 16-byte
- * address attributes. */
+/* Room for the largest request we send: a header, a body, two 16-byte
+ * address attributes and the one-octet IFA_PROTO. */
 struct nl_request {
   struct nlmsghdr nh;
   union {
     struct ifaddrmsg ifa;
     struct rtmsg rt;
   } body;
-  char attrs[2 * RTA_SPACE(16)];
+  char attrs[2 * RTA_SPACE(16) + RTA_SPACE(1)];
 };
 
 typedef int (*nl_reply_fn)(struct nlmsghdr *nh, void *ctx);
@@ -53,13 +53,14 @@ static int nl_open(struct nl_conn *conn) {
   return 0;
 }
 
-static void nl_put_attr(struct nlmsghdr *nh, unsigned short type, const void *data,
+/* Appends an attribute; the request is the object written (its attrs hold the room). */
+static void nl_put_attr(struct nl_request *req, unsigned short type, const void *data,
                         size_t len) {
-  struct rtattr *rta = (struct rtattr *)((char *)nh + NLMSG_ALIGN(nh->nlmsg_len));
+  struct rtattr *rta = (struct rtattr *)((char *)req + NLMSG_ALIGN(req->nh.nlmsg_len));
   rta->rta_type = type;
   rta->rta_len = (unsigned short)RTA_LENGTH(len);
   memcpy(RTA_DATA(rta), data, len);
-  nh->nlmsg_len = NLMSG_ALIGN(nh->nlmsg_len) + RTA_ALIGN(rta->rta_len);
+  req->nh.nlmsg_len = NLMSG_ALIGN(req->nh.nlmsg_len) + RTA_ALIGN(rta->rta_len);
 }
 
 static int nl_send(const struct nl_conn *conn, const struct nlmsghdr *nh) {
@@ -163,8 +164,12 @@ static int addr_change(int type, int flags, const char *ifname, int family,
   req.body.ifa.ifa_flags = family == AF_INET6 ? IFA_F_NODAD : 0;
   req.body.ifa.ifa_scope = RT_SCOPE_UNIVERSE;
   req.body.ifa.ifa_index = index;
-  nl_put_attr(&req.nh, IFA_LOCAL, addr, (size_t)alen);
-  nl_put_attr(&req.nh, IFA_ADDRESS, addr, (size_t)alen);
+  nl_put_attr(&req, IFA_LOCAL, addr, (size_t)alen);
+  nl_put_attr(&req, IFA_ADDRESS, addr, (size_t)alen);
+  if (type == RTM_NEWADDR) {
+    const uint8_t proto = CAPA_NL_ADDR_PROTO;
+    nl_put_attr(&req, IFA_PROTO, &proto, 1);
+  }
   return nl_transact(&req, NULL, NULL);
 }
 
@@ -261,9 +266,54 @@ int capa_nl_addr_is_local(int family, const uint8_t *addr) {
   req.nh.nlmsg_type = RTM_GETROUTE;
   req.body.rt.rtm_family = (unsigned char)family;
   req.body.rt.rtm_dst_len = (unsigned char)(alen * 8);
-  nl_put_attr(&req.nh, RTA_DST, addr, (size_t)alen);
+  nl_put_attr(&req, RTA_DST, addr, (size_t)alen);
   int rc = nl_transact(&req, route_is_local, &local);
   /* No route at all: certainly not local. */
   if (rc == -ENETUNREACH || rc == -EHOSTUNREACH) return 0;
   return rc < 0 ? rc : local;
+}
+
+struct capa_list {
+  unsigned index;
+  struct capa_nl_address *out;
+  int max, count;
+};
+
+/* Collects the interface's addresses whose IFA_PROTO is CAPA's. */
+static int collect_capa(struct nlmsghdr *nh, void *ctx) {
+  struct capa_list *l = ctx;
+  if (nh->nlmsg_type != RTM_NEWADDR || nh->nlmsg_len < NLMSG_LENGTH(sizeof(struct ifaddrmsg)))
+    return 0;
+  struct ifaddrmsg *ifa = NLMSG_DATA(nh);
+  if (ifa->ifa_index != l->index || (ifa->ifa_family != AF_INET && ifa->ifa_family != AF_INET6)) return 0;
+  int len = (int)IFA_PAYLOAD(nh), ours = 0;
+  for (struct rtattr *rta = IFA_RTA(ifa); RTA_OK(rta, len); rta = RTA_NEXT(rta, len)) {
+    if (rta->rta_type == IFA_PROTO && RTA_PAYLOAD(rta) == 1) ours = *(uint8_t *)RTA_DATA(rta) == CAPA_NL_ADDR_PROTO;
+  }
+  size_t alen = ifa->ifa_family == AF_INET ? 4 : 16;
+  const void *own = ifa_own_address(nh, alen);
+  if (!ours || own == NULL) return 0;
+  if (l->count < l->max) {
+    struct capa_nl_address *a = &l->out[l->count];
+    memset(a, 0, sizeof *a);
+    a->family = ifa->ifa_family;
+    memcpy(a->addr, own, alen);
+    a->prefix = ifa->ifa_prefixlen;
+  }
+  l->count++;
+  return 0;
+}
+
+int capa_nl_addr_list_capa(const char *ifname, struct capa_nl_address *out, int max) {
+  struct nl_request req;
+  struct capa_list l = {.out = out, .max = max};
+  int rc = ifindex_of(ifname, &l.index);
+  if (rc < 0) return rc;
+  memset(&req, 0, sizeof req);
+  req.nh.nlmsg_len = NLMSG_LENGTH(sizeof req.body.ifa);
+  req.nh.nlmsg_type = RTM_GETADDR;
+  req.nh.nlmsg_flags = NLM_F_DUMP;
+  req.body.ifa.ifa_family = AF_UNSPEC;
+  rc = nl_transact(&req, collect_capa, &l);
+  return rc < 0 ? rc : l.count;
 }

@@ -133,6 +133,11 @@ static int pin(const struct capa_config *cfg, int fd, const struct destination *
     if (rc < 0 && !(rc == -EADDRINUSE && quiet_in_use)) {
       capa_notice(cfg, "cannot pin a socket to its CAPA allocation %s:%u (%s failed: %s); not connecting it", aog,
                   (unsigned)a->record.port, option ? option : capa_pin_step_syscall(step), strerror(-rc));
+    } else if (rc == 0 && (rc = configure(cfg, a)) < 0) {
+      /* capa-run may have taken an idle aOG off the interface between the check and the bind
+       * (IP_FREEBIND lets the bind succeed anyway): it goes back on before anything is sent. */
+      capa_notice(cfg, "cannot put CAPA address %s back on interface %s (%s); not connecting", aog, cfg->interface,
+                  strerror(-rc));
     }
   }
   if (rc < 0) {

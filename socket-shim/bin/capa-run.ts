@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { commandLine, usageExit } from '../../resolver/lib/cli.js';
 import { isCapaError } from '../../resolver/lib/errors.js';
 import { hasFileCapabilities } from '../lib/native.js';
+import { ADDRESS_IDLE_MS, sweepAddresses } from '../lib/address-sweep.js';
 import { Ledger } from '../lib/ledger.js';
 import { inspectExecutable, type Executable, parseExempt, preloadRefusal, preloadValue, privilegeRefusal } from '../lib/preload-target.js';
 
@@ -50,6 +51,7 @@ const argv = commandLine('capa-run', process.argv.slice(2), usageExit('capa-run'
   .option('log', { type: 'string', describe: 'Append one JSON line per CAPA event (allocate, pin, release, direct, error) to this file (CAPA_LOG)' })
   .option('exempt', { type: 'string', array: true, nargs: 1, describe: 'Destination prefix (CIDR or one address) connected without CAPA; repeat for more (CAPA_EXEMPT)' })
   .option('interface', { type: 'string', describe: 'Interface to add allocated addresses to when they are not local yet; needs CAP_NET_ADMIN (CAPA_INTERFACE)' })
+  .option('address-idle', { type: 'number', default: ADDRESS_IDLE_MS / 1000, describe: 'With --interface (or CAPA_INTERFACE): when the program ends, remove each address CAPA added to the interface that no socket uses and that an end at least this many seconds earlier found unused too' })
   .option('timeout', { type: 'number', describe: 'Deadline of one CAPA lookup in ms, default 2000 (CAPA_TIMEOUT_MS)' }))
   .parseSync();
 
@@ -75,11 +77,23 @@ async function capaEnvironment(): Promise<Record<string, string>> {
     if (!/^[^\s/:]{1,15}$/.test(argv.interface)) quit(EXIT_FAILED, `--interface "${argv.interface}" is not an interface name (1-15 characters, no spaces, / or :)`);
     env.CAPA_INTERFACE = argv.interface;
   }
+  if (!Number.isFinite(argv['address-idle']) || argv['address-idle'] < 0) quit(EXIT_FAILED, `--address-idle must be a number of seconds >= 0, got ${argv['address-idle']}`);
   if (argv.timeout !== undefined) {
     if (!Number.isInteger(argv.timeout) || argv.timeout < 1 || argv.timeout > 600000) quit(EXIT_FAILED, `--timeout must be a whole number of ms, 1-600000, got ${argv.timeout}`);
     env.CAPA_TIMEOUT_MS = String(argv.timeout);
   }
   return env;
+}
+
+/** Best effort: a program that ran without CAP_NET_ADMIN cannot have added addresses either. */
+function sweepInterface(ifname: string | undefined): void {
+  if (ifname === undefined || ifname === '') return;
+  try {
+    sweepAddresses(ifname, argv['address-idle'] * 1000);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EPERM' && code !== 'ENODEV' && !argv.quiet) process.stderr.write(`capa-run: could not tidy the CAPA addresses of ${ifname}: ${(err as Error).message}\n`);
+  }
 }
 
 function isExecutableFile(path: string): boolean {
@@ -169,8 +183,11 @@ async function run(): Promise<void> {
   child.on('exit', (code, signal) => {
     for (const s of signals) process.off(s, forward);
     const status = signal !== null ? 128 + (constants.signals[signal] ?? 0) : code ?? EXIT_FAILED;
-    // The last resort against leaks: what a killed program (or its children) still held goes back.
-    ledger.settle(capaEnv.CAPA_LOG ?? process.env.CAPA_LOG, LEDGER_RELEASE_MS).finally(() => process.exit(status));
+    // The last resort against leaks: what a killed program (or its children) still held goes back,
+    // and addresses nothing uses any more come off the interface.
+    ledger.settle(capaEnv.CAPA_LOG ?? process.env.CAPA_LOG, LEDGER_RELEASE_MS)
+      .then(() => sweepInterface(capaEnv.CAPA_INTERFACE ?? process.env.CAPA_INTERFACE))
+      .finally(() => process.exit(status));
   });
 }
 

@@ -8,6 +8,7 @@ import type { EventEmitter } from 'node:events';
 import type { Protocol } from '../../resolver/lib/constants.js';
 import { CapaError, isCapaError } from '../../resolver/lib/errors.js';
 import { type CapaEndpoint, type PlainResult, release, type Resolution, resolve } from '../../resolver/lib/resolve.js';
+import { ADDRESS_IDLE_MS, sweepAddresses } from './address-sweep.js';
 import { addressAdd, isLocalAddress } from './native.js';
 import type { Settings } from './options.js';
 
@@ -40,11 +41,27 @@ function resolveDestination(destination: Destination, settings: Settings): Promi
   return resolve({ host, port, protocol, servers: settings.servers, rrtype: settings.rrtype, ...settings.call, signal });
 }
 
+/** Interfaces this process put an address on: each gets one tidy-up (address-sweep.ts) at exit. */
+const tidied = new Set<string>();
+
+function tidyAtExit(ifname: string): void {
+  if (tidied.has(ifname)) return;
+  tidied.add(ifname);
+  process.once('exit', () => {
+    try {
+      sweepAddresses(ifname, ADDRESS_IDLE_MS);
+    } catch {
+      // Best effort at exit: the next capa-run or capa-socket process looks again.
+    }
+  });
+}
+
 /** Adds aOG to the configured interface unless the kernel already delivers it locally. */
 function configure(address: string, ifname: string | undefined): void {
   if (ifname === undefined || isLocalAddress(address)) return;
   try {
     addressAdd(ifname, address);
+    tidyAtExit(ifname);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EPERM' || code === 'EACCES') {
@@ -79,6 +96,8 @@ async function adopt<S extends EventEmitter>(endpoint: CapaEndpoint, settings: S
   try {
     configure(endpoint.local.address, settings.interface);
     socket = await open();
+    // A tidy-up elsewhere may have taken an idle aOG off between the check and the bind.
+    configure(endpoint.local.address, settings.interface);
   } catch (err) {
     await giveBack(endpoint, settings);
     throw err;

@@ -7,10 +7,10 @@
  * Parsing is pure; the folder, the socket tables and the releases are the thin shell around it.
  */
 import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { endianness, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseProcNet } from '../../gateway-ref/lib/dataplane/proc-net.js';
 import type { CapaRecord } from '../../resolver/lib/rdata.js';
+import { liveSockets } from './socket-table.js';
 
 /** One allocation as a ledger line spells it. */
 export interface LedgerEntry {
@@ -42,18 +42,7 @@ const endpointOf = (proto: number, address: string, port: number): string => `${
 
 /** The (proto, address, port) a live process's socket on this host is bound to. */
 function heldEndpoints(): Set<string> {
-  const held = new Set<string>();
-  const littleEndian = endianness() === 'LE';
-  for (const [file, proto] of [['tcp', 6], ['tcp6', 6], ['udp', 17], ['udp6', 17]] as const) {
-    let text = '';
-    try {
-      text = readFileSync(`/proc/net/${file}`, 'utf8');
-    } catch {
-      continue; // no such table (IPv6 off)
-    }
-    for (const s of parseProcNet(text, proto, littleEndian)) if (s.inode !== 0) held.add(endpointOf(proto, s.localAddress, s.localPort));
-  }
-  return held;
+  return new Set(liveSockets().map((s) => endpointOf(s.proto, s.localAddress, s.localPort)));
 }
 
 function isAlive(pid: number): boolean {

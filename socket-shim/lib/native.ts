@@ -49,6 +49,7 @@ interface CapaAddon {
   addressRemove(ifname: string, address: string): void;
   addressCheck(ifname: string, address: string): boolean;
   isLocalAddress(address: string): boolean;
+  capaAddresses(ifname: string): string[];
   hasFileCapabilities(path: string): boolean;
 }
 
@@ -110,6 +111,11 @@ export function addressRemove(ifname: string, address: string): void {
 /** Whether `address` is configured on `ifname` (any prefix length). */
 export function addressCheck(ifname: string, address: string): boolean {
   return addon().addressCheck(ifname, address);
+}
+
+/** The host addresses (/32, /128) on `ifname` that CAPA added (marked so in the kernel), not the operator's. */
+export function capaAddresses(ifname: string): string[] {
+  return addon().capaAddresses(ifname);
 }
 
 /** Whether the kernel delivers `address` locally (every 127/8 address, any configured one). */

@@ -86,6 +86,37 @@ describe('capa-run --interface in a network namespace', function () {
     expect(ip('-n', NS, '-o', 'addr', 'show', 'dev', IFACE)).to.include(`inet ${address}/32`);
   });
 
+  /** capa-run with a program that does nothing, so only its end (the address sweep) acts. */
+  const endOfRun = (): ReturnType<typeof run> => run('ip', ['netns', 'exec', NS, process.execPath, CAPA_RUN, '--server', gateway!.server,
+    '--interface', IFACE, '--address-idle', '1', '--', 'true']);
+  const onInterface = (): string => ip('-n', NS, '-o', 'addr', 'show', 'dev', IFACE);
+
+  it('an added address no socket uses comes off once two ends, a second or more apart, found it unused; others stay', async function () {
+    const address = readCapaLog(ws!.file('capa.log')).find((e) => e.event === 'pin')!.aOG!;
+    ip('-n', NS, 'addr', 'add', '198.51.100.99/32', 'dev', IFACE); // the operator's: not CAPA's to remove
+    expect(onInterface()).to.include(`inet ${address}/32`);
+    // Held by a socket: kept however long it has been idle before.
+    const holder = spawn('ip', ['netns', 'exec', NS, 'python3', '-c',
+      `import socket, time; s = socket.socket(); s.bind(("${address}", 0)); s.listen(); print("ready", flush=True); time.sleep(30)`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      await once(holder.stdout!, 'data');
+      expect((await endOfRun()).code).to.equal(0);
+      await new Promise((r) => setTimeout(r, 1200));
+      expect((await endOfRun()).code).to.equal(0);
+      expect(onInterface(), 'in use: kept').to.include(`inet ${address}/32`);
+    } finally {
+      holder.kill('SIGKILL');
+      await once(holder, 'exit');
+    }
+    expect((await endOfRun()).code).to.equal(0); // first seen unused
+    expect(onInterface(), 'one look is not enough').to.include(`inet ${address}/32`);
+    await new Promise((r) => setTimeout(r, 1200));
+    expect((await endOfRun()).code).to.equal(0);
+    expect(onInterface(), 'unused at two looks 1 s apart: removed').to.not.include(`inet ${address}/32`);
+    expect(onInterface(), 'the operator\'s address stays').to.include('inet 198.51.100.99/32');
+    ip('-n', NS, 'addr', 'del', '198.51.100.99/32', 'dev', IFACE);
+  });
+
   it('fails the connect, unpinned never, when the interface does not exist', async function () {
     const curl = requireTool(this, 'curl', 'capa-run --interface test');
     ip('-n', NS, 'addr', 'flush', 'dev', IFACE, 'scope', 'global'); // no pool address is local any more

@@ -271,8 +271,9 @@ Napi::Value AddressCheck(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), rc == 1);
 }
 
-// capaAddresses(ifname) -> the addresses CAPA added to that interface (IFA_PROTO
-// CAPA_NL_ADDR_PROTO), as text, host prefixes only.
+// capaAddresses(ifname) -> [{address, created}]: the host addresses (/32, /128)
+// CAPA added to that interface (IFA_PROTO CAPA_NL_ADDR_PROTO), and when each was
+// added (1/100 s since boot), which tells a re-added address from the old one.
 Napi::Value CapaAddresses(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string ifname = ParseIfname(env, info[0], "ifname");
@@ -286,7 +287,10 @@ Napi::Value CapaAddresses(const Napi::CallbackInfo& info) {
     if (a.prefix != (a.family == AF_INET ? 32u : 128u)) continue;
     char text[INET6_ADDRSTRLEN];
     inet_ntop(a.family, a.addr, text, sizeof text);
-    out.Set(out.Length(), Napi::String::New(env, text));
+    Napi::Object entry = Napi::Object::New(env);
+    entry.Set("address", Napi::String::New(env, text));
+    entry.Set("created", Napi::Number::New(env, a.created));
+    out.Set(out.Length(), entry);
   }
   return out;
 }

@@ -287,8 +287,12 @@ static int collect_capa(struct nlmsghdr *nh, void *ctx) {
   struct ifaddrmsg *ifa = NLMSG_DATA(nh);
   if (ifa->ifa_index != l->index || (ifa->ifa_family != AF_INET && ifa->ifa_family != AF_INET6)) return 0;
   int len = (int)IFA_PAYLOAD(nh), ours = 0;
+  uint32_t created = 0;
   for (struct rtattr *rta = IFA_RTA(ifa); RTA_OK(rta, len); rta = RTA_NEXT(rta, len)) {
     if (rta->rta_type == IFA_PROTO && RTA_PAYLOAD(rta) == 1) ours = *(uint8_t *)RTA_DATA(rta) == CAPA_NL_ADDR_PROTO;
+    if (rta->rta_type == IFA_CACHEINFO && RTA_PAYLOAD(rta) >= sizeof(struct ifa_cacheinfo)) {
+      created = ((struct ifa_cacheinfo *)RTA_DATA(rta))->cstamp;
+    }
   }
   size_t alen = ifa->ifa_family == AF_INET ? 4 : 16;
   const void *own = ifa_own_address(nh, alen);
@@ -299,6 +303,7 @@ static int collect_capa(struct nlmsghdr *nh, void *ctx) {
     a->family = ifa->ifa_family;
     memcpy(a->addr, own, alen);
     a->prefix = ifa->ifa_prefixlen;
+    a->created = created;
   }
   l->count++;
   return 0;

@@ -41,6 +41,7 @@ struct capa_nl_address {
   int family; /* AF_INET or AF_INET6 */
   uint8_t addr[16];
   unsigned prefix;
+  uint32_t created; /* when it was added, 1/100 s since boot (IFA_CACHEINFO cstamp) */
 };
 
 /* The addresses on `ifname` that CAPA added (CAPA_NL_ADDR_PROTO), both

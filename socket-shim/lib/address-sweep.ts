@@ -10,7 +10,7 @@ import { readFileSync, readlinkSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { canonicalIp } from '../../resolver/lib/ip.js';
-import { addressAdd, addressRemove, capaAddresses } from './native.js';
+import { addressAdd, addressRemove, type CapaAddress, capaAddresses } from './native.js';
 import { liveSockets } from './socket-table.js';
 
 /** How long an address must have been seen unused before it comes off (capa-run --address-idle). */
@@ -19,19 +19,25 @@ export const ADDRESS_IDLE_MS = 60_000;
 export interface SweepDecision {
   /** Addresses to take off the interface now. */
   remove: string[];
-  /** When each address still marked was first seen unused (ms), for the next look. */
+  /**
+   * When each address still there was first seen unused (ms), for the next look, keyed by the
+   * address and its creation time: a look at an address removed and added again since (or at a
+   * namespace that reuses an old one's number) finds no record of it.
+   */
   idleSince: Record<string, number>;
 }
 
+const recordKey = (a: CapaAddress): string => `${a.address}@${a.created}`;
+
 /** Pure: which of the `marked` addresses to remove, given the ones in use and the earlier looks. */
-export function decideSweep(marked: readonly string[], inUse: ReadonlySet<string>, idleSince: Readonly<Record<string, number>>,
+export function decideSweep(marked: readonly CapaAddress[], inUse: ReadonlySet<string>, idleSince: Readonly<Record<string, number>>,
   now: number, idleMs: number): SweepDecision {
   const decision: SweepDecision = { remove: [], idleSince: {} };
-  for (const address of marked) {
-    if (inUse.has(address)) continue;
-    const since = idleSince[address];
-    if (since !== undefined && now - since >= idleMs) decision.remove.push(address);
-    else decision.idleSince[address] = since ?? now;
+  for (const a of marked) {
+    if (inUse.has(a.address)) continue;
+    const since = idleSince[recordKey(a)];
+    if (since !== undefined && now - since >= idleMs) decision.remove.push(a.address);
+    else decision.idleSince[recordKey(a)] = since ?? now;
   }
   return decision;
 }
@@ -55,7 +61,8 @@ const inUseNow = (): Set<string> => new Set(liveSockets().map((s) => canonicalIp
 /** One look at `ifname`; returns the addresses it removed. Throws the addon's errors (EPERM, ENODEV). */
 export function sweepAddresses(ifname: string, idleMs: number, now = Date.now()): string[] {
   const path = stateFile(ifname);
-  const decision = decideSweep(capaAddresses(ifname).map(canonicalIp), inUseNow(), readState(path), now, idleMs);
+  const marked = capaAddresses(ifname).map((a) => ({ address: canonicalIp(a.address), created: a.created }));
+  const decision = decideSweep(marked, inUseNow(), readState(path), now, idleMs);
   for (const address of decision.remove) addressRemove(ifname, address);
   // A process that found the address local a moment ago may have bound to it since: give it back.
   const after = decision.remove.length > 0 ? inUseNow() : new Set<string>();

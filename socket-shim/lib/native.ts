@@ -49,7 +49,7 @@ interface CapaAddon {
   addressRemove(ifname: string, address: string): void;
   addressCheck(ifname: string, address: string): boolean;
   isLocalAddress(address: string): boolean;
-  capaAddresses(ifname: string): string[];
+  capaAddresses(ifname: string): CapaAddress[];
   hasFileCapabilities(path: string): boolean;
 }
 
@@ -113,8 +113,14 @@ export function addressCheck(ifname: string, address: string): boolean {
   return addon().addressCheck(ifname, address);
 }
 
+/** A host address CAPA added to an interface, and when (1/100 s since boot: a re-added one differs). */
+export interface CapaAddress {
+  address: string;
+  created: number;
+}
+
 /** The host addresses (/32, /128) on `ifname` that CAPA added (marked so in the kernel), not the operator's. */
-export function capaAddresses(ifname: string): string[] {
+export function capaAddresses(ifname: string): CapaAddress[] {
   return addon().capaAddresses(ifname);
 }
 

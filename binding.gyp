@@ -52,6 +52,29 @@
       ],
       "cflags": ["-fvisibility=hidden"],
       "libraries": ["-ldl", "-lpthread"]
+    },
+    {
+      # capa-run's seccomp supervisor (build/Release/capa_supervise) for what the LD_PRELOAD
+      # library cannot reach: the library's socket step, run on the target's sockets.
+      "target_name": "capa_supervise",
+      "type": "executable",
+      "sources": [
+        "native/supervisor/supervise.c",
+        "native/preload/allocations.c",
+        "native/preload/config.c",
+        "native/preload/dns_client.c",
+        "native/preload/ledger.c",
+        "native/preload/log.c",
+        "native/preload/lookup.c",
+        "native/preload/pins.c",
+        "native/preload/release.c",
+        "native/preload/terminal.c",
+        "native/preload/update.c",
+        "native/core/capa_codec.c",
+        "native/core/capa_judge.c",
+        "<@(capa_core_sources)"
+      ],
+      "libraries": ["-lpthread"]
     }
   ]
 }

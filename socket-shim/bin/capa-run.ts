@@ -17,7 +17,7 @@ import { isCapaError } from '../../resolver/lib/errors.js';
 import { hasFileCapabilities } from '../lib/native.js';
 import { ADDRESS_IDLE_MS, sweepAddresses } from '../lib/address-sweep.js';
 import { Ledger } from '../lib/ledger.js';
-import { inspectExecutable, type Executable, parseExempt, preloadRefusal, preloadValue, privilegeRefusal } from '../lib/preload-target.js';
+import { inspectExecutable, type Executable, parseExempt, preloadValue, privilegeRefusal, type Reach, reachOf } from '../lib/preload-target.js';
 
 const EXIT_FAILED = 125;
 const EXIT_REFUSED = 126;
@@ -29,6 +29,7 @@ const LEDGER_RELEASE_MS = 500;
 
 // dist/socket-shim/bin/capa-run.js -> <package root>/build/Release/libcapa_preload.so
 const LIBRARY = fileURLToPath(new URL('../../../build/Release/libcapa_preload.so', import.meta.url));
+const SUPERVISOR = fileURLToPath(new URL('../../../build/Release/capa_supervise', import.meta.url));
 
 function quit(code: number, message: string): never {
   process.stderr.write(`capa-run: ${message}\n`);
@@ -40,8 +41,9 @@ const argv = commandLine('capa-run', process.argv.slice(2), usageExit('capa-run'
   .epilog('Runs <program> with the CAPA LD_PRELOAD library: getaddrinfo/gethostbyname ask the CAPA server for '
     + '_<port>._<proto>.<host> and return the destination address; connect (and the first send of an unbound UDP '
     + 'socket) binds the socket to the allocated (address, port) before it goes out; close hands the allocation back. '
-    + 'A CAPA failure fails the lookup or the connect: nothing is connected unpinned. Statically linked, set-user-ID '
-    + 'and capability-carrying programs are refused (the dynamic linker would not load the library). '
+    + 'A CAPA failure fails the lookup or the connect: nothing is connected unpinned. Statically linked programs run '
+    + 'under a seccomp supervisor that pins their connects instead; set-user-ID and capability-carrying programs are '
+    + 'refused (the dynamic linker would not load the library, and no-new-privs would run them without their privileges). '
     + 'Exit codes: the program\'s own; 125 capa-run failed; 126 the program cannot run under capa-run; 127 not found.')
   .example('$0 --server 127.0.0.1:5300 -- curl http://outside.test:8080/', 'fetch through a loopback CAPA gateway')
   .parserConfiguration({ 'halt-at-non-option': true, 'populate--': true })
@@ -138,17 +140,17 @@ function fileCapabilities(path: string): string | undefined {
   return described !== '' ? described : 'security.capability is set';
 }
 
-/** Why the library cannot reach the program (following `#!` interpreters), or undefined. */
-function refusal(path: string, library: Executable, depth = 0): string | undefined {
+/** How capa-run reaches the program (following `#!` interpreters): LD_PRELOAD, the supervisor, or refused. */
+function reach(path: string, library: Executable, depth = 0): Reach {
   const mode = statSync(path).mode;
   const privileged = privilegeRefusal(path, mode, fileCapabilities(path));
-  if (privileged !== undefined) return privileged;
+  if (privileged !== undefined) return { how: 'refused', why: privileged };
   const target = inspectFile(path);
   if (target.kind === 'script' && depth < MAX_SCRIPT_DEPTH) {
     const interpreter = findProgram(target.interpreter);
-    return interpreter === undefined ? undefined : refusal(interpreter, library, depth + 1);
+    return interpreter === undefined ? { how: 'preload' } : reach(interpreter, library, depth + 1);
   }
-  return preloadRefusal(path, target, library);
+  return reachOf(path, target, library);
 }
 
 async function run(): Promise<void> {
@@ -162,17 +164,26 @@ async function run(): Promise<void> {
   }
   const path = findProgram(name);
   if (path === undefined) quit(EXIT_NOT_FOUND, `${name}: no such program${name.includes('/') ? '' : ' in PATH'}`);
+  let how: Reach;
   let preload: string;
   try {
-    const why = refusal(path, inspectFile(LIBRARY));
-    if (why !== undefined) quit(EXIT_REFUSED, why);
+    how = reach(path, inspectFile(LIBRARY));
+    if (how.how === 'refused') quit(EXIT_REFUSED, how.why);
     preload = preloadValue(LIBRARY, process.env.LD_PRELOAD);
   } catch (err) {
     if (!isCapaError(err)) throw err; // ERR_CAPA_CONFIG: the addon is not built; ERR_CAPA_INVALID_ARG: the library path
     quit(EXIT_FAILED, err.message);
   }
+  const supervised = how.how === 'supervisor';
+  if (supervised && !isExecutableFile(SUPERVISOR)) {
+    quit(EXIT_FAILED, `${path} is statically linked and needs the CAPA supervisor ${SUPERVISOR}, which is missing; build it with "npx node-gyp rebuild" in the package folder`);
+  }
   const ledger = new Ledger();
-  const child = spawn(path, args, { stdio: 'inherit', argv0: name, env: { ...process.env, ...capaEnv, LD_PRELOAD: preload, CAPA_LEDGER: ledger.dir } });
+  const env = { ...process.env, ...capaEnv, CAPA_LEDGER: ledger.dir };
+  // A static program has no dynamic linker: the supervisor pins it (and its children) instead of the library.
+  const child = supervised
+    ? spawn(SUPERVISOR, [name, ...args], { stdio: 'inherit', env })
+    : spawn(path, args, { stdio: 'inherit', argv0: name, env: { ...env, LD_PRELOAD: preload } });
   const forward = (signal: NodeJS.Signals): void => { child.kill(signal); };
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
   for (const s of signals) process.on(s, forward);
@@ -182,7 +193,11 @@ async function run(): Promise<void> {
   });
   child.on('exit', (code, signal) => {
     for (const s of signals) process.off(s, forward);
-    const status = signal !== null ? 128 + (constants.signals[signal] ?? 0) : code ?? EXIT_FAILED;
+    // The supervisor reports the program's own end as an exit code; a signal is its own death.
+    if (supervised && signal !== null) {
+      process.stderr.write(`capa-run: the CAPA supervisor of ${name} died (${signal}); the program's further connects fail, none goes out unpinned\n`);
+    }
+    const status = supervised && signal !== null ? EXIT_FAILED : signal !== null ? 128 + (constants.signals[signal] ?? 0) : code ?? EXIT_FAILED;
     // The last resort against leaks: what a killed program (or its children) still held goes back,
     // and addresses nothing uses any more come off the interface.
     ledger.settle(capaEnv.CAPA_LOG ?? process.env.CAPA_LOG, LEDGER_RELEASE_MS)

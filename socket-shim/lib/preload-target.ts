@@ -1,8 +1,8 @@
 /**
  * What capa-run decides before it starts a program, without I/O: whether the dynamic linker
  * will honour LD_PRELOAD for it (an ELF program with an interpreter, of the library's class and
- * machine; a script whose interpreter is such a program), how CAPA_EXEMPT and LD_PRELOAD are
- * spelled. File access is injected as a `read(offset, length)` function.
+ * machine; a script whose interpreter is such a program) or the seccomp supervisor must pin it
+ * (a statically linked one), how CAPA_EXEMPT and LD_PRELOAD are spelled. File access is injected as a `read(offset, length)` function.
  */
 import { ipFamily, ipToBytes, bytesToIp } from '../../resolver/lib/ip.js';
 import { invalidArg } from '../../resolver/lib/errors.js';
@@ -64,19 +64,22 @@ export function inspectExecutable(read: ReadAt): Executable {
   return { kind: 'other' };
 }
 
-/** Why LD_PRELOAD of `library` would not reach `target`, or undefined when it would. */
-export function preloadRefusal(path: string, target: Executable, library: Executable): string | undefined {
-  if (target.kind !== 'elf') return undefined;
-  if (target.interpreter === undefined) {
-    return `${path} is statically linked; capa-run works by LD_PRELOAD and cannot hook it `
-      + '— use capa-socket or a dynamically linked build';
-  }
+/** How capa-run can reach a program: LD_PRELOAD, the seccomp supervisor, or not at all (why). */
+export type Reach = { how: 'preload' } | { how: 'supervisor' } | { how: 'refused'; why: string };
+
+/**
+ * How `library` reaches `target`: LD_PRELOAD where the dynamic linker loads it, the seccomp
+ * supervisor for a statically linked program (no dynamic linker), refused for another machine.
+ */
+export function reachOf(path: string, target: Executable, library: Executable): Reach {
+  if (target.kind !== 'elf') return { how: 'preload' };
+  if (target.interpreter === undefined) return { how: 'supervisor' };
   if (library.kind === 'elf' && (library.elfClass !== target.elfClass || library.machine !== target.machine)) {
-    return `${path} is a ${target.elfClass}-bit program for ELF machine ${target.machine}, but the capa-run library is `
+    return { how: 'refused', why: `${path} is a ${target.elfClass}-bit program for ELF machine ${target.machine}, but the capa-run library is `
       + `${library.elfClass}-bit for machine ${library.machine}; the dynamic linker would skip the library `
-      + 'and run the program without CAPA — use a build of the program for this machine';
+      + 'and run the program without CAPA — use a build of the program for this machine' };
   }
-  return undefined;
+  return { how: 'preload' };
 }
 
 /** Refusal for set-user-ID / set-group-ID files and files with capabilities (secure execution). */

@@ -10,7 +10,7 @@ import { constants } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { isCapaError } from '../../resolver/lib/errors.js';
-import { inspectExecutable, parseExempt, preloadRefusal, preloadValue, privilegeRefusal } from '../../socket-shim/lib/preload-target.js';
+import { inspectExecutable, parseExempt, preloadValue, privilegeRefusal, reachOf } from '../../socket-shim/lib/preload-target.js';
 import { buildC, requireTool } from '../helpers/c-build.js';
 import { CAPA_RUN, LIBRARY, run, type Workspace, workspace } from './lab.js';
 
@@ -77,33 +77,32 @@ describe('capa-run launcher', function () {
     expect(result.stdout.trim()).to.equal('x --quiet');
   });
 
-  it('refuses a statically linked program, which then does not run', async function () {
+  it('runs a statically linked program under the supervisor, exit code passed on', async function () {
     requireTool(this, 'cc', 'the static test program');
     const source = ws.file('static.c');
-    await writeFile(source, '#include <stdio.h>\nint main(void) { puts("static ran"); return 0; }\n');
+    await writeFile(source, '#include <stdio.h>\nint main(void) { puts("static ran"); return 3; }\n');
     const build = buildC({ sources: [source], kind: 'executable', flags: ['-static', '-O2'], name: 'static-prog' });
     try {
       const result = await capaRun(['--', build.path]);
-      expect(result.code).to.equal(EXIT_REFUSED);
-      expect(result.stderr).to.include(`${build.path} is statically linked; capa-run works by LD_PRELOAD and cannot hook it`);
-      expect(result.stdout).to.equal('');
+      expect(result.code, result.stderr).to.equal(3);
+      expect(result.stdout).to.equal('static ran\n');
     } finally {
       build.remove();
     }
   });
 
-  it('refuses a script whose interpreter is statically linked', async function () {
+  it('runs a script whose interpreter is statically linked under the supervisor', async function () {
     requireTool(this, 'cc', 'the static test program');
     const source = ws.file('interp.c');
-    await writeFile(source, 'int main(void) { return 0; }\n');
+    await writeFile(source, '#include <stdio.h>\nint main(int argc, char **argv) { printf("%s\\n", argv[argc - 1]); return 0; }\n');
     const build = buildC({ sources: [source], kind: 'executable', flags: ['-static'], name: 'static-interp' });
     try {
       const script = ws.file('script');
       await writeFile(script, `#!${build.path} -x\necho hi\n`);
       await chmod(script, 0o755);
       const result = await capaRun(['--', script]);
-      expect(result.code).to.equal(EXIT_REFUSED);
-      expect(result.stderr).to.include(`${build.path} is statically linked`);
+      expect(result.code, result.stderr).to.equal(0);
+      expect(result.stdout.trim()).to.equal(script);
     } finally {
       build.remove();
     }
@@ -195,7 +194,9 @@ describe('capa-run preload rules (pure)', function () {
     const lib = inspectExecutable(read(elfHeader(2, 62)));
     const i386 = inspectExecutable(read(elfHeader(1, 3)));
     expect(i386).to.deep.equal({ kind: 'elf', elfClass: 32, machine: 3, interpreter: undefined });
-    expect(preloadRefusal('/x', { ...i386, interpreter: '/lib/ld-linux.so.2' } as typeof i386, lib)).to.include('32-bit program');
+    const other = reachOf('/x', { ...i386, interpreter: '/lib/ld-linux.so.2' } as typeof i386, lib);
+    expect(other.how === 'refused' && other.why).to.include('32-bit program');
+    expect(reachOf('/x', i386, lib), 'a static program (no interpreter) goes to the supervisor').to.deep.equal({ how: 'supervisor' });
     expect(inspectExecutable(read(Buffer.from('#!/usr/bin/env node\n')))).to.deep.equal({ kind: 'script', interpreter: '/usr/bin/env' });
     expect(inspectExecutable(read(Buffer.from('plain text')))).to.deep.equal({ kind: 'other' });
   });

@@ -1,0 +1,368 @@
+/*
+ * capa_supervise: runs a program under a seccomp user-notification supervisor, so that programs
+ * the LD_PRELOAD library cannot reach (statically linked ones: Go, busybox) are pinned too.
+ * Usage: capa_supervise <program> [args...], configured by the same CAPA_* environment as the
+ * library (capa-run sets it).
+ *
+ * The child sets no-new-privs, installs a filter that hands connect, bind, close and the sends
+ * that carry a destination to this process (SECCOMP_RET_USER_NOTIF, inherited by the whole tree
+ * across fork and exec, static or not), refuses io_uring and other ABIs, and execs the program.
+ * For each notification the supervisor takes a copy of the target's socket (pidfd_getfd), runs
+ * the library's own socket step on it (terminal.h: exemptions, the CAPA lookup by reverse name,
+ * the pin, the refusals), and for a connect performs the connect itself on the inspected socket
+ * and address (letting the call continue would leave a window in which another thread swaps the
+ * descriptor). A close of a pinned socket releases its allocation; when the last process of the
+ * tree is gone, whatever is still pinned is released. Fails closed: a socket or address it
+ * cannot inspect fails the call with EPERM. If the supervisor dies, the tree's further
+ * notified calls fail with ENOSYS: nothing goes out unpinned.
+ * Exit status: the program's, 128+N when it was killed by signal N, 125 when the supervisor
+ * could not start it, 126/127 when the program cannot be run / is not found.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../preload/config.h"
+#include "../preload/log.h"
+#include "../preload/pins.h"
+#include "../preload/terminal.h"
+
+#ifndef PIDFD_THREAD
+#define PIDFD_THREAD O_EXCL /* Linux 6.9 */
+#endif
+
+enum { EXIT_FAILED = 125, EXIT_CANNOT_RUN = 126, EXIT_NOT_FOUND = 127 };
+
+/* The filter: x86-64 only (other ABIs and x32 get EPERM), io_uring refused (its submissions
+ * would bypass every check), connect/bind/close/sendmsg/sendmmsg and sendto with an address
+ * to the supervisor, everything else allowed. */
+#define ARGS4 offsetof(struct seccomp_data, args[4])
+static struct sock_filter filter[] = {
+    /* 0 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+    /* 1 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+    /* 2 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+    /* 3 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+    /* 4 */ BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000 /* __X32_SYSCALL_BIT */, 0, 1),
+    /* 5 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+    /* 6 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+    /* 7 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+    /* 8 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_connect, 10, 0),
+    /* 9 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_bind, 9, 0),
+    /* 10 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_sendmsg, 8, 0),
+    /* 11 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_sendmmsg, 7, 0),
+    /* 12 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_close, 6, 0),
+    /* 13 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_sendto, 0, 4),
+    /* 14 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARGS4),
+    /* 15 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 3),
+    /* 16 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARGS4 + 4),
+    /* 17 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 1),
+    /* 18 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    /* 19 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+};
+
+static int listener = -1;
+
+/* ---- the target's side ------------------------------------------------------------------ */
+
+static int reply(uint64_t id, int error, int continue_call) {
+  struct seccomp_notif_resp r = {.id = id, .error = error ? -error : 0,
+                                 .flags = continue_call ? SECCOMP_USER_NOTIF_FLAG_CONTINUE : 0};
+  return ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &r);
+}
+
+static int still_valid(uint64_t id) { return ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) == 0; }
+
+/* Our copy of the target thread's descriptor, or -errno. The notification names a thread:
+ * pidfd_open of a thread that does not lead its group needs PIDFD_THREAD. */
+static int target_fd(pid_t tid, int fd) {
+  int pidfd = (int)syscall(SYS_pidfd_open, tid, 0);
+  if (pidfd < 0 && errno == ENOENT) pidfd = (int)syscall(SYS_pidfd_open, tid, PIDFD_THREAD);
+  if (pidfd < 0) return -errno;
+  int ours = (int)syscall(SYS_pidfd_getfd, pidfd, fd, 0);
+  int err = errno;
+  close(pidfd);
+  return ours < 0 ? -err : ours;
+}
+
+/* Reads len octets at the target's address into buf: 0 or -errno. */
+static int read_target(pid_t tid, uint64_t addr, void *buf, size_t len) {
+  struct iovec local = {.iov_base = buf, .iov_len = len}, remote = {.iov_base = (void *)(uintptr_t)addr, .iov_len = len};
+  ssize_t n = process_vm_readv(tid, &local, 1, &remote, 1, 0);
+  if (n < 0) return -errno;
+  return (size_t)n == len ? 0 : -EFAULT;
+}
+
+/* ---- sockets pinned in the tree, by socket identity (device, inode) ---------------------- */
+
+struct pinned {
+  dev_t dev;
+  ino_t ino;
+  struct capa_pin pin;
+};
+
+static struct {
+  pthread_mutex_t lock;
+  struct pinned *items;
+  size_t count, capacity;
+} table = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static int identity(int fd, struct stat *st) { return fstat(fd, st) == 0 && S_ISSOCK(st->st_mode); }
+
+static int find_pinned(const struct stat *st, struct capa_pin *out, int take) {
+  int found = 0;
+  pthread_mutex_lock(&table.lock);
+  for (size_t i = 0; i < table.count && !found; i++) {
+    if (table.items[i].dev != st->st_dev || table.items[i].ino != st->st_ino) continue;
+    found = 1;
+    if (out != NULL) *out = table.items[i].pin;
+    if (take) table.items[i] = table.items[--table.count];
+  }
+  pthread_mutex_unlock(&table.lock);
+  return found;
+}
+
+static void add_pinned(const struct stat *st, const struct capa_pin *pin) {
+  pthread_mutex_lock(&table.lock);
+  if (table.count == table.capacity) {
+    size_t capacity = table.capacity ? table.capacity * 2 : 64;
+    struct pinned *items = realloc(table.items, capacity * sizeof *items);
+    if (items != NULL) table.items = items, table.capacity = capacity;
+  }
+  if (table.count < table.capacity) table.items[table.count++] = (struct pinned){st->st_dev, st->st_ino, *pin};
+  pthread_mutex_unlock(&table.lock);
+}
+
+/* ---- one notification --------------------------------------------------------------------- */
+
+/* The destination a connect or send names: the socket address (at most sockaddr_storage) the
+ * call points at. 0, 1 when the call names none (continue it), or -errno. */
+static int destination_of(const struct seccomp_notif *n, struct sockaddr_storage *ss, socklen_t *len) {
+  uint64_t addr = 0, addrlen = 0;
+  int rc;
+  if (n->data.nr == __NR_connect || n->data.nr == __NR_bind) {
+    addr = n->data.args[1], addrlen = n->data.args[2];
+  } else if (n->data.nr == __NR_sendto) {
+    addr = n->data.args[4], addrlen = n->data.args[5];
+  } else {
+    struct msghdr msg; /* sendmsg, or the first message of sendmmsg (struct mmsghdr starts with it) */
+    if ((rc = read_target(n->pid, n->data.args[1], &msg, sizeof msg)) < 0) return rc;
+    addr = (uintptr_t)msg.msg_name, addrlen = msg.msg_namelen;
+  }
+  if (addr == 0) return 1;
+  if (addrlen > sizeof *ss) addrlen = sizeof *ss;
+  memset(ss, 0, sizeof *ss);
+  if ((rc = read_target(n->pid, addr, ss, (size_t)addrlen)) < 0) return rc;
+  *len = (socklen_t)addrlen;
+  return ss->ss_family == AF_INET || ss->ss_family == AF_INET6 ? 0 : 1;
+}
+
+/* Fails the call closed: its socket or destination could not be inspected. */
+static void refuse(const struct capa_config *cfg, const struct seccomp_notif *n, int why) {
+  capa_notice(cfg, "cannot inspect the socket of process %d (%s); refusing its call (EPERM): nothing goes out unpinned",
+              (int)n->pid, strerror(why));
+  reply(n->id, EPERM, 0);
+}
+
+/* connect, bind and the sends: the library's socket step on our copy of the socket. */
+static void handle_socket_call(const struct seccomp_notif *n) {
+  const struct capa_config *cfg = capa_config();
+  struct sockaddr_storage ss;
+  socklen_t len = 0;
+  struct stat st;
+  struct capa_pin pin;
+  int rc = destination_of(n, &ss, &len);
+  if (rc != 0) {
+    if (rc < 0) refuse(cfg, n, -rc);
+    else reply(n->id, 0, 1);
+    return;
+  }
+  int fd = target_fd(n->pid, (int)n->data.args[0]);
+  if (fd < 0 || !still_valid(n->id)) {
+    if (fd == -EBADF) reply(n->id, EBADF, 0);
+    else if (fd < 0) refuse(cfg, n, -fd);
+    if (fd >= 0) close(fd);
+    return;
+  }
+  int is_socket = identity(fd, &st);
+  int pinned = is_socket && find_pinned(&st, NULL, 0);
+  int connecting = n->data.nr == __NR_connect;
+  if (!is_socket) {
+    reply(n->id, 0, 1);
+  } else if (n->data.nr == __NR_bind) {
+    /* A bind of the wildcard address and port 0 is deferred: the connect pins the socket. */
+    if (capa_bind_deferred(fd, (struct sockaddr *)&ss, len)) reply(n->id, 0, 0);
+    else reply(n->id, 0, 1);
+  } else if (!pinned && (rc = connecting ? capa_before_connect(fd, (struct sockaddr *)&ss, len)
+                                         : capa_before_send(fd, (struct sockaddr *)&ss, len)) < 0) {
+    reply(n->id, -rc, 0);
+  } else {
+    if (capa_take_pin(fd, &pin)) add_pinned(&st, &pin), pinned = 1;
+    /* A pinned socket connects here, on the socket and address inspected; the rest go on. */
+    if (connecting && pinned) reply(n->id, connect(fd, (struct sockaddr *)&ss, len) < 0 ? errno : 0, 0);
+    else reply(n->id, 0, 1);
+  }
+  close(fd);
+}
+
+static void *socket_call_thread(void *arg) {
+  handle_socket_call(arg);
+  free(arg);
+  return NULL;
+}
+
+/* A close: the call goes on; a pinned socket's allocation goes back. */
+static void handle_close(const struct seccomp_notif *n) {
+  struct stat st;
+  struct capa_pin pin;
+  int fd = target_fd(n->pid, (int)n->data.args[0]);
+  int was_pinned = fd >= 0 && identity(fd, &st) && find_pinned(&st, &pin, 1);
+  reply(n->id, 0, 1);
+  if (fd >= 0) close(fd);
+  if (was_pinned) capa_release_pin(&pin, "close");
+}
+
+/* A CAPA answer may be slow: connects and sends get a thread each, so no call waits for
+ * another's. Binds and closes ask nobody and are answered at once. */
+static void dispatch(const struct seccomp_notif *n) {
+  pthread_t thread;
+  pthread_attr_t attr;
+  if (n->data.nr == __NR_close) {
+    handle_close(n);
+    return;
+  }
+  if (n->data.nr == __NR_bind) {
+    handle_socket_call(n);
+    return;
+  }
+  struct seccomp_notif *copy = malloc(sizeof *copy);
+  if (copy == NULL || pthread_attr_init(&attr) != 0) {
+    free(copy);
+    handle_socket_call(n);
+    return;
+  }
+  *copy = *n;
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  if (pthread_create(&thread, &attr, socket_call_thread, copy) != 0) {
+    free(copy);
+    handle_socket_call(n);
+  }
+  pthread_attr_destroy(&attr);
+}
+
+/* ---- start and end ------------------------------------------------------------------------ */
+
+static void release_all(void) {
+  pthread_mutex_lock(&table.lock);
+  for (size_t i = 0; i < table.count; i++) capa_release_pin(&table.items[i].pin, "exit");
+  table.count = 0;
+  pthread_mutex_unlock(&table.lock);
+}
+
+/* In the child: no-new-privs, the filter, the listener to the parent, exec. Never returns. */
+static void run_child(char **argv, int ready, int go) {
+  struct sock_fprog prog = {.len = sizeof filter / sizeof filter[0], .filter = filter};
+  char c;
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) _exit(EXIT_FAILED);
+  int fd = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+                        SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, &prog);
+  if (fd < 0 || write(ready, &fd, sizeof fd) != (ssize_t)sizeof fd || read(go, &c, 1) != 1) _exit(EXIT_FAILED);
+  /* These closes already go through the supervisor, which has the listener now. */
+  close(fd);
+  close(ready);
+  close(go);
+  execvp(argv[0], argv);
+  int err = errno;
+  fprintf(stderr, "capa-run: %s: %s\n", argv[0], strerror(err));
+  _exit(err == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_RUN);
+}
+
+static int status_code(int status) {
+  return WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? 128 + WTERMSIG(status) : EXIT_FAILED;
+}
+
+/* Takes the listener from the child (pidfd_getfd: a parent may), then serves the tree until no
+ * process of it is left. Returns the child's exit code. */
+static int serve(pid_t child, int ready, int go, int sigfd) {
+  int number, status = -1;
+  int pidfd = (int)syscall(SYS_pidfd_open, child, 0);
+  if (pidfd < 0 || read(ready, &number, sizeof number) != (ssize_t)sizeof number) return EXIT_FAILED;
+  listener = (int)syscall(SYS_pidfd_getfd, pidfd, number, 0);
+  close(pidfd);
+  if (listener < 0 || write(go, "g", 1) != 1) return EXIT_FAILED;
+  for (;;) {
+    struct pollfd p[2] = {{.fd = listener, .events = POLLIN}, {.fd = sigfd, .events = POLLIN}};
+    if (poll(p, 2, -1) < 0 && errno != EINTR) break;
+    if (p[1].revents & POLLIN) {
+      struct signalfd_siginfo info;
+      if (read(sigfd, &info, sizeof info) == (ssize_t)sizeof info && info.ssi_signo != SIGCHLD) {
+        kill(child, (int)info.ssi_signo); /* capa-run's signals are the program's */
+      }
+      int s;
+      pid_t pid;
+      /* A subreaper: the tree's orphans are ours to reap, so their filter references end. */
+      while ((pid = waitpid(-1, &s, WNOHANG)) > 0) {
+        if (pid == child) status = s;
+      }
+    }
+    if (p[0].revents & POLLIN) {
+      struct seccomp_notif n;
+      memset(&n, 0, sizeof n);
+      if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, &n) == 0) dispatch(&n);
+    }
+    if ((p[0].revents & (POLLHUP | POLLERR)) && status != -1) break; /* no process of the tree is left */
+  }
+  release_all();
+  return status == -1 ? EXIT_FAILED : status_code(status);
+}
+
+int main(int argc, char **argv) {
+  static const int handled[] = {SIGCHLD, SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+  int ready[2], go[2];
+  sigset_t mask, old;
+  if (argc < 2) {
+    fprintf(stderr, "usage: capa_supervise <program> [args...] (run by capa-run)\n");
+    return EXIT_FAILED;
+  }
+  program_invocation_short_name = basename(argv[1]);
+  capa_config(); /* the settings capa-run gave, read before anything else */
+  sigemptyset(&mask);
+  for (size_t i = 0; i < sizeof handled / sizeof handled[0]; i++) sigaddset(&mask, handled[i]);
+  sigprocmask(SIG_BLOCK, &mask, &old);
+  int sigfd = signalfd(-1, &mask, SFD_CLOEXEC);
+  if (sigfd < 0 || pipe2(ready, O_CLOEXEC) < 0 || pipe2(go, O_CLOEXEC) < 0 || prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) {
+    perror("capa-run: supervisor");
+    return EXIT_FAILED;
+  }
+  pid_t child = fork();
+  if (child < 0) {
+    perror("capa-run: supervisor: fork");
+    return EXIT_FAILED;
+  }
+  if (child == 0) {
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    run_child(argv + 1, ready[1], go[0]);
+  }
+  close(ready[1]);
+  close(go[0]);
+  return serve(child, ready[0], go[1], sigfd);
+}

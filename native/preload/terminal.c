@@ -227,6 +227,11 @@ static int prepare(int fd, const struct destination *d, int connecting) {
   }
 }
 
+int capa_destination_needs_no_capa(const struct sockaddr *addr, socklen_t len) {
+  struct destination d;
+  return !read_destination(addr, len, &d) || link_only(&d.ip) || capa_config_exempts(capa_config(), &d.ip, d.port);
+}
+
 int capa_before_connect(int fd, const struct sockaddr *addr, socklen_t len) {
   struct destination d;
   return read_destination(addr, len, &d) ? prepare(fd, &d, 1) : 0;

@@ -31,6 +31,11 @@
 
 int capa_before_connect(int fd, const struct sockaddr *addr, socklen_t len);
 
+/* 1 when a flow to this address never needs CAPA, whatever the socket: not AF_INET/AF_INET6
+ * with an address and a port, link-only, a CAPA server or resolv.conf nameserver, exempt. (An
+ * exempt destination's pending allocation is still handed back by capa_before_connect.) */
+int capa_destination_needs_no_capa(const struct sockaddr *addr, socklen_t len);
+
 /* For sendto/sendmsg with a destination address (to may be NULL: nothing to do). */
 int capa_before_send(int fd, const struct sockaddr *to, socklen_t len);
 

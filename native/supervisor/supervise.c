@@ -50,6 +50,10 @@
 #ifndef PIDFD_THREAD
 #define PIDFD_THREAD O_EXCL /* Linux 6.9 */
 #endif
+#ifndef SECCOMP_IOCTL_NOTIF_SET_FLAGS /* Linux 6.6 */
+#define SECCOMP_IOCTL_NOTIF_SET_FLAGS SECCOMP_IOW(4, __u64)
+#define SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (1UL << 0)
+#endif
 
 enum { EXIT_FAILED = 125, EXIT_CANNOT_RUN = 126, EXIT_NOT_FOUND = 127 };
 
@@ -120,11 +124,25 @@ struct pinned {
   struct capa_pin pin;
 };
 
+/* Descriptor numbers that hold a pinned socket in some process of the tree (any process: the
+ * notification names a thread, not a descriptor table), so that the close of any other number
+ * (files, pipes: nearly all of them) is answered without inspecting it. */
+#define FD_BITS 65536
+
 static struct {
   pthread_mutex_t lock;
   struct pinned *items;
   size_t count, capacity;
+  unsigned char pinned_fds[FD_BITS / 8];
 } table = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void mark_fd(uint64_t fd) {
+  if (fd < FD_BITS) __atomic_or_fetch(&table.pinned_fds[fd / 8], (unsigned char)(1u << (fd % 8)), __ATOMIC_RELEASE);
+}
+
+static int maybe_pinned_fd(uint64_t fd) {
+  return fd >= FD_BITS || (__atomic_load_n(&table.pinned_fds[fd / 8], __ATOMIC_ACQUIRE) & (1u << (fd % 8))) != 0;
+}
 
 static int identity(int fd, struct stat *st) { return fstat(fd, st) == 0 && S_ISSOCK(st->st_mode); }
 
@@ -216,7 +234,7 @@ static void handle_socket_call(const struct seccomp_notif *n) {
                                          : capa_before_send(fd, (struct sockaddr *)&ss, len)) < 0) {
     reply(n->id, -rc, 0);
   } else {
-    if (capa_take_pin(fd, &pin)) add_pinned(&st, &pin), pinned = 1;
+    if (capa_take_pin(fd, &pin)) add_pinned(&st, &pin), mark_fd(n->data.args[0]), pinned = 1;
     /* A pinned socket connects here, on the socket and address inspected; the rest go on. */
     if (connecting && pinned) reply(n->id, connect(fd, (struct sockaddr *)&ss, len) < 0 ? errno : 0, 0);
     else reply(n->id, 0, 1);
@@ -224,16 +242,74 @@ static void handle_socket_call(const struct seccomp_notif *n) {
   close(fd);
 }
 
-static void *socket_call_thread(void *arg) {
-  handle_socket_call(arg);
-  free(arg);
+/* A CAPA answer may be slow: calls that may need one go to a pool of workers, so that no call
+ * waits for another's. WORKERS of them; more waiting calls queue. */
+#define WORKERS 8
+
+static struct {
+  pthread_mutex_t lock;
+  pthread_cond_t ready;
+  struct seccomp_notif *items;
+  size_t head, count, capacity;
+} queue = {.lock = PTHREAD_MUTEX_INITIALIZER, .ready = PTHREAD_COND_INITIALIZER};
+
+static void *worker(void *unused) {
+  (void)unused;
+  for (;;) {
+    pthread_mutex_lock(&queue.lock);
+    while (queue.count == 0) pthread_cond_wait(&queue.ready, &queue.lock);
+    struct seccomp_notif n = queue.items[queue.head];
+    queue.head = (queue.head + 1) % queue.capacity;
+    queue.count--;
+    pthread_mutex_unlock(&queue.lock);
+    handle_socket_call(&n);
+  }
   return NULL;
+}
+
+/* 0, or -1 when the queue cannot grow (the caller handles the call itself). */
+static int enqueue(const struct seccomp_notif *n) {
+  int rc = 0;
+  pthread_mutex_lock(&queue.lock);
+  if (queue.count == queue.capacity) {
+    size_t capacity = queue.capacity ? queue.capacity * 2 : 64;
+    struct seccomp_notif *items = malloc(capacity * sizeof *items);
+    if (items == NULL) {
+      rc = -1;
+    } else {
+      for (size_t i = 0; i < queue.count; i++) items[i] = queue.items[(queue.head + i) % queue.capacity];
+      free(queue.items);
+      queue.items = items, queue.head = 0, queue.capacity = capacity;
+    }
+  }
+  if (rc == 0) {
+    queue.items[(queue.head + queue.count) % queue.capacity] = *n;
+    queue.count++;
+    pthread_cond_signal(&queue.ready);
+  }
+  pthread_mutex_unlock(&queue.lock);
+  return rc;
+}
+
+static int start_workers(void) {
+  pthread_attr_t attr;
+  pthread_t thread;
+  int started = 0;
+  if (pthread_attr_init(&attr) != 0) return 0;
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  for (int i = 0; i < WORKERS; i++) started += pthread_create(&thread, &attr, worker, NULL) == 0;
+  pthread_attr_destroy(&attr);
+  return started;
 }
 
 /* A close: the call goes on; a pinned socket's allocation goes back. */
 static void handle_close(const struct seccomp_notif *n) {
   struct stat st;
   struct capa_pin pin;
+  if (!maybe_pinned_fd(n->data.args[0])) {
+    reply(n->id, 0, 1);
+    return;
+  }
   int fd = target_fd(n->pid, (int)n->data.args[0]);
   int was_pinned = fd >= 0 && identity(fd, &st) && find_pinned(&st, &pin, 1);
   reply(n->id, 0, 1);
@@ -241,32 +317,20 @@ static void handle_close(const struct seccomp_notif *n) {
   if (was_pinned) capa_release_pin(&pin, "close");
 }
 
-/* A CAPA answer may be slow: connects and sends get a thread each, so no call waits for
- * another's. Binds and closes ask nobody and are answered at once. */
-static void dispatch(const struct seccomp_notif *n) {
-  pthread_t thread;
-  pthread_attr_t attr;
+/* Binds, closes, and calls whose destination never needs CAPA are answered here at once; the
+ * rest go to the workers. */
+static void dispatch(const struct seccomp_notif *n, int workers) {
+  struct sockaddr_storage ss;
+  socklen_t len = 0;
   if (n->data.nr == __NR_close) {
     handle_close(n);
-    return;
-  }
-  if (n->data.nr == __NR_bind) {
+  } else if (n->data.nr == __NR_bind) {
     handle_socket_call(n);
-    return;
-  }
-  struct seccomp_notif *copy = malloc(sizeof *copy);
-  if (copy == NULL || pthread_attr_init(&attr) != 0) {
-    free(copy);
-    handle_socket_call(n);
-    return;
-  }
-  *copy = *n;
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  if (pthread_create(&thread, &attr, socket_call_thread, copy) != 0) {
-    free(copy);
+  } else if (destination_of(n, &ss, &len) == 1 || (len > 0 && capa_destination_needs_no_capa((struct sockaddr *)&ss, len))) {
+    reply(n->id, 0, 1);
+  } else if (workers == 0 || enqueue(n) < 0) {
     handle_socket_call(n);
   }
-  pthread_attr_destroy(&attr);
 }
 
 /* ---- start and end ------------------------------------------------------------------------ */
@@ -300,39 +364,69 @@ static int status_code(int status) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? 128 + WTERMSIG(status) : EXIT_FAILED;
 }
 
-/* Takes the listener from the child (pidfd_getfd: a parent may), then serves the tree until no
- * process of it is left. Returns the child's exit code. */
+struct watch {
+  pid_t child;
+  int sigfd;
+};
+
+/* Reaps the tree (a subreaper: its orphans are ours, so their filter references end), passes
+ * capa-run's signals on to the program, and ends the supervisor when no process of the tree is
+ * left: what is still pinned goes back, the program's status becomes ours. */
+static void *watch_tree(void *arg) {
+  const struct watch *w = arg;
+  int status = -1;
+  for (;;) {
+    /* No events asked of the listener: only its hang-up (no process of the tree left) wakes us. */
+    struct pollfd p[2] = {{.fd = listener, .events = 0}, {.fd = w->sigfd, .events = POLLIN}};
+    if (poll(p, 2, -1) < 0 && errno != EINTR) break;
+    if (p[1].revents & POLLIN) {
+      struct signalfd_siginfo info;
+      if (read(w->sigfd, &info, sizeof info) == (ssize_t)sizeof info && info.ssi_signo != SIGCHLD) {
+        kill(w->child, (int)info.ssi_signo); /* capa-run's signals are the program's */
+      }
+      int s;
+      pid_t pid;
+      while ((pid = waitpid(-1, &s, WNOHANG)) > 0) {
+        if (pid == w->child) status = s;
+      }
+    }
+    if ((p[0].revents & (POLLHUP | POLLERR)) && status != -1) break;
+    if ((p[0].revents & (POLLHUP | POLLERR)) && !(p[1].revents & POLLIN)) {
+      /* Hung up before the child's SIGCHLD was read: that signal is on its way. */
+      const struct timespec pause = {.tv_sec = 0, .tv_nsec = 1000000};
+      nanosleep(&pause, NULL);
+    }
+  }
+  release_all();
+  exit(status == -1 ? EXIT_FAILED : status_code(status));
+}
+
+/* Takes the listener from the child (pidfd_getfd: a parent may), then answers the tree's calls
+ * until watch_tree ends the process. The main thread waits in the receive itself: with
+ * SYNC_WAKE_UP the target and this thread then switch on one CPU. */
 static int serve(pid_t child, int ready, int go, int sigfd) {
-  int number, status = -1;
+  int number;
+  static struct watch w;
+  pthread_t watcher;
   int pidfd = (int)syscall(SYS_pidfd_open, child, 0);
   if (pidfd < 0 || read(ready, &number, sizeof number) != (ssize_t)sizeof number) return EXIT_FAILED;
   listener = (int)syscall(SYS_pidfd_getfd, pidfd, number, 0);
   close(pidfd);
   if (listener < 0 || write(go, "g", 1) != 1) return EXIT_FAILED;
+  /* Target and supervisor switch on one CPU (Linux 6.6+): a wake-up across CPUs costs this VM
+   * about 4x the whole notification. Without it the notifications still work, slower. */
+  ioctl(listener, SECCOMP_IOCTL_NOTIF_SET_FLAGS, SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP); /* the flags by value */
+  int workers = start_workers();
+  w = (struct watch){.child = child, .sigfd = sigfd};
+  if (pthread_create(&watcher, NULL, watch_tree, &w) != 0) return EXIT_FAILED;
   for (;;) {
-    struct pollfd p[2] = {{.fd = listener, .events = POLLIN}, {.fd = sigfd, .events = POLLIN}};
-    if (poll(p, 2, -1) < 0 && errno != EINTR) break;
-    if (p[1].revents & POLLIN) {
-      struct signalfd_siginfo info;
-      if (read(sigfd, &info, sizeof info) == (ssize_t)sizeof info && info.ssi_signo != SIGCHLD) {
-        kill(child, (int)info.ssi_signo); /* capa-run's signals are the program's */
-      }
-      int s;
-      pid_t pid;
-      /* A subreaper: the tree's orphans are ours to reap, so their filter references end. */
-      while ((pid = waitpid(-1, &s, WNOHANG)) > 0) {
-        if (pid == child) status = s;
-      }
-    }
-    if (p[0].revents & POLLIN) {
-      struct seccomp_notif n;
-      memset(&n, 0, sizeof n);
-      if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, &n) == 0) dispatch(&n);
-    }
-    if ((p[0].revents & (POLLHUP | POLLERR)) && status != -1) break; /* no process of the tree is left */
+    struct seccomp_notif n;
+    memset(&n, 0, sizeof n);
+    if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, &n) == 0) dispatch(&n, workers);
+    else if (errno != EINTR && errno != ENOENT) break;
   }
-  release_all();
-  return status == -1 ? EXIT_FAILED : status_code(status);
+  pthread_join(watcher, NULL);
+  return EXIT_FAILED;
 }
 
 int main(int argc, char **argv) {

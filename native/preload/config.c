@@ -194,6 +194,7 @@ void capa_config_load(struct capa_config *cfg, const char *(*env)(const char *na
                       const char *resolv_conf) {
   const char *servers = env("CAPA_SERVER"), *exempt = env("CAPA_EXEMPT"), *quiet = env("CAPA_QUIET");
   const char *log_path = env("CAPA_LOG"), *interface = env("CAPA_INTERFACE"), *ledger = env("CAPA_LEDGER");
+  const char *supervisor = env("CAPA_SUPERVISOR");
   memset(cfg, 0, sizeof *cfg);
   if (servers != NULL && strspn(servers, ", \t") != strlen(servers)) for_each_item(cfg, servers, add_server);
   else servers_from_resolv_conf(cfg, resolv_conf);
@@ -201,6 +202,7 @@ void capa_config_load(struct capa_config *cfg, const char *(*env)(const char *na
   if (exempt != NULL) for_each_item(cfg, exempt, add_exempt);
   if (log_path != NULL) copy_setting(cfg, "CAPA_LOG", log_path, cfg->log_path, sizeof cfg->log_path);
   if (ledger != NULL) copy_setting(cfg, "CAPA_LEDGER", ledger, cfg->ledger_dir, sizeof cfg->ledger_dir);
+  if (supervisor != NULL) copy_setting(cfg, "CAPA_SUPERVISOR", supervisor, cfg->supervisor, sizeof cfg->supervisor);
   if (interface != NULL) copy_setting(cfg, "CAPA_INTERFACE", interface, cfg->interface, sizeof cfg->interface);
   cfg->quiet = is_set(quiet);
   cfg->strict = is_set(env("CAPA_STRICT"));

@@ -8,6 +8,7 @@
  *   CAPA_INTERFACE   interface to configure allocated addresses on when they are not local
  *   CAPA_RRTYPE      RR type number of CAPA (default 65280)
  *   CAPA_TIMEOUT_MS  overall deadline of one CAPA lookup (default 2000)
+ *   CAPA_SUPERVISOR  abstract unix socket name of capa-run's seccomp supervisor (supervisor_link.h)
  *   CAPA_STRICT      set (and not "0") to refuse execs that would escape the library (exec_check.h)
  *   CAPA_LEDGER      folder of the per-process allocation ledger capa-run reads (ledger.h)
  * A bad value does not fall back to defaults: it is kept in `error` and every CAPA lookup fails
@@ -52,6 +53,7 @@ struct capa_config {
   int n_exempt;
   char log_path[4096];
   char ledger_dir[4096];
+  char supervisor[100]; /* empty: no supervisor runs */
   int quiet;
   int strict;
   char interface[IF_NAMESIZE];

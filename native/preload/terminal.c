@@ -14,6 +14,7 @@
 #include "lookup.h"
 #include "pins.h"
 #include "release.h"
+#include "supervisor_link.h"
 
 /* Allocations tried per connect when the allocated port is taken locally (EADDRINUSE). */
 #define MAX_PIN_TRIES 3
@@ -143,6 +144,14 @@ static int pin(const struct capa_config *cfg, int fd, const struct destination *
   if (rc < 0) {
     capa_release(cfg, a, rc == -EADDRINUSE ? "address in use" : "pin failed");
     return rc;
+  }
+  /* Under the supervisor, it must know this bind is the library's pin, not the program's own. */
+  struct capa_supervisor_note note = {.fd = fd, .family = a->record.family, .port = a->record.port};
+  memcpy(note.addr, a->record.addr, sizeof note.addr);
+  if ((rc = capa_supervisor_tell(cfg, fd, &note)) < 0) {
+    capa_notice(cfg, "cannot tell the CAPA supervisor about socket %d (%s); not connecting it", fd, strerror(-rc));
+    capa_release(cfg, a, "supervisor unreachable");
+    return -ENETUNREACH;
   }
   struct capa_pin entry = {.alloc = *a, .dest = d->ip, .dest_port = d->port};
   capa_pins_add(fd, &entry);

@@ -2,7 +2,10 @@
  * capa_supervise: runs a program under a seccomp user-notification supervisor, so that programs
  * the LD_PRELOAD library cannot reach (statically linked ones: Go, busybox) are pinned too.
  * Usage: capa_supervise <program> [args...], configured by the same CAPA_* environment as the
- * library (capa-run sets it).
+ * library (capa-run sets it), and CAPA_PRELOAD: the LD_PRELOAD for the program. Where the dynamic
+ * linker loads the library too, the library pins
+ * what it sees and hands each such socket to the supervisor (supervisor_link.h), which then only
+ * performs that connect; everything the library does not see, the supervisor pins itself.
  *
  * The child sets no-new-privs, installs a filter that hands connect, bind, close and the sends
  * that carry a destination to this process (SECCOMP_RET_USER_NOTIF, inherited by the whole tree
@@ -25,6 +28,8 @@
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -39,12 +44,14 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "../preload/config.h"
 #include "../preload/log.h"
 #include "../preload/pins.h"
+#include "../preload/supervisor_link.h"
 #include "../preload/terminal.h"
 
 #ifndef PIDFD_THREAD
@@ -122,6 +129,7 @@ struct pinned {
   dev_t dev;
   ino_t ino;
   struct capa_pin pin;
+  int library; /* pinned by the preload library, which releases it itself */
 };
 
 /* Descriptor numbers that hold a pinned socket in some process of the tree (any process: the
@@ -146,27 +154,55 @@ static int maybe_pinned_fd(uint64_t fd) {
 
 static int identity(int fd, struct stat *st) { return fstat(fd, st) == 0 && S_ISSOCK(st->st_mode); }
 
-static int find_pinned(const struct stat *st, struct capa_pin *out, int take) {
+/* 1 with the entry in *out (taken out of the table when `take`), 0 when the socket is not pinned. */
+static int find_pinned(const struct stat *st, struct pinned *out, int take) {
   int found = 0;
   pthread_mutex_lock(&table.lock);
   for (size_t i = 0; i < table.count && !found; i++) {
     if (table.items[i].dev != st->st_dev || table.items[i].ino != st->st_ino) continue;
     found = 1;
-    if (out != NULL) *out = table.items[i].pin;
+    if (out != NULL) *out = table.items[i];
     if (take) table.items[i] = table.items[--table.count];
   }
   pthread_mutex_unlock(&table.lock);
   return found;
 }
 
-static void add_pinned(const struct stat *st, const struct capa_pin *pin) {
+/* Whether the socket is still bound to the pinned allocation (a closed socket's number, and
+ * its inode, can be reused behind a close we did not see: close_range). */
+static int bound_to(int fd, const struct capa_record *r) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) return 0;
+  if (ss.ss_family == AF_INET) {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+    return r->family == 4 && ntohs(a->sin_port) == r->port && memcmp(&a->sin_addr, r->addr, 4) == 0;
+  }
+  const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+  const uint8_t *bytes = a->sin6_addr.s6_addr;
+  static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (ntohs(a->sin6_port) != r->port) return 0;
+  if (r->family == 4) return memcmp(bytes, mapped, 12) == 0 && memcmp(bytes + 12, r->addr, 4) == 0;
+  return memcmp(bytes, r->addr, 16) == 0;
+}
+
+/* The live pin of a socket: an entry whose socket is no longer bound to it is dropped. */
+static int live_pin(int fd, const struct stat *st) {
+  struct pinned p;
+  if (!find_pinned(st, &p, 0)) return 0;
+  if (bound_to(fd, &p.pin.alloc.record)) return 1;
+  find_pinned(st, NULL, 1);
+  return 0;
+}
+
+static void add_pinned(const struct stat *st, const struct capa_pin *pin, int library) {
   pthread_mutex_lock(&table.lock);
   if (table.count == table.capacity) {
     size_t capacity = table.capacity ? table.capacity * 2 : 64;
     struct pinned *items = realloc(table.items, capacity * sizeof *items);
     if (items != NULL) table.items = items, table.capacity = capacity;
   }
-  if (table.count < table.capacity) table.items[table.count++] = (struct pinned){st->st_dev, st->st_ino, *pin};
+  if (table.count < table.capacity) table.items[table.count++] = (struct pinned){st->st_dev, st->st_ino, *pin, library};
   pthread_mutex_unlock(&table.lock);
 }
 
@@ -222,7 +258,7 @@ static void handle_socket_call(const struct seccomp_notif *n) {
     return;
   }
   int is_socket = identity(fd, &st);
-  int pinned = is_socket && find_pinned(&st, NULL, 0);
+  int pinned = is_socket && live_pin(fd, &st);
   int connecting = n->data.nr == __NR_connect;
   if (!is_socket) {
     reply(n->id, 0, 1);
@@ -234,7 +270,7 @@ static void handle_socket_call(const struct seccomp_notif *n) {
                                          : capa_before_send(fd, (struct sockaddr *)&ss, len)) < 0) {
     reply(n->id, -rc, 0);
   } else {
-    if (capa_take_pin(fd, &pin)) add_pinned(&st, &pin), mark_fd(n->data.args[0]), pinned = 1;
+    if (capa_take_pin(fd, &pin)) add_pinned(&st, &pin, 0), mark_fd(n->data.args[0]), pinned = 1;
     /* A pinned socket connects here, on the socket and address inspected; the rest go on. */
     if (connecting && pinned) reply(n->id, connect(fd, (struct sockaddr *)&ss, len) < 0 ? errno : 0, 0);
     else reply(n->id, 0, 1);
@@ -305,7 +341,7 @@ static int start_workers(void) {
 /* A close: the call goes on; a pinned socket's allocation goes back. */
 static void handle_close(const struct seccomp_notif *n) {
   struct stat st;
-  struct capa_pin pin;
+  struct pinned pin;
   if (!maybe_pinned_fd(n->data.args[0])) {
     reply(n->id, 0, 1);
     return;
@@ -314,7 +350,17 @@ static void handle_close(const struct seccomp_notif *n) {
   int was_pinned = fd >= 0 && identity(fd, &st) && find_pinned(&st, &pin, 1);
   reply(n->id, 0, 1);
   if (fd >= 0) close(fd);
-  if (was_pinned) capa_release_pin(&pin, "close");
+  if (was_pinned && !pin.library) capa_release_pin(&pin.pin, "close");
+}
+
+static int is_wildcard_any_port(const struct sockaddr_storage *ss) {
+  static const uint8_t zero[16];
+  if (ss->ss_family == AF_INET) {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+    return a->sin_port == 0 && a->sin_addr.s_addr == 0;
+  }
+  const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+  return a->sin6_port == 0 && memcmp(&a->sin6_addr, zero, 16) == 0;
 }
 
 /* Binds, closes, and calls whose destination never needs CAPA are answered here at once; the
@@ -325,7 +371,9 @@ static void dispatch(const struct seccomp_notif *n, int workers) {
   if (n->data.nr == __NR_close) {
     handle_close(n);
   } else if (n->data.nr == __NR_bind) {
-    handle_socket_call(n);
+    /* Only a bind of the wildcard address and port 0 is ours (deferred); the rest go on. */
+    if (destination_of(n, &ss, &len) == 0 && is_wildcard_any_port(&ss)) handle_socket_call(n);
+    else reply(n->id, 0, 1);
   } else if (destination_of(n, &ss, &len) == 1 || (len > 0 && capa_destination_needs_no_capa((struct sockaddr *)&ss, len))) {
     reply(n->id, 0, 1);
   } else if (workers == 0 || enqueue(n) < 0) {
@@ -337,7 +385,9 @@ static void dispatch(const struct seccomp_notif *n, int workers) {
 
 static void release_all(void) {
   pthread_mutex_lock(&table.lock);
-  for (size_t i = 0; i < table.count; i++) capa_release_pin(&table.items[i].pin, "exit");
+  for (size_t i = 0; i < table.count; i++) {
+    if (!table.items[i].library) capa_release_pin(&table.items[i].pin, "exit");
+  }
   table.count = 0;
   pthread_mutex_unlock(&table.lock);
 }
@@ -354,6 +404,13 @@ static void run_child(char **argv, int ready, int go) {
   close(fd);
   close(ready);
   close(go);
+  /* The library for the program, which the supervisor itself must not load (capa-run passes it
+   * as CAPA_PRELOAD, not LD_PRELOAD). */
+  const char *preload = getenv("CAPA_PRELOAD");
+  if (preload != NULL) {
+    setenv("LD_PRELOAD", preload, 1);
+    unsetenv("CAPA_PRELOAD");
+  }
   execvp(argv[0], argv);
   int err = errno;
   fprintf(stderr, "capa-run: %s: %s\n", argv[0], strerror(err));
@@ -362,6 +419,55 @@ static void run_child(char **argv, int ready, int go) {
 
 static int status_code(int status) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? 128 + WTERMSIG(status) : EXIT_FAILED;
+}
+
+/* The preload library's word (supervisor_link.h): a socket it pinned, with its descriptor
+ * number and allocation; acknowledged once recorded, before the library lets its connect go. */
+static void *hear_library(void *arg) {
+  int s = *(int *)arg;
+  for (;;) {
+    struct capa_supervisor_note note;
+    struct sockaddr_un from;
+    char control[CMSG_SPACE(sizeof(int))];
+    struct iovec iov = {.iov_base = &note, .iov_len = sizeof note};
+    struct msghdr msg = {.msg_name = &from, .msg_namelen = sizeof from, .msg_iov = &iov, .msg_iovlen = 1,
+                         .msg_control = control, .msg_controllen = sizeof control};
+    ssize_t n = recvmsg(s, &msg, MSG_CMSG_CLOEXEC);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return NULL;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    int fd = -1;
+    if (c != NULL && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) memcpy(&fd, CMSG_DATA(c), sizeof fd);
+    struct stat st;
+    if (fd >= 0 && n == (ssize_t)sizeof note && identity(fd, &st)) {
+      struct capa_pin pin;
+      memset(&pin, 0, sizeof pin);
+      pin.alloc.record.family = note.family;
+      memcpy(pin.alloc.record.addr, note.addr, sizeof note.addr);
+      pin.alloc.record.port = note.port;
+      add_pinned(&st, &pin, 1);
+      mark_fd((uint64_t)note.fd);
+      sendto(s, "k", 1, 0, (struct sockaddr *)&from, msg.msg_namelen);
+    }
+    if (fd >= 0) close(fd);
+  }
+}
+
+/* The abstract socket the library talks to, named in CAPA_SUPERVISOR for the tree; -1 on failure. */
+static int open_library_link(void) {
+  static int s;
+  char name[64];
+  pthread_t thread;
+  struct sockaddr_un at = {.sun_family = AF_UNIX};
+  int n = snprintf(name, sizeof name, "capa-supervise-%ld", (long)getpid());
+  s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  memcpy(at.sun_path + 1, name, (size_t)n);
+  if (s < 0 || bind(s, (struct sockaddr *)&at, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n)) < 0 ||
+      setenv("CAPA_SUPERVISOR", name, 1) < 0 || pthread_create(&thread, NULL, hear_library, &s) != 0) {
+    return -1;
+  }
+  pthread_detach(thread);
+  return 0;
 }
 
 struct watch {
@@ -443,7 +549,8 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < sizeof handled / sizeof handled[0]; i++) sigaddset(&mask, handled[i]);
   sigprocmask(SIG_BLOCK, &mask, &old);
   int sigfd = signalfd(-1, &mask, SFD_CLOEXEC);
-  if (sigfd < 0 || pipe2(ready, O_CLOEXEC) < 0 || pipe2(go, O_CLOEXEC) < 0 || prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) {
+  if (sigfd < 0 || pipe2(ready, O_CLOEXEC) < 0 || pipe2(go, O_CLOEXEC) < 0 || prctl(PR_SET_CHILD_SUBREAPER, 1) < 0 ||
+      open_library_link() < 0) {
     perror("capa-run: supervisor");
     return EXIT_FAILED;
   }

@@ -1,15 +1,15 @@
 #!/usr/bin/env node
 /**
- * capa-run: runs an unmodified, dynamically linked program with the CAPA LD_PRELOAD library
+ * capa-run: runs an unmodified program with the CAPA LD_PRELOAD library
  * (build/Release/libcapa_preload.so), so its name lookups ask the gateway for CAPA allocations
- * and its sockets are pinned to them. Exit codes follow env(1)/timeout(1): the program's own,
- * 125 capa-run itself failed (bad flags, library missing), 126 the program cannot run under
- * capa-run (static, setuid/setgid, file capabilities, other machine), 127 program not found,
- * 128+N when the program was killed by signal N (as shells report it).
+ * and its sockets are pinned to them, under the seccomp supervisor (build/Release/capa_supervise)
+ * that pins what the library cannot reach. Exit codes follow env(1)/timeout(1): the program's
+ * own, 125 capa-run itself failed (bad flags, library or supervisor missing, supervisor died),
+ * 126 the program cannot run under capa-run (setuid/setgid, file capabilities, other machine),
+ * 127 program not found, 128+N when the program was killed by signal N (as shells report it).
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { accessSync, closeSync, constants as fsConstants, openSync, readSync, statSync } from 'node:fs';
-import { constants } from 'node:os';
 import { delimiter, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { commandLine, usageExit } from '../../resolver/lib/cli.js';
@@ -41,14 +41,15 @@ const argv = commandLine('capa-run', process.argv.slice(2), usageExit('capa-run'
   .epilog('Runs <program> with the CAPA LD_PRELOAD library: getaddrinfo/gethostbyname ask the CAPA server for '
     + '_<port>._<proto>.<host> and return the destination address; connect (and the first send of an unbound UDP '
     + 'socket) binds the socket to the allocated (address, port) before it goes out; close hands the allocation back. '
-    + 'A CAPA failure fails the lookup or the connect: nothing is connected unpinned. Statically linked programs run '
-    + 'under a seccomp supervisor that pins their connects instead; set-user-ID and capability-carrying programs are '
-    + 'refused (the dynamic linker would not load the library, and no-new-privs would run them without their privileges). '
+    + 'A CAPA failure fails the lookup or the connect: nothing is connected unpinned. Every program runs under a seccomp '
+    + 'supervisor that pins what the library cannot reach (static programs, children that drop LD_PRELOAD); set-user-ID '
+    + 'and capability-carrying programs are refused (the dynamic linker would not load the library, and no-new-privs would '
+    + 'run them without their privileges). '
     + 'Exit codes: the program\'s own; 125 capa-run failed; 126 the program cannot run under capa-run; 127 not found.')
   .example('$0 --server 127.0.0.1:5300 -- curl http://outside.test:8080/', 'fetch through a loopback CAPA gateway')
   .parserConfiguration({ 'halt-at-non-option': true, 'populate--': true })
   .option('server', { type: 'string', array: true, nargs: 1, describe: 'CAPA server ip[:port] or [ipv6]:port (default port 53), in order; repeat or comma-separate. Default: the nameservers of /etc/resolv.conf (CAPA_SERVER)' })
-  .option('strict', { type: 'boolean', default: false, describe: 'Refuse (EPERM) an exec that would run a program without CAPA: an environment without LD_PRELOAD (env -i), a static or set-user-ID program; without it such an exec is named on stderr and goes ahead (CAPA_STRICT)' })
+  .option('strict', { type: 'boolean', default: false, describe: 'Where the library runs without the supervisor, refuse (EPERM) an exec it cannot follow (an environment without LD_PRELOAD, a static or set-user-ID program) instead of naming it on stderr; under capa-run the supervisor pins those, so nothing is left to refuse (CAPA_STRICT)' })
   .option('quiet', { type: 'boolean', default: false, describe: 'Keep the library\'s CAPA error lines off stderr (CAPA_QUIET)' })
   .option('log', { type: 'string', describe: 'Append one JSON line per CAPA event (allocate, pin, release, direct, error) to this file (CAPA_LOG)' })
   .option('exempt', { type: 'string', array: true, nargs: 1, describe: 'Destination prefix (CIDR or one address) connected without CAPA; repeat for more (CAPA_EXEMPT)' })
@@ -174,16 +175,16 @@ async function run(): Promise<void> {
     if (!isCapaError(err)) throw err; // ERR_CAPA_CONFIG: the addon is not built; ERR_CAPA_INVALID_ARG: the library path
     quit(EXIT_FAILED, err.message);
   }
-  const supervised = how.how === 'supervisor';
-  if (supervised && !isExecutableFile(SUPERVISOR)) {
-    quit(EXIT_FAILED, `${path} is statically linked and needs the CAPA supervisor ${SUPERVISOR}, which is missing; build it with "npx node-gyp rebuild" in the package folder`);
+  if (!isExecutableFile(SUPERVISOR)) {
+    quit(EXIT_FAILED, `the CAPA supervisor ${SUPERVISOR} is missing; build it with "npx node-gyp rebuild" in the package folder`);
   }
   const ledger = new Ledger();
-  const env = { ...process.env, ...capaEnv, CAPA_LEDGER: ledger.dir };
-  // A static program has no dynamic linker: the supervisor pins it (and its children) instead of the library.
-  const child = supervised
-    ? spawn(SUPERVISOR, [name, ...args], { stdio: 'inherit', env })
-    : spawn(path, args, { stdio: 'inherit', argv0: name, env: { ...env, LD_PRELOAD: preload } });
+  // The supervisor runs the program and pins whatever the library does not (a static program, a
+  // child that drops LD_PRELOAD); it hands the library on as CAPA_PRELOAD, loading none itself.
+  const env: NodeJS.ProcessEnv = { ...process.env, ...capaEnv, CAPA_LEDGER: ledger.dir };
+  delete env.LD_PRELOAD;
+  if (how.how === 'preload') env.CAPA_PRELOAD = preload;
+  const child = spawn(SUPERVISOR, [name, ...args], { stdio: 'inherit', env });
   const forward = (signal: NodeJS.Signals): void => { child.kill(signal); };
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
   for (const s of signals) process.on(s, forward);
@@ -194,10 +195,10 @@ async function run(): Promise<void> {
   child.on('exit', (code, signal) => {
     for (const s of signals) process.off(s, forward);
     // The supervisor reports the program's own end as an exit code; a signal is its own death.
-    if (supervised && signal !== null) {
+    if (signal !== null) {
       process.stderr.write(`capa-run: the CAPA supervisor of ${name} died (${signal}); the program's further connects fail, none goes out unpinned\n`);
     }
-    const status = supervised && signal !== null ? EXIT_FAILED : signal !== null ? 128 + (constants.signals[signal] ?? 0) : code ?? EXIT_FAILED;
+    const status = signal !== null ? EXIT_FAILED : code ?? EXIT_FAILED;
     // The last resort against leaks: what a killed program (or its children) still held goes back,
     // and addresses nothing uses any more come off the interface.
     ledger.settle(capaEnv.CAPA_LOG ?? process.env.CAPA_LOG, LEDGER_RELEASE_MS)

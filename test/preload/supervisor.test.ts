@@ -80,8 +80,8 @@ describe('capa-run: static programs under the seccomp supervisor', function () {
     await expectPinned('nonblock', lab.tcp.port);
   });
 
-  it('a static UDP client: sendto and sendmsg go out pinned, from one allocation', async function () {
-    for (const mode of ['udp-sendto', 'udp-sendmsg']) {
+  it('a static UDP client: sendto, sendmsg and sendmmsg go out pinned, from one allocation', async function () {
+    for (const mode of ['udp-sendto', 'udp-sendmsg', 'udp-sendmmsg']) {
       const got = await expectPinned(mode, lab.udp.port, 2);
       expect(got[1]!.local).to.deep.equal(got[0]!.local);
     }

@@ -65,8 +65,9 @@
 enum { EXIT_FAILED = 125, EXIT_CANNOT_RUN = 126, EXIT_NOT_FOUND = 127 };
 
 /* The filter: x86-64 only (other ABIs and x32 get EPERM), io_uring refused (its submissions
- * would bypass every check), connect/bind/close/sendmsg/sendmmsg and sendto with an address
- * to the supervisor, everything else allowed. */
+ * would bypass every check), connect/bind/sendmsg/sendmmsg and sendto with an address to the
+ * supervisor, and the calls that close descriptors (close, close_range, dup2/dup3 over one);
+ * everything else allowed. */
 #define ARGS4 offsetof(struct seccomp_data, args[4])
 static struct sock_filter filter[] = {
     /* 0 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
@@ -77,18 +78,21 @@ static struct sock_filter filter[] = {
     /* 5 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
     /* 6 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
     /* 7 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
-    /* 8 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_connect, 10, 0),
-    /* 9 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_bind, 9, 0),
-    /* 10 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_sendmsg, 8, 0),
-    /* 11 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_sendmmsg, 7, 0),
-    /* 12 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_close, 6, 0),
-    /* 13 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_sendto, 0, 4),
-    /* 14 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARGS4),
-    /* 15 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 3),
-    /* 16 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARGS4 + 4),
-    /* 17 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 1),
-    /* 18 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-    /* 19 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+    /* 8 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_connect, 13, 0),
+    /* 9 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_bind, 12, 0),
+    /* 10 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_sendmsg, 11, 0),
+    /* 11 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_sendmmsg, 10, 0),
+    /* 12 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_close, 9, 0),
+    /* 13 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_close_range, 8, 0),
+    /* 14 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_dup2, 7, 0),
+    /* 15 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_dup3, 6, 0),
+    /* 16 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_sendto, 0, 4),
+    /* 17 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARGS4),
+    /* 18 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 3),
+    /* 19 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARGS4 + 4),
+    /* 20 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 1),
+    /* 21 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    /* 22 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
 };
 
 static int listener = -1;
@@ -338,19 +342,42 @@ static int start_workers(void) {
   return started;
 }
 
-/* A close: the call goes on; a pinned socket's allocation goes back. */
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+/* The descriptors a call is about to close: [*first, *last]; 0 when it closes none. */
+static int closing(const struct seccomp_notif *n, uint64_t *first, uint64_t *last) {
+  const __u64 *a = n->data.args;
+  const uint64_t fd = 0xffffffffu; /* descriptors are 32-bit: the upper half of a register is noise */
+  if (n->data.nr == __NR_close) *first = *last = a[0] & fd;
+  else if (n->data.nr == __NR_close_range) *first = a[0] & fd, *last = a[1] & fd;
+  else *first = *last = a[1] & fd; /* dup2, dup3: the target descriptor */
+  if (n->data.nr == __NR_close_range && (a[2] & CLOSE_RANGE_CLOEXEC)) return 0; /* only marks them */
+  if ((n->data.nr == __NR_dup2 || n->data.nr == __NR_dup3) && a[0] == a[1]) return 0;
+  return *first <= *last;
+}
+
+/* A call that closes descriptors: it goes on; the allocations of the pinned sockets among them
+ * go back. Numbers no pinned socket has are not inspected. */
 static void handle_close(const struct seccomp_notif *n) {
-  struct stat st;
-  struct pinned pin;
-  if (!maybe_pinned_fd(n->data.args[0])) {
-    reply(n->id, 0, 1);
-    return;
+  struct pinned taken[64];
+  size_t count = 0;
+  uint64_t first, last;
+  if (closing(n, &first, &last)) {
+    uint64_t end = last < FD_BITS ? last : first < FD_BITS ? FD_BITS - 1 : first;
+    for (uint64_t number = first; number <= end && count < sizeof taken / sizeof taken[0]; number++) {
+      if (!maybe_pinned_fd(number)) continue;
+      struct stat st;
+      int fd = target_fd(n->pid, (int)number);
+      if (fd >= 0 && identity(fd, &st) && find_pinned(&st, &taken[count], 1)) count++;
+      if (fd >= 0) close(fd);
+    }
   }
-  int fd = target_fd(n->pid, (int)n->data.args[0]);
-  int was_pinned = fd >= 0 && identity(fd, &st) && find_pinned(&st, &pin, 1);
   reply(n->id, 0, 1);
-  if (fd >= 0) close(fd);
-  if (was_pinned && !pin.library) capa_release_pin(&pin.pin, "close");
+  for (size_t i = 0; i < count; i++) {
+    if (!taken[i].library) capa_release_pin(&taken[i].pin, n->data.nr == __NR_close ? "close" : "close_range or dup");
+  }
 }
 
 static int is_wildcard_any_port(const struct sockaddr_storage *ss) {
@@ -368,7 +395,7 @@ static int is_wildcard_any_port(const struct sockaddr_storage *ss) {
 static void dispatch(const struct seccomp_notif *n, int workers) {
   struct sockaddr_storage ss;
   socklen_t len = 0;
-  if (n->data.nr == __NR_close) {
+  if (n->data.nr == __NR_close || n->data.nr == __NR_close_range || n->data.nr == __NR_dup2 || n->data.nr == __NR_dup3) {
     handle_close(n);
   } else if (n->data.nr == __NR_bind) {
     /* Only a bind of the wildcard address and port 0 is ours (deferred); the rest go on. */

@@ -92,6 +92,21 @@ describe('capa-run: static programs under the seccomp supervisor', function () {
     expect(new Set(got.map((f) => key(f.local.address, f.local.port))).size).to.equal(20);
   });
 
+  it('close_range and dup2 over a pinned socket release it while the program runs', async function () {
+    for (const mode of ['close-range', 'dup2']) {
+      const log = lab.newLog();
+      const started = Date.now();
+      const result = await capaRun(lab.gateway.server, log, [client!.path, mode, OUTSIDE_HOST, String(lab.tcp.port)]);
+      expect(result.code, result.stderr + result.stdout).to.equal(0);
+      const [flow] = flows(result.stdout);
+      expect(flow!.seen).to.deep.equal(flow!.local);
+      const release = readCapaLog(log).find((e) => e.event === 'release') as { why?: string; time: number } | undefined;
+      expect(release?.why, mode).to.equal('close_range or dup');
+      expect(release!.time * 1000 - started, 'before the program ended').to.be.lessThan(Date.now() - started - 500);
+      await expectReleased([flow!.local]);
+    }
+  });
+
   it('a child it forks and execs is supervised too', async function () {
     await expectPinned('fork-exec', lab.tcp.port);
   });

@@ -105,6 +105,12 @@ static int reply(uint64_t id, int error, int continue_call) {
   return ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &r);
 }
 
+/* The call done here: its result (a count) or its errno. */
+static int reply_result(uint64_t id, long result) {
+  struct seccomp_notif_resp r = {.id = id, .val = result < 0 ? -1 : result, .error = result < 0 ? -errno : 0};
+  return ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &r);
+}
+
 static int still_valid(uint64_t id) { return ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) == 0; }
 
 /* Our copy of the target thread's descriptor, or -errno. The notification names a thread:
@@ -241,6 +247,25 @@ static void refuse(const struct capa_config *cfg, const struct seccomp_notif *n,
   reply(n->id, EPERM, 0);
 }
 
+/* A datagram is at most this long; a longer sendto continues in the target. */
+#define SEND_MAX 65536
+
+/* The target's sendto, performed on our copy of its socket: its data read from its memory. */
+static void send_here(const struct seccomp_notif *n, int fd, const struct sockaddr_storage *ss, socklen_t len) {
+  static __thread unsigned char data[SEND_MAX];
+  size_t size = (size_t)n->data.args[2];
+  if (size > SEND_MAX) {
+    reply(n->id, 0, 1);
+    return;
+  }
+  int rc = size > 0 ? read_target(n->pid, n->data.args[1], data, size) : 0;
+  if (rc < 0) {
+    refuse(capa_config(), n, -rc);
+    return;
+  }
+  reply_result(n->id, (long)sendto(fd, data, size, (int)n->data.args[3], (const struct sockaddr *)ss, len));
+}
+
 /* connect, bind and the sends: the library's socket step on our copy of the socket. */
 static void handle_socket_call(const struct seccomp_notif *n) {
   const struct capa_config *cfg = capa_config();
@@ -275,8 +300,10 @@ static void handle_socket_call(const struct seccomp_notif *n) {
     reply(n->id, -rc, 0);
   } else {
     if (capa_take_pin(fd, &pin)) add_pinned(&st, &pin, 0), mark_fd(n->data.args[0]), pinned = 1;
-    /* A pinned socket connects here, on the socket and address inspected; the rest go on. */
+    /* A pinned socket connects (and sends, by sendto) here, on the socket and address inspected,
+     * so another thread cannot swap the descriptor in between; the rest go on. */
     if (connecting && pinned) reply(n->id, connect(fd, (struct sockaddr *)&ss, len) < 0 ? errno : 0, 0);
+    else if (pinned && n->data.nr == __NR_sendto) send_here(n, fd, &ss, len);
     else reply(n->id, 0, 1);
   }
   close(fd);

@@ -62,19 +62,18 @@ static void format_server(struct capa_server *s) {
 }
 
 /* ip, ip:port, [v6], [v6]:port or a bare v6 (which has more than one colon). */
-static int parse_server(const char *text, size_t n, struct capa_server *s) {
+int capa_server_parse(const char *text, size_t n, struct capa_server *s, char *why, size_t why_len) {
   const char *addr = text, *port = NULL;
   size_t addr_n = n, port_n = 0;
   const char *bracket = memchr(text, ']', n);
   const char *colon = memchr(text, ':', n);
   long p = DNS_PORT;
+  int shown = n < ITEM_MAX ? (int)n : ITEM_MAX;
   if (n > 0 && text[0] == '[') {
-    if (bracket == NULL) return -1;
     addr = text + 1;
-    addr_n = (size_t)(bracket - addr);
-    if (bracket + 1 < text + n) {
-      if (bracket[1] != ':') return -1;
-      port = bracket + 2;
+    addr_n = bracket != NULL ? (size_t)(bracket - addr) : 0;
+    if (bracket != NULL && bracket + 1 < text + n) {
+      port = bracket[1] == ':' ? bracket + 2 : bracket + 1;
       port_n = (size_t)(text + n - port);
     }
   } else if (colon != NULL && memchr(colon + 1, ':', (size_t)(text + n - colon - 1)) == NULL) {
@@ -82,21 +81,30 @@ static int parse_server(const char *text, size_t n, struct capa_server *s) {
     port = colon + 1;
     port_n = (size_t)(text + n - port);
   }
-  if (parse_ip(addr, addr_n, &s->ip) < 0) return -1;
-  if (port != NULL && parse_number(port, port_n, 1, 65535, &p) < 0) return -1;
+  if ((n > 0 && text[0] == '[' && bracket == NULL) || (port != NULL && port[-1] != ':') || parse_ip(addr, addr_n, &s->ip) < 0) {
+    snprintf(why, why_len, "server \"%.*s\" is not an IP address (write 192.0.2.1, 192.0.2.1:5300, 2001:db8::1 or "
+             "[2001:db8::1]:5300)", shown, text);
+    return -1;
+  }
+  if (port != NULL && parse_number(port, port_n, 1, 65535, &p) < 0) {
+    snprintf(why, why_len, "server \"%.*s\": port must be 1-65535, got \"%.*s\"", shown, text, (int)port_n, port);
+    return -1;
+  }
   s->port = (uint16_t)p;
   format_server(s);
   return 0;
 }
 
-static int parse_prefix(const char *text, size_t n, struct capa_prefix *pfx) {
+int capa_prefix_parse(const char *text, size_t n, struct capa_prefix *pfx, char *why, size_t why_len) {
   const char *slash = memchr(text, '/', n);
   size_t addr_n = slash ? (size_t)(slash - text) : n;
-  long bits;
-  if (parse_ip(text, addr_n, &pfx->ip) < 0) return -1;
-  long max = pfx->ip.family == 4 ? 32 : 128;
-  bits = max;
-  if (slash && parse_number(slash + 1, (size_t)(text + n - slash - 1), 0, max, &bits) < 0) return -1;
+  int ok = parse_ip(text, addr_n, &pfx->ip) == 0;
+  long bits = ok && pfx->ip.family == 4 ? 32 : 128;
+  if (!ok || (slash && parse_number(slash + 1, (size_t)(text + n - slash - 1), 0, bits, &bits) < 0)) {
+    snprintf(why, why_len, "\"%.*s\" is not a prefix like 192.0.2.0/24, 2001:db8::/32 or one address",
+             n < ITEM_MAX ? (int)n : ITEM_MAX, text);
+    return -1;
+  }
   pfx->bits = (unsigned)bits;
   return 0;
 }
@@ -115,12 +123,13 @@ static void for_each_item(struct capa_config *cfg, const char *list, item_fn fn)
 }
 
 static int add_server(struct capa_config *cfg, const char *item, size_t n) {
+  char why[sizeof cfg->error];
   if (cfg->n_servers == CAPA_MAX_SERVERS) {
     set_error(cfg, "CAPA_SERVER: at most %d servers", CAPA_MAX_SERVERS);
     return -1;
   }
-  if (n >= ITEM_MAX || parse_server(item, n, &cfg->servers[cfg->n_servers]) < 0) {
-    set_error(cfg, "CAPA_SERVER: \"%.*s\" is not ip, ip:port or [ipv6]:port", (int)(n < ITEM_MAX ? n : ITEM_MAX), item);
+  if (capa_server_parse(item, n, &cfg->servers[cfg->n_servers], why, sizeof why) < 0) {
+    set_error(cfg, "CAPA_SERVER: %s", why);
     return -1;
   }
   cfg->n_servers++;
@@ -128,12 +137,13 @@ static int add_server(struct capa_config *cfg, const char *item, size_t n) {
 }
 
 static int add_exempt(struct capa_config *cfg, const char *item, size_t n) {
+  char why[sizeof cfg->error];
   if (cfg->n_exempt == CAPA_MAX_EXEMPT) {
     set_error(cfg, "CAPA_EXEMPT: at most %d prefixes", CAPA_MAX_EXEMPT);
     return -1;
   }
-  if (n >= ITEM_MAX || parse_prefix(item, n, &cfg->exempt[cfg->n_exempt]) < 0) {
-    set_error(cfg, "CAPA_EXEMPT: \"%.*s\" is not a prefix like 192.0.2.0/24 or 2001:db8::/32", (int)(n < ITEM_MAX ? n : ITEM_MAX), item);
+  if (capa_prefix_parse(item, n, &cfg->exempt[cfg->n_exempt], why, sizeof why) < 0) {
+    set_error(cfg, "CAPA_EXEMPT: %s", why);
     return -1;
   }
   cfg->n_exempt++;
@@ -219,9 +229,6 @@ const struct capa_config *capa_config(void) {
   return &process_config;
 }
 
-/* Read as the program starts: a program that clears its environment (env -i) before its first
- * hooked call must still be judged by the settings capa-run gave it. */
-__attribute__((constructor)) static void load_at_start(void) { capa_config(); }
 
 static int same_ip(const struct capa_ip *a, const struct capa_ip *b) {
   return a->family == b->family && memcmp(a->addr, b->addr, a->family == 4 ? 4 : 16) == 0;

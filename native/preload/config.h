@@ -65,6 +65,14 @@ struct capa_config {
 /* The process's configuration, read once from the environment on first use. */
 const struct capa_config *capa_config(void);
 
+/* One server of text[0..n): ip, ip:port, [v6], [v6]:port or a bare v6 (port 53 when none is
+ * given). 0, or -1 with what is wrong, for a person, in why. */
+int capa_server_parse(const char *text, size_t n, struct capa_server *s, char *why, size_t why_len);
+
+/* One prefix of text[0..n): a.b.c.d/len, v6/len or one address (a host prefix). 0, or -1 with
+ * what is wrong in why. */
+int capa_prefix_parse(const char *text, size_t n, struct capa_prefix *pfx, char *why, size_t why_len);
+
 /* Fills cfg from an environment lookup function and a resolv.conf path. */
 void capa_config_load(struct capa_config *cfg, const char *(*env)(const char *name),
                       const char *resolv_conf);

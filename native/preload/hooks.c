@@ -24,6 +24,10 @@
 
 #define EXPORT __attribute__((visibility("default")))
 
+/* The configuration is read as the program starts: a program that clears its environment
+ * (env -i) before its first hooked call must still be judged by the settings capa-run gave it. */
+__attribute__((constructor)) static void load_config_at_start(void) { capa_config(); }
+
 /* Thread-local result storage of the non-reentrant gethostbyname/gethostbyname2. */
 static __thread struct {
   struct hostent entry;

@@ -541,7 +541,7 @@ describe('capa-run failures never connect unpinned', function () {
     const curl = requireTool(this, 'curl', 'capa-run tests');
     const result = await run(process.execPath, [CAPA_RUN, '--', curl, '-sS', `http://${OUTSIDE_NAME}:${tcp.port}/`], { env: { CAPA_SERVER: '127.0.0.1:99999' } });
     expect(result.code).to.equal(6);
-    expect(result.stderr).to.include('CAPA_SERVER: "127.0.0.1:99999" is not ip, ip:port or [ipv6]:port');
+    expect(result.stderr).to.include('CAPA_SERVER: server "127.0.0.1:99999": port must be 1-65535');
     expect(tcp.peers).to.have.length(0);
   });
 });

@@ -6,12 +6,13 @@
  * asks it for A/AAAA, the library asks it for CAPA (and releases on close). Rows, interleaved
  * in the same run:
  *   plain curl (peer)                  curl, glibc resolver -> gateway
- *   curl + libcapa_preload.so          exactly what capa-run execs: LD_PRELOAD + CAPA_SERVER
- *   capa-run -- curl                   the same plus the launcher (a Node process) in front
- *   node -e 0                          starting Node alone, the floor of any Node launcher
- * Target: the library at most 1.1x plain curl (median). The launcher row shows what the Node
- * launcher adds on top, and the last row how much of that is Node's own start. Needs root
- * (network namespace).
+ *   curl + libcapa_preload.so          what capa-run gives the program: LD_PRELOAD + CAPA_SERVER
+ *   capa-run -- curl                   the same under the native launcher and its supervisor
+ *   bin/capa-run -- curl               the same through the package's bin script (npm's command)
+ *   true (peer), capa-run -- true,     the launcher's own cost on a program that does nothing
+ *   bin/capa-run -- true
+ * Targets (medians): the library and capa-run at most 1.1x plain curl; capa-run -- true at most
+ * 2 ms over true. Needs root (network namespace).
  *
  *   node dist/bench/capa-run-curl.js [--runs 100] [--check]
  */
@@ -25,20 +26,22 @@ import { fileURLToPath } from 'node:url';
 import { benchCommandLine, median, percentile, table } from './lib.js';
 
 const TARGET_RATIO = 1.1;
-const LAUNCHER_EVERY = 4;
+/** What `capa-run -- true` may add to `true` (ms, medians). */
+const TARGET_START_MS = 2;
 const POOL = '127.66.90.1-127.66.90.4';
 const OUTSIDE = '127.67.90.1';
 const URL_TO_GET = 'http://outside.test/';
 const GATEWAY_JS = fileURLToPath(new URL('../gateway-ref/bin/capa-gateway.js', import.meta.url));
-const CAPA_RUN_JS = fileURLToPath(new URL('../socket-shim/bin/capa-run.js', import.meta.url));
+const CAPA_RUN = fileURLToPath(new URL('../../build/Release/capa-run', import.meta.url));
+const BIN_SCRIPT = fileURLToPath(new URL('../../bin/capa-run', import.meta.url));
 const LIBRARY = fileURLToPath(new URL('../../build/Release/libcapa_preload.so', import.meta.url));
 const SELF = fileURLToPath(import.meta.url);
 
 const argv = benchCommandLine('capa-run-curl', (y) => y
-  .usage('$0 [options]\n\nWall time of curl fetching a local page: plain, under the CAPA LD_PRELOAD library, and under capa-run (same resolution path, in a network namespace; needs root).')
+  .usage('$0 [options]\n\nWall time of curl fetching a local page: plain, under the CAPA LD_PRELOAD library, and under capa-run (same resolution path, in a network namespace; needs root); and of capa-run -- true next to true.')
   .option('runs', { type: 'number', default: 100, describe: 'measured runs per row (interleaved)' })
   .option('warmup', { type: 'number', default: 5, describe: 'unmeasured runs per row first' })
-  .option('check', { type: 'boolean', default: false, describe: `exit 1 when the library's median is above ${TARGET_RATIO}x plain curl's` })
+  .option('check', { type: 'boolean', default: false, describe: `exit 1 when the library's or capa-run's median is above ${TARGET_RATIO}x plain curl's, or capa-run -- true is more than ${TARGET_START_MS} ms over true` })
   .option('inner', { type: 'string', hidden: true, describe: 'internal: run the measurement inside this namespace' })
   .check((a) => {
     if (!Number.isInteger(a.runs) || a.runs < 10) throw new Error('--runs must be a whole number >= 10');
@@ -49,7 +52,7 @@ const argv = benchCommandLine('capa-run-curl', (y) => y
 
 interface Row {
   name: string;
-  role: 'peer' | 'library' | 'launcher' | 'node';
+  role: 'peer' | 'library' | 'launcher' | 'script' | 'true' | 'launcher true' | 'script true';
   command: string[];
   env: NodeJS.ProcessEnv;
   /** What the page must report as the client address: a pool address (CAPA rows), not one, or no page at all. */
@@ -101,16 +104,18 @@ async function measure(): Promise<void> {
     const page = `require('node:http').createServer((q, r) => r.end(q.socket.remoteAddress + '\\n')).listen(80, '${OUTSIDE}', () => console.log('ready'))`;
     children.push(await startChild([process.execPath, '-e', page], /ready/));
     const curl = [findCurl(), '-sS', '--max-time', '10', URL_TO_GET];
+    const server = ['--server', '127.0.0.1:53', '--'];
     const rows: Row[] = [
       { name: 'plain curl (peer)', role: 'peer', command: curl, env: {}, page: 'direct', ms: [] },
       { name: 'curl + libcapa_preload.so', role: 'library', command: curl, env: { LD_PRELOAD: LIBRARY, CAPA_SERVER: '127.0.0.1:53' }, page: 'pool', ms: [] },
-      { name: 'capa-run -- curl', role: 'launcher', command: [process.execPath, CAPA_RUN_JS, '--server', '127.0.0.1:53', '--', ...curl], env: {}, page: 'pool', ms: [] },
-      { name: 'node -e 0', role: 'node', command: [process.execPath, '-e', '0'], env: {}, page: 'none', ms: [] },
+      { name: 'capa-run -- curl', role: 'launcher', command: [CAPA_RUN, ...server, ...curl], env: {}, page: 'pool', ms: [] },
+      { name: 'bin/capa-run -- curl', role: 'script', command: [BIN_SCRIPT, ...server, ...curl], env: {}, page: 'pool', ms: [] },
+      { name: 'true (peer)', role: 'true', command: ['true'], env: {}, page: 'none', ms: [] },
+      { name: 'capa-run -- true', role: 'launcher true', command: [CAPA_RUN, ...server, 'true'], env: {}, page: 'none', ms: [] },
+      { name: 'bin/capa-run -- true', role: 'script true', command: [BIN_SCRIPT, ...server, 'true'], env: {}, page: 'none', ms: [] },
     ];
-    // The Node rows (a Node start each time) run every LAUNCHER_EVERY-th round, to keep the default run short.
-    const due = (row: Row, i: number): boolean => (row.role !== 'launcher' && row.role !== 'node') || i % LAUNCHER_EVERY === 0;
-    for (let i = 0; i < argv.warmup; i++) for (const row of rows) if (due(row, i)) await timed(row);
-    for (let i = 0; i < argv.runs; i++) for (const row of rows) if (due(row, i)) row.ms.push(await timed(row));
+    for (let i = 0; i < argv.warmup; i++) for (const row of rows) await timed(row);
+    for (let i = 0; i < argv.runs; i++) for (const row of rows) row.ms.push(await timed(row));
     report(rows);
   } finally {
     for (const c of children) c.kill('SIGTERM');
@@ -121,21 +126,26 @@ async function measure(): Promise<void> {
 function report(rows: Row[]): void {
   const medianOf = (role: Row['role']): number => median(rows.find((r) => r.role === role)!.ms);
   const peer = medianOf('peer');
-  console.log(`curl GET ${URL_TO_GET} (page on ${OUTSIDE}:80, capa-gateway on 127.0.0.1:53 in a network namespace), ${argv.runs} runs per row interleaved (Node rows: every ${LAUNCHER_EVERY}th round)`);
+  console.log(`curl GET ${URL_TO_GET} (page on ${OUTSIDE}:80, capa-gateway on 127.0.0.1:53 in a network namespace), ${argv.runs} runs per row interleaved`);
   console.log(table([
     ['row', 'runs', 'median ms', 'p90 ms', 'mean ms', 'vs plain'],
     ...rows.map((row) => {
       const mean = row.ms.reduce((a, b) => a + b, 0) / row.ms.length;
+      const base = row.role.endsWith('true') ? medianOf('true') : peer;
       return [row.name, String(row.ms.length), median(row.ms).toFixed(2), percentile([...row.ms].sort((a, b) => a - b), 90).toFixed(2),
-        mean.toFixed(2), `${(median(row.ms) / peer).toFixed(3)}x`];
+        mean.toFixed(2), `${(median(row.ms) / base).toFixed(3)}x`];
     }),
   ]));
-  const ratio = medianOf('library') / peer;
-  const launcher = medianOf('launcher') - medianOf('library');
-  const node = medianOf('node');
-  console.log(`library / plain (median): ${ratio.toFixed(3)}x, target <= ${TARGET_RATIO}x: ${ratio <= TARGET_RATIO ? 'met' : 'NOT met'}`);
-  console.log(`the Node launcher adds ${launcher.toFixed(1)} ms per run on top of the library: ${node.toFixed(1)} ms starting Node (node -e 0), ${(launcher - node).toFixed(1)} ms its own work`);
-  if (argv.check && ratio > TARGET_RATIO) process.exitCode = 1;
+  const verdict = (ok: boolean): string => (ok ? 'met' : 'NOT met');
+  const library = medianOf('library') / peer;
+  const launcher = medianOf('launcher') / peer;
+  const start = medianOf('launcher true') - medianOf('true');
+  const script = medianOf('script true') - medianOf('launcher true');
+  console.log(`library / plain curl (median): ${library.toFixed(3)}x, target <= ${TARGET_RATIO}x: ${verdict(library <= TARGET_RATIO)}`);
+  console.log(`capa-run / plain curl (median): ${launcher.toFixed(3)}x, target <= ${TARGET_RATIO}x: ${verdict(launcher <= TARGET_RATIO)}`);
+  console.log(`capa-run -- true over true: ${start.toFixed(2)} ms, target <= ${TARGET_START_MS} ms: ${verdict(start <= TARGET_START_MS)}; `
+    + `the bin script adds ${script.toFixed(2)} ms more`);
+  if (argv.check && (library > TARGET_RATIO || launcher > TARGET_RATIO || start > TARGET_START_MS)) process.exitCode = 1;
 }
 
 /** Outside: a namespace whose resolv.conf names the gateway; the measurement runs in it. */

@@ -1,7 +1,7 @@
 /**
  * What the seccomp supervisor costs per connect: a static program opens, connects and closes a
  * TCP socket to a listener of its own, N times, timing each cycle; run plain, and under
- * capa_supervise with the destination exempt, so the difference is the supervisor's own work
+ * capa-run with the destination exempt, so the difference is the supervisor's own work
  * (the connect's notification, the socket copy and checks, the call continued; the two closes'
  * notifications), not a CAPA round trip. Runs alternate, several of each.
  *
@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchCommandLine, median, percentile, table } from './lib.js';
 
-const SUPERVISOR = fileURLToPath(new URL('../../build/Release/capa_supervise', import.meta.url));
+const CAPA_RUN = fileURLToPath(new URL('../../build/Release/capa-run', import.meta.url));
 const TARGET_US = 50;
 
 const argv = benchCommandLine('supervisor-connect', (y) => y
@@ -63,7 +63,7 @@ try {
   execFileSync('cc', ['-static', '-O2', '-o', program, source]);
   const variants = [
     { name: 'plain (peer)', command: [program], env: process.env, us: [] as number[] },
-    { name: 'under capa_supervise', command: [SUPERVISOR, program], env: { ...process.env, CAPA_SERVER: '127.0.0.1:9', CAPA_EXEMPT: '127.0.0.0/8', CAPA_QUIET: '1' }, us: [] as number[] },
+    { name: 'under capa-run', command: [CAPA_RUN, '--server', '127.0.0.1:9', '--exempt', '127.0.0.0/8', '--quiet', '--', program], env: process.env, us: [] as number[] },
   ];
   for (let r = 0; r < argv.runs; r++) {
     for (const v of variants) {

@@ -219,7 +219,9 @@ async function commandsDir(settings: LabSettings): Promise<string> {
   const { bin } = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')) as { bin: Record<string, string> };
   await mkdir(dir, { recursive: true });
   for (const [name, target] of Object.entries(bin)) {
-    await writeFile(join(dir, name), `#!/bin/sh\nexec "${process.execPath}" "${join(root, target)}" "$@"\n`, { mode: 0o755 });
+    // A Node script runs under this Node; a native command (capa-run's bin script) as it is.
+    const command = target.endsWith('.js') ? `"${process.execPath}" "${join(root, target)}"` : `"${join(root, target)}"`;
+    await writeFile(join(dir, name), `#!/bin/sh\nexec ${command} "$@"\n`, { mode: 0o755 });
   }
   return dir;
 }

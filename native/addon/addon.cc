@@ -7,15 +7,13 @@
 #include <arpa/inet.h>
 #include <net/if.h>
 #include <sys/socket.h>
-#include <sys/xattr.h>
 
 #include <cerrno>
-#include <algorithm>
 #include <cstdint>
 #include <string>
-#include <vector>
 
 extern "C" {
+#include "../core/address_sweep.h"
 #include "../core/netlink.h"
 #include "../core/pin.h"
 }
@@ -271,28 +269,15 @@ Napi::Value AddressCheck(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), rc == 1);
 }
 
-// capaAddresses(ifname) -> [{address, created}]: the host addresses (/32, /128)
-// CAPA added to that interface (IFA_PROTO CAPA_NL_ADDR_PROTO), and when each was
-// added (1/100 s since boot), which tells a re-added address from the old one.
-Napi::Value CapaAddresses(const Napi::CallbackInfo& info) {
+// sweepAddresses(ifname[, idleMs]) -> how many addresses it took off: one look of the address
+// sweep (native/core/address_sweep.h) at the CAPA addresses of that interface.
+Napi::Value SweepAddresses(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string ifname = ParseIfname(env, info[0], "ifname");
-  constexpr int kMax = 1024;
-  std::vector<capa_nl_address> found(kMax);
-  int n = capa_nl_addr_list_capa(ifname.c_str(), found.data(), kMax);
-  if (n < 0) ThrowNetlink(env, n, "listing the addresses of " + ifname);
-  Napi::Array out = Napi::Array::New(env);
-  for (int i = 0; i < std::min(n, kMax); i++) {
-    const capa_nl_address& a = found[static_cast<size_t>(i)];
-    if (a.prefix != (a.family == AF_INET ? 32u : 128u)) continue;
-    char text[INET6_ADDRSTRLEN];
-    inet_ntop(a.family, a.addr, text, sizeof text);
-    Napi::Object entry = Napi::Object::New(env);
-    entry.Set("address", Napi::String::New(env, text));
-    entry.Set("created", Napi::Number::New(env, a.created));
-    out.Set(out.Length(), entry);
-  }
-  return out;
+  uint32_t idle_ms = info[1].IsUndefined() ? CAPA_ADDRESS_IDLE_MS : ParseInteger(env, info[1], "idleMs", UINT32_MAX);
+  int rc = capa_sweep_addresses(ifname.c_str(), idle_ms);
+  if (rc < 0) ThrowNetlink(env, rc, "tidying the CAPA addresses of " + ifname);
+  return Napi::Number::New(env, rc);
 }
 
 // isLocalAddress(address) -> whether the kernel delivers that address locally.
@@ -303,23 +288,6 @@ Napi::Value IsLocalAddress(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), rc == 1);
 }
 
-// hasFileCapabilities(path) -> whether the file carries file capabilities (the
-// security.capability attribute, what getcap shows), for which the dynamic
-// linker ignores LD_PRELOAD. Reads the attribute instead of running getcap.
-Napi::Value HasFileCapabilities(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  std::string path = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
-  if (path.empty() || path.find('\0') != std::string::npos) {
-    ThrowArg(env, info[0].IsString() ? "ERR_INVALID_ARG_VALUE" : "ERR_INVALID_ARG_TYPE",
-             "The \"path\" argument must be a non-empty string without NUL, got " + Quoted(info[0]));
-  }
-  if (getxattr(path.c_str(), "security.capability", nullptr, 0) >= 0) return Napi::Boolean::New(env, true);
-  int rc = -errno;
-  // No such attribute, or a file system without extended attributes: no capabilities.
-  if (rc == -ENODATA || rc == -ENOTSUP) return Napi::Boolean::New(env, false);
-  throw SystemError(env, rc, "getxattr", "getxattr " + std::string(uv_err_name(rc)) + " " + path);
-}
-
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("pinSocket", Napi::Function::New(env, PinSocket, "pinSocket"));
   exports.Set("openPinnable", Napi::Function::New(env, OpenPinnable, "openPinnable"));
@@ -328,9 +296,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("addressRemove", Napi::Function::New(env, AddressRemove, "addressRemove"));
   exports.Set("addressCheck", Napi::Function::New(env, AddressCheck, "addressCheck"));
   exports.Set("isLocalAddress", Napi::Function::New(env, IsLocalAddress, "isLocalAddress"));
-  exports.Set("capaAddresses", Napi::Function::New(env, CapaAddresses, "capaAddresses"));
-  exports.Set("hasFileCapabilities",
-              Napi::Function::New(env, HasFileCapabilities, "hasFileCapabilities"));
+  exports.Set("sweepAddresses", Napi::Function::New(env, SweepAddresses, "sweepAddresses"));
   return exports;
 }
 

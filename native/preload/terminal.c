@@ -146,8 +146,10 @@ static int pin(const struct capa_config *cfg, int fd, const struct destination *
     return rc;
   }
   /* Under the supervisor, it must know this bind is the library's pin, not the program's own. */
-  struct capa_supervisor_note note = {.fd = fd, .family = a->record.family, .port = a->record.port};
+  struct capa_supervisor_note note = {.fd = fd, .family = a->record.family, .port = a->record.port,
+                                      .proto = a->record.proto, .dest_port = d->port};
   memcpy(note.addr, a->record.addr, sizeof note.addr);
+  memcpy(note.dest_addr, d->ip.addr, sizeof note.dest_addr);
   if ((rc = capa_supervisor_tell(cfg, fd, &note)) < 0) {
     capa_notice(cfg, "cannot tell the CAPA supervisor about socket %d (%s); not connecting it", fd, strerror(-rc));
     capa_release(cfg, a, "supervisor unreachable");

@@ -1,25 +1,22 @@
 /*
- * capa_supervise: runs a program under a seccomp user-notification supervisor, so that programs
- * the LD_PRELOAD library cannot reach (statically linked ones: Go, busybox) are pinned too.
- * Usage: capa_supervise <program> [args...], configured by the same CAPA_* environment as the
- * library (capa-run sets it), and CAPA_PRELOAD: the LD_PRELOAD for the program. Where the dynamic
- * linker loads the library too, the library pins
- * what it sees and hands each such socket to the supervisor (supervisor_link.h), which then only
- * performs that connect; everything the library does not see, the supervisor pins itself.
+ * The seccomp user-notification supervisor of capa-run (supervise.h): it pins what the LD_PRELOAD
+ * library cannot reach (statically linked programs: Go, busybox; children that drop LD_PRELOAD).
+ * Where the dynamic linker loads the library too, the library pins what it sees and hands each
+ * such socket to the supervisor (supervisor_link.h), which then only performs that connect;
+ * everything the library does not see, the supervisor pins itself.
  *
- * The child sets no-new-privs, installs a filter that hands connect, bind, close and the sends
- * that carry a destination to this process (SECCOMP_RET_USER_NOTIF, inherited by the whole tree
+ * The child sets no-new-privs, installs a filter that hands connect, bind and the sends that
+ * carry a destination to this process (SECCOMP_RET_USER_NOTIF, inherited by the whole tree
  * across fork and exec, static or not), refuses io_uring and other ABIs, and execs the program.
  * For each notification the supervisor takes a copy of the target's socket (pidfd_getfd), runs
  * the library's own socket step on it (terminal.h: exemptions, the CAPA lookup by reverse name,
  * the pin, the refusals), and for a connect performs the connect itself on the inspected socket
  * and address (letting the call continue would leave a window in which another thread swaps the
- * descriptor). A close of a pinned socket releases its allocation; when the last process of the
+ * descriptor). A sweeper looks every 100 ms, while sockets are pinned, whether each is still
+ * open (sock_diag): the allocation of one that is gone goes back; when the last process of the
  * tree is gone, whatever is still pinned is released. Fails closed: a socket or address it
  * cannot inspect fails the call with EPERM. If the supervisor dies, the tree's further
  * notified calls fail with ENOSYS: nothing goes out unpinned.
- * Exit status: the program's, 128+N when it was killed by signal N, 125 when the supervisor
- * could not start it, 126/127 when the program cannot be run / is not found.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -52,7 +49,9 @@
 #include "../preload/log.h"
 #include "../preload/pins.h"
 #include "../preload/supervisor_link.h"
+#include "../core/socket_table.h"
 #include "../preload/terminal.h"
+#include "supervise.h"
 
 #ifndef PIDFD_THREAD
 #define PIDFD_THREAD O_EXCL /* Linux 6.9 */
@@ -62,12 +61,11 @@
 #define SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (1UL << 0)
 #endif
 
-enum { EXIT_FAILED = 125, EXIT_CANNOT_RUN = 126, EXIT_NOT_FOUND = 127 };
 
 /* The filter: x86-64 only (other ABIs and x32 get EPERM), io_uring refused (its submissions
  * would bypass every check), connect/bind/sendmsg/sendmmsg and sendto with an address to the
- * supervisor, and the calls that close descriptors (close, close_range, dup2/dup3 over one);
- * everything else allowed. */
+ * supervisor; everything else allowed. Closes are not notified (a program's start alone makes
+ * dozens, a notification each): the sweeper sees which pinned sockets are gone. */
 #define ARGS4 offsetof(struct seccomp_data, args[4])
 static struct sock_filter filter[] = {
     /* 0 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
@@ -78,21 +76,17 @@ static struct sock_filter filter[] = {
     /* 5 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
     /* 6 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
     /* 7 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
-    /* 8 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_connect, 13, 0),
-    /* 9 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_bind, 12, 0),
-    /* 10 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_sendmsg, 11, 0),
-    /* 11 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_sendmmsg, 10, 0),
-    /* 12 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_close, 9, 0),
-    /* 13 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_close_range, 8, 0),
-    /* 14 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_dup2, 7, 0),
-    /* 15 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_dup3, 6, 0),
-    /* 16 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_sendto, 0, 4),
-    /* 17 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARGS4),
-    /* 18 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 3),
-    /* 19 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARGS4 + 4),
-    /* 20 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 1),
-    /* 21 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-    /* 22 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+    /* 8 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_connect, 9, 0),
+    /* 9 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_bind, 8, 0),
+    /* 10 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_sendmsg, 7, 0),
+    /* 11 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_sendmmsg, 6, 0),
+    /* 12 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_sendto, 0, 4),
+    /* 13 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARGS4),
+    /* 14 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 3),
+    /* 15 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARGS4 + 4),
+    /* 16 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 1),
+    /* 17 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    /* 18 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
 };
 
 static int listener = -1;
@@ -142,25 +136,12 @@ struct pinned {
   int library; /* pinned by the preload library, which releases it itself */
 };
 
-/* Descriptor numbers that hold a pinned socket in some process of the tree (any process: the
- * notification names a thread, not a descriptor table), so that the close of any other number
- * (files, pipes: nearly all of them) is answered without inspecting it. */
-#define FD_BITS 65536
-
 static struct {
   pthread_mutex_t lock;
+  pthread_cond_t filled; /* the sweeper waits on it while the table is empty */
   struct pinned *items;
   size_t count, capacity;
-  unsigned char pinned_fds[FD_BITS / 8];
-} table = {.lock = PTHREAD_MUTEX_INITIALIZER};
-
-static void mark_fd(uint64_t fd) {
-  if (fd < FD_BITS) __atomic_or_fetch(&table.pinned_fds[fd / 8], (unsigned char)(1u << (fd % 8)), __ATOMIC_RELEASE);
-}
-
-static int maybe_pinned_fd(uint64_t fd) {
-  return fd >= FD_BITS || (__atomic_load_n(&table.pinned_fds[fd / 8], __ATOMIC_ACQUIRE) & (1u << (fd % 8))) != 0;
-}
+} table = {.lock = PTHREAD_MUTEX_INITIALIZER, .filled = PTHREAD_COND_INITIALIZER};
 
 static int identity(int fd, struct stat *st) { return fstat(fd, st) == 0 && S_ISSOCK(st->st_mode); }
 
@@ -196,16 +177,20 @@ static int bound_to(int fd, const struct capa_record *r) {
   return memcmp(bytes, r->addr, 16) == 0;
 }
 
-/* The live pin of a socket: an entry whose socket is no longer bound to it is dropped. */
-static int live_pin(int fd, const struct stat *st) {
-  struct pinned p;
-  if (!find_pinned(st, &p, 0)) return 0;
-  if (bound_to(fd, &p.pin.alloc.record)) return 1;
+/* The live pin of a socket into *out (1), or 0: an entry whose socket is no longer bound to it
+ * is dropped. */
+static int live_pin(int fd, const struct stat *st, struct pinned *out) {
+  if (!find_pinned(st, out, 0)) return 0;
+  if (bound_to(fd, &out->pin.alloc.record)) return 1;
   find_pinned(st, NULL, 1);
   return 0;
 }
 
+static void start_sweeper(void);
+
 static void add_pinned(const struct stat *st, const struct capa_pin *pin, int library) {
+  static pthread_once_t sweeper_once = PTHREAD_ONCE_INIT;
+  pthread_once(&sweeper_once, start_sweeper);
   pthread_mutex_lock(&table.lock);
   if (table.count == table.capacity) {
     size_t capacity = table.capacity ? table.capacity * 2 : 64;
@@ -213,7 +198,59 @@ static void add_pinned(const struct stat *st, const struct capa_pin *pin, int li
     if (items != NULL) table.items = items, table.capacity = capacity;
   }
   if (table.count < table.capacity) table.items[table.count++] = (struct pinned){st->st_dev, st->st_ino, *pin, library};
+  pthread_cond_signal(&table.filled);
   pthread_mutex_unlock(&table.lock);
+}
+
+/* ---- the sweeper: pinned sockets that are gone ------------------------------------------ */
+
+/* How often the sweeper looks while sockets are pinned: a closed socket's allocation goes back
+ * at most this much later. */
+#define SWEEP_MS 100
+
+/* Whether the kernel still has the pinned socket, held by some process (sock_diag by its
+ * addresses and inode); a failed lookup counts as alive, to be asked again. */
+static int still_open(const struct pinned *p) {
+  const struct capa_record *r = &p->pin.alloc.record;
+  struct capa_local_socket local = {.proto = r->proto, .family = r->family, .port = r->port};
+  memcpy(local.addr, r->addr, sizeof local.addr);
+  long inode = capa_socket_inode(r->proto == 17 ? 17 : 6, &local, p->pin.dest.addr, p->pin.dest_port);
+  return inode < 0 || (ino_t)inode == p->ino;
+}
+
+/* One look: entries whose socket is gone leave the table; the supervisor's own go back. */
+static void sweep(void) {
+  pthread_mutex_lock(&table.lock);
+  size_t n = table.count;
+  struct pinned *seen = malloc((n > 0 ? n : 1) * sizeof *seen);
+  if (seen != NULL) memcpy(seen, table.items, n * sizeof *seen);
+  pthread_mutex_unlock(&table.lock);
+  if (seen == NULL) return;
+  for (size_t i = 0; i < n; i++) {
+    struct stat st = {.st_dev = seen[i].dev, .st_ino = seen[i].ino};
+    if (still_open(&seen[i]) || !find_pinned(&st, NULL, 1)) continue;
+    if (!seen[i].library) capa_release_pin(&seen[i].pin, "closed");
+  }
+  free(seen);
+}
+
+static void *sweeper(void *unused) {
+  (void)unused;
+  for (;;) {
+    const struct timespec pause = {.tv_sec = 0, .tv_nsec = SWEEP_MS * 1000000L};
+    pthread_mutex_lock(&table.lock);
+    while (table.count == 0) pthread_cond_wait(&table.filled, &table.lock);
+    pthread_mutex_unlock(&table.lock);
+    nanosleep(&pause, NULL);
+    sweep();
+  }
+  return NULL;
+}
+
+/* Started with the first pin: a program that never connects out pays no thread. */
+static void start_sweeper(void) {
+  pthread_t thread;
+  if (pthread_create(&thread, NULL, sweeper, NULL) == 0) pthread_detach(thread);
 }
 
 /* ---- one notification --------------------------------------------------------------------- */
@@ -287,7 +324,8 @@ static void handle_socket_call(const struct seccomp_notif *n) {
     return;
   }
   int is_socket = identity(fd, &st);
-  int pinned = is_socket && live_pin(fd, &st);
+  struct pinned entry;
+  int pinned = is_socket && live_pin(fd, &st, &entry);
   int connecting = n->data.nr == __NR_connect;
   if (!is_socket) {
     reply(n->id, 0, 1);
@@ -299,7 +337,7 @@ static void handle_socket_call(const struct seccomp_notif *n) {
                                          : capa_before_send(fd, (struct sockaddr *)&ss, len)) < 0) {
     reply(n->id, -rc, 0);
   } else {
-    if (capa_take_pin(fd, &pin)) add_pinned(&st, &pin, 0), mark_fd(n->data.args[0]), pinned = 1;
+    if (capa_take_pin(fd, &pin)) add_pinned(&st, &pin, 0), pinned = 1;
     /* A pinned socket connects (and sends, by sendto) here, on the socket and address inspected,
      * so another thread cannot swap the descriptor in between; the rest go on. */
     if (connecting && pinned) reply(n->id, connect(fd, (struct sockaddr *)&ss, len) < 0 ? errno : 0, 0);
@@ -310,7 +348,8 @@ static void handle_socket_call(const struct seccomp_notif *n) {
 }
 
 /* A CAPA answer may be slow: calls that may need one go to a pool of workers, so that no call
- * waits for another's. WORKERS of them; more waiting calls queue. */
+ * waits for another's. The pool grows, a thread at a time, when a call finds no worker idle, to
+ * WORKERS (a program that never connects out pays no thread); more waiting calls queue. */
 #define WORKERS 8
 
 static struct {
@@ -318,13 +357,16 @@ static struct {
   pthread_cond_t ready;
   struct seccomp_notif *items;
   size_t head, count, capacity;
+  int workers, idle;
 } queue = {.lock = PTHREAD_MUTEX_INITIALIZER, .ready = PTHREAD_COND_INITIALIZER};
 
 static void *worker(void *unused) {
   (void)unused;
   for (;;) {
     pthread_mutex_lock(&queue.lock);
+    queue.idle++;
     while (queue.count == 0) pthread_cond_wait(&queue.ready, &queue.lock);
+    queue.idle--;
     struct seccomp_notif n = queue.items[queue.head];
     queue.head = (queue.head + 1) % queue.capacity;
     queue.count--;
@@ -334,7 +376,17 @@ static void *worker(void *unused) {
   return NULL;
 }
 
-/* 0, or -1 when the queue cannot grow (the caller handles the call itself). */
+/* One more worker, under queue.lock; 0, or -1 when none could start. */
+static int add_worker(void) {
+  pthread_t thread;
+  if (queue.workers == WORKERS) return 0;
+  if (pthread_create(&thread, NULL, worker, NULL) != 0) return queue.workers > 0 ? 0 : -1;
+  pthread_detach(thread);
+  queue.workers++;
+  return 0;
+}
+
+/* 0, or -1 when the call cannot be queued (the caller handles it itself). */
 static int enqueue(const struct seccomp_notif *n) {
   int rc = 0;
   pthread_mutex_lock(&queue.lock);
@@ -349,6 +401,7 @@ static int enqueue(const struct seccomp_notif *n) {
       queue.items = items, queue.head = 0, queue.capacity = capacity;
     }
   }
+  if (rc == 0 && queue.idle <= (int)queue.count) rc = add_worker();
   if (rc == 0) {
     queue.items[(queue.head + queue.count) % queue.capacity] = *n;
     queue.count++;
@@ -356,55 +409,6 @@ static int enqueue(const struct seccomp_notif *n) {
   }
   pthread_mutex_unlock(&queue.lock);
   return rc;
-}
-
-static int start_workers(void) {
-  pthread_attr_t attr;
-  pthread_t thread;
-  int started = 0;
-  if (pthread_attr_init(&attr) != 0) return 0;
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  for (int i = 0; i < WORKERS; i++) started += pthread_create(&thread, &attr, worker, NULL) == 0;
-  pthread_attr_destroy(&attr);
-  return started;
-}
-
-#ifndef CLOSE_RANGE_CLOEXEC
-#define CLOSE_RANGE_CLOEXEC (1U << 2)
-#endif
-
-/* The descriptors a call is about to close: [*first, *last]; 0 when it closes none. */
-static int closing(const struct seccomp_notif *n, uint64_t *first, uint64_t *last) {
-  const __u64 *a = n->data.args;
-  const uint64_t fd = 0xffffffffu; /* descriptors are 32-bit: the upper half of a register is noise */
-  if (n->data.nr == __NR_close) *first = *last = a[0] & fd;
-  else if (n->data.nr == __NR_close_range) *first = a[0] & fd, *last = a[1] & fd;
-  else *first = *last = a[1] & fd; /* dup2, dup3: the target descriptor */
-  if (n->data.nr == __NR_close_range && (a[2] & CLOSE_RANGE_CLOEXEC)) return 0; /* only marks them */
-  if ((n->data.nr == __NR_dup2 || n->data.nr == __NR_dup3) && a[0] == a[1]) return 0;
-  return *first <= *last;
-}
-
-/* A call that closes descriptors: it goes on; the allocations of the pinned sockets among them
- * go back. Numbers no pinned socket has are not inspected. */
-static void handle_close(const struct seccomp_notif *n) {
-  struct pinned taken[64];
-  size_t count = 0;
-  uint64_t first, last;
-  if (closing(n, &first, &last)) {
-    uint64_t end = last < FD_BITS ? last : first < FD_BITS ? FD_BITS - 1 : first;
-    for (uint64_t number = first; number <= end && count < sizeof taken / sizeof taken[0]; number++) {
-      if (!maybe_pinned_fd(number)) continue;
-      struct stat st;
-      int fd = target_fd(n->pid, (int)number);
-      if (fd >= 0 && identity(fd, &st) && find_pinned(&st, &taken[count], 1)) count++;
-      if (fd >= 0) close(fd);
-    }
-  }
-  reply(n->id, 0, 1);
-  for (size_t i = 0; i < count; i++) {
-    if (!taken[i].library) capa_release_pin(&taken[i].pin, n->data.nr == __NR_close ? "close" : "close_range or dup");
-  }
 }
 
 static int is_wildcard_any_port(const struct sockaddr_storage *ss) {
@@ -417,20 +421,18 @@ static int is_wildcard_any_port(const struct sockaddr_storage *ss) {
   return a->sin6_port == 0 && memcmp(&a->sin6_addr, zero, 16) == 0;
 }
 
-/* Binds, closes, and calls whose destination never needs CAPA are answered here at once; the
+/* Binds, and calls whose destination never needs CAPA, are answered here at once; the
  * rest go to the workers. */
-static void dispatch(const struct seccomp_notif *n, int workers) {
+static void dispatch(const struct seccomp_notif *n) {
   struct sockaddr_storage ss;
   socklen_t len = 0;
-  if (n->data.nr == __NR_close || n->data.nr == __NR_close_range || n->data.nr == __NR_dup2 || n->data.nr == __NR_dup3) {
-    handle_close(n);
-  } else if (n->data.nr == __NR_bind) {
+  if (n->data.nr == __NR_bind) {
     /* Only a bind of the wildcard address and port 0 is ours (deferred); the rest go on. */
     if (destination_of(n, &ss, &len) == 0 && is_wildcard_any_port(&ss)) handle_socket_call(n);
     else reply(n->id, 0, 1);
   } else if (destination_of(n, &ss, &len) == 1 || (len > 0 && capa_destination_needs_no_capa((struct sockaddr *)&ss, len))) {
     reply(n->id, 0, 1);
-  } else if (workers == 0 || enqueue(n) < 0) {
+  } else if (enqueue(n) < 0) {
     handle_socket_call(n);
   }
 }
@@ -447,98 +449,99 @@ static void release_all(void) {
 }
 
 /* In the child: no-new-privs, the filter, the listener to the parent, exec. Never returns. */
-static void run_child(char **argv, int ready, int go) {
+static void run_child(const char *path, char *const argv[], const sigset_t *mask, const char *link, int ready, int go) {
   struct sock_fprog prog = {.len = sizeof filter / sizeof filter[0], .filter = filter};
   char c;
-  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) _exit(EXIT_FAILED);
+  sigprocmask(SIG_SETMASK, mask, NULL);
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) _exit(CAPA_EXIT_FAILED);
   int fd = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
                         SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, &prog);
-  if (fd < 0 || write(ready, &fd, sizeof fd) != (ssize_t)sizeof fd || read(go, &c, 1) != 1) _exit(EXIT_FAILED);
-  /* These closes already go through the supervisor, which has the listener now. */
-  close(fd);
-  close(ready);
-  close(go);
+  if (fd < 0 || write(ready, &fd, sizeof fd) != (ssize_t)sizeof fd || read(go, &c, 1) != 1) _exit(CAPA_EXIT_FAILED);
+  /* The listener (the kernel makes it close-on-exec) and the pipes close as the exec succeeds:
+   * a close() here would already be a notification each. */
   /* The library for the program, which the supervisor itself must not load (capa-run passes it
    * as CAPA_PRELOAD, not LD_PRELOAD). */
+  /* Only the tree is told where the supervisor listens: the supervisor's own socket step must
+   * not take itself for a library. */
+  setenv("CAPA_SUPERVISOR", link, 1);
   const char *preload = getenv("CAPA_PRELOAD");
   if (preload != NULL) {
     setenv("LD_PRELOAD", preload, 1);
     unsetenv("CAPA_PRELOAD");
   }
-  execvp(argv[0], argv);
+  execv(path, argv);
   int err = errno;
   fprintf(stderr, "capa-run: %s: %s\n", argv[0], strerror(err));
-  _exit(err == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_RUN);
+  _exit(err == ENOENT ? CAPA_EXIT_NOT_FOUND : CAPA_EXIT_REFUSED);
 }
 
 static int status_code(int status) {
-  return WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? 128 + WTERMSIG(status) : EXIT_FAILED;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? 128 + WTERMSIG(status) : CAPA_EXIT_FAILED;
 }
 
-/* The preload library's word (supervisor_link.h): a socket it pinned, with its descriptor
- * number and allocation; acknowledged once recorded, before the library lets its connect go. */
-static void *hear_library(void *arg) {
-  int s = *(int *)arg;
-  for (;;) {
-    struct capa_supervisor_note note;
-    struct sockaddr_un from;
-    char control[CMSG_SPACE(sizeof(int))];
-    struct iovec iov = {.iov_base = &note, .iov_len = sizeof note};
-    struct msghdr msg = {.msg_name = &from, .msg_namelen = sizeof from, .msg_iov = &iov, .msg_iovlen = 1,
-                         .msg_control = control, .msg_controllen = sizeof control};
-    ssize_t n = recvmsg(s, &msg, MSG_CMSG_CLOEXEC);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return NULL;
-    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-    int fd = -1;
-    if (c != NULL && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) memcpy(&fd, CMSG_DATA(c), sizeof fd);
-    struct stat st;
-    if (fd >= 0 && n == (ssize_t)sizeof note && identity(fd, &st)) {
-      struct capa_pin pin;
-      memset(&pin, 0, sizeof pin);
-      pin.alloc.record.family = note.family;
-      memcpy(pin.alloc.record.addr, note.addr, sizeof note.addr);
-      pin.alloc.record.port = note.port;
-      add_pinned(&st, &pin, 1);
-      mark_fd((uint64_t)note.fd);
-      sendto(s, "k", 1, 0, (struct sockaddr *)&from, msg.msg_namelen);
-    }
-    if (fd >= 0) close(fd);
+/* One note of the preload library (supervisor_link.h), if one waits: a socket it pinned, with
+ * its descriptor number and allocation; acknowledged once recorded, before the library lets its
+ * connect go. */
+static void hear_library(int s) {
+  struct capa_supervisor_note note;
+  struct sockaddr_un from;
+  char control[CMSG_SPACE(sizeof(int))];
+  struct iovec iov = {.iov_base = &note, .iov_len = sizeof note};
+  struct msghdr msg = {.msg_name = &from, .msg_namelen = sizeof from, .msg_iov = &iov, .msg_iovlen = 1,
+                       .msg_control = control, .msg_controllen = sizeof control};
+  ssize_t n = recvmsg(s, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+  if (n < 0) return;
+  struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+  int fd = -1;
+  if (c != NULL && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) memcpy(&fd, CMSG_DATA(c), sizeof fd);
+  struct stat st;
+  if (fd >= 0 && n == (ssize_t)sizeof note && identity(fd, &st)) {
+    struct capa_pin pin;
+    memset(&pin, 0, sizeof pin);
+    pin.alloc.record.family = note.family;
+    memcpy(pin.alloc.record.addr, note.addr, sizeof note.addr);
+    pin.alloc.record.port = note.port;
+    pin.alloc.record.proto = note.proto;
+    pin.dest.family = note.family;
+    memcpy(pin.dest.addr, note.dest_addr, sizeof note.dest_addr);
+    pin.dest_port = note.dest_port;
+    add_pinned(&st, &pin, 1);
+    sendto(s, "k", 1, 0, (struct sockaddr *)&from, msg.msg_namelen);
   }
+  if (fd >= 0) close(fd);
 }
 
-/* The abstract socket the library talks to, named in CAPA_SUPERVISOR for the tree; -1 on failure. */
-static int open_library_link(void) {
-  static int s;
-  char name[64];
-  pthread_t thread;
+/* The abstract socket the library talks to, its name (CAPA_SUPERVISOR of the tree) into name;
+ * -1 on failure. */
+static int open_library_link(char *name, size_t len) {
   struct sockaddr_un at = {.sun_family = AF_UNIX};
-  int n = snprintf(name, sizeof name, "capa-supervise-%ld", (long)getpid());
-  s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  int n = snprintf(name, len, "capa-supervise-%ld", (long)getpid());
+  int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   memcpy(at.sun_path + 1, name, (size_t)n);
-  if (s < 0 || bind(s, (struct sockaddr *)&at, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n)) < 0 ||
-      setenv("CAPA_SUPERVISOR", name, 1) < 0 || pthread_create(&thread, NULL, hear_library, &s) != 0) {
+  if (s >= 0 && bind(s, (struct sockaddr *)&at, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n)) < 0) {
+    close(s);
     return -1;
   }
-  pthread_detach(thread);
-  return 0;
+  return s;
 }
 
 struct watch {
   pid_t child;
   int sigfd;
+  int link; /* the library's socket */
 };
 
-/* Reaps the tree (a subreaper: its orphans are ours, so their filter references end), passes
- * capa-run's signals on to the program, and ends the supervisor when no process of the tree is
- * left: what is still pinned goes back, the program's status becomes ours. */
+/* Reaps the tree (a subreaper: its orphans are ours, so their filter references end), hears the
+ * library, passes capa-run's signals on to the program, and ends the supervisor when no process
+ * of the tree is left: what is still pinned goes back, the program's status becomes ours. */
 static void *watch_tree(void *arg) {
   const struct watch *w = arg;
   int status = -1;
   for (;;) {
     /* No events asked of the listener: only its hang-up (no process of the tree left) wakes us. */
-    struct pollfd p[2] = {{.fd = listener, .events = 0}, {.fd = w->sigfd, .events = POLLIN}};
-    if (poll(p, 2, -1) < 0 && errno != EINTR) break;
+    struct pollfd p[3] = {{.fd = listener, .events = 0}, {.fd = w->sigfd, .events = POLLIN}, {.fd = w->link, .events = POLLIN}};
+    if (poll(p, 3, -1) < 0 && errno != EINTR) break;
+    if (p[2].revents & POLLIN) hear_library(w->link);
     if (p[1].revents & POLLIN) {
       struct signalfd_siginfo info;
       if (read(w->sigfd, &info, sizeof info) == (ssize_t)sizeof info && info.ssi_signo != SIGCHLD) {
@@ -550,74 +553,76 @@ static void *watch_tree(void *arg) {
         if (pid == w->child) status = s;
       }
     }
-    if ((p[0].revents & (POLLHUP | POLLERR)) && status != -1) break;
-    if ((p[0].revents & (POLLHUP | POLLERR)) && !(p[1].revents & POLLIN)) {
-      /* Hung up before the child's SIGCHLD was read: that signal is on its way. */
-      const struct timespec pause = {.tv_sec = 0, .tv_nsec = 1000000};
-      nanosleep(&pause, NULL);
+    if (p[0].revents & (POLLHUP | POLLERR)) {
+      /* No process of the tree is left: every one has exited and is ours to reap (a subreaper),
+       * whether or not its SIGCHLD was read yet. */
+      int s;
+      pid_t pid;
+      while ((pid = waitpid(-1, &s, 0)) > 0 || (pid < 0 && errno == EINTR)) {
+        if (pid == w->child) status = s;
+      }
+      break;
     }
   }
   release_all();
-  exit(status == -1 ? EXIT_FAILED : status_code(status));
+  _exit(status == -1 ? CAPA_EXIT_FAILED : status_code(status));
+}
+
+/* Whether the listener hung up: no process of the tree is left. */
+static int tree_gone(void) {
+  struct pollfd p = {.fd = listener, .events = 0};
+  return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR));
 }
 
 /* Takes the listener from the child (pidfd_getfd: a parent may), then answers the tree's calls
  * until watch_tree ends the process. The main thread waits in the receive itself: with
  * SYNC_WAKE_UP the target and this thread then switch on one CPU. */
-static int serve(pid_t child, int ready, int go, int sigfd) {
+static int serve(const struct watch *tree, int ready, int go) {
   int number;
-  static struct watch w;
   pthread_t watcher;
-  int pidfd = (int)syscall(SYS_pidfd_open, child, 0);
-  if (pidfd < 0 || read(ready, &number, sizeof number) != (ssize_t)sizeof number) return EXIT_FAILED;
+  int pidfd = (int)syscall(SYS_pidfd_open, tree->child, 0);
+  if (pidfd < 0 || read(ready, &number, sizeof number) != (ssize_t)sizeof number) return CAPA_EXIT_FAILED;
   listener = (int)syscall(SYS_pidfd_getfd, pidfd, number, 0);
   close(pidfd);
-  if (listener < 0 || write(go, "g", 1) != 1) return EXIT_FAILED;
+  if (listener < 0 || write(go, "g", 1) != 1) return CAPA_EXIT_FAILED;
   /* Target and supervisor switch on one CPU (Linux 6.6+): a wake-up across CPUs costs this VM
    * about 4x the whole notification. Without it the notifications still work, slower. */
   ioctl(listener, SECCOMP_IOCTL_NOTIF_SET_FLAGS, SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP); /* the flags by value */
-  int workers = start_workers();
-  w = (struct watch){.child = child, .sigfd = sigfd};
-  if (pthread_create(&watcher, NULL, watch_tree, &w) != 0) return EXIT_FAILED;
+  if (pthread_create(&watcher, NULL, watch_tree, (void *)tree) != 0) return CAPA_EXIT_FAILED;
   for (;;) {
     struct seccomp_notif n;
     memset(&n, 0, sizeof n);
-    if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, &n) == 0) dispatch(&n, workers);
-    else if (errno != EINTR && errno != ENOENT) break;
+    if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, &n) == 0) dispatch(&n);
+    else if (errno != EINTR && (errno != ENOENT || tree_gone())) break; /* ENOENT: a target died mid-call */
   }
   pthread_join(watcher, NULL);
-  return EXIT_FAILED;
+  return CAPA_EXIT_FAILED;
 }
 
-int main(int argc, char **argv) {
+int capa_supervise(const char *path, char *const argv[], const sigset_t *program_mask) {
   static const int handled[] = {SIGCHLD, SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+  static struct watch tree;
   int ready[2], go[2];
-  sigset_t mask, old;
-  if (argc < 2) {
-    fprintf(stderr, "usage: capa_supervise <program> [args...] (run by capa-run)\n");
-    return EXIT_FAILED;
-  }
-  program_invocation_short_name = basename(argv[1]);
-  capa_config(); /* the settings capa-run gave, read before anything else */
+  sigset_t mask;
+  program_invocation_short_name = basename((char *)argv[0]);
   sigemptyset(&mask);
   for (size_t i = 0; i < sizeof handled / sizeof handled[0]; i++) sigaddset(&mask, handled[i]);
-  sigprocmask(SIG_BLOCK, &mask, &old);
-  int sigfd = signalfd(-1, &mask, SFD_CLOEXEC);
-  if (sigfd < 0 || pipe2(ready, O_CLOEXEC) < 0 || pipe2(go, O_CLOEXEC) < 0 || prctl(PR_SET_CHILD_SUBREAPER, 1) < 0 ||
-      open_library_link() < 0) {
+  sigprocmask(SIG_BLOCK, &mask, NULL);
+  tree.sigfd = signalfd(-1, &mask, SFD_CLOEXEC);
+  char link[64];
+  tree.link = open_library_link(link, sizeof link);
+  if (tree.sigfd < 0 || tree.link < 0 || pipe2(ready, O_CLOEXEC) < 0 || pipe2(go, O_CLOEXEC) < 0 ||
+      prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) {
     perror("capa-run: supervisor");
-    return EXIT_FAILED;
+    return CAPA_EXIT_FAILED;
   }
-  pid_t child = fork();
-  if (child < 0) {
+  tree.child = fork();
+  if (tree.child < 0) {
     perror("capa-run: supervisor: fork");
-    return EXIT_FAILED;
+    return CAPA_EXIT_FAILED;
   }
-  if (child == 0) {
-    sigprocmask(SIG_SETMASK, &old, NULL);
-    run_child(argv + 1, ready[1], go[0]);
-  }
+  if (tree.child == 0) run_child(path, argv, program_mask, link, ready[1], go[0]);
   close(ready[1]);
   close(go[0]);
-  return serve(child, ready[0], go[1], sigfd);
+  return serve(&tree, ready[0], go[1]);
 }

@@ -38,7 +38,7 @@ const INSIDE = ['127.10.0.0/16', `${RUN_TERMINAL.address}/32`];
 const LIMIT_MS = 15_000;
 const GATEWAY_JS = fileURLToPath(new URL('../../gateway-ref/bin/capa-gateway.js', import.meta.url));
 const TERMINAL_JS = fileURLToPath(new URL('./terminal.js', import.meta.url));
-const CAPA_RUN_JS = fileURLToPath(new URL('../bin/capa-run.js', import.meta.url));
+const CAPA_RUN = fileURLToPath(new URL('../../../build/Release/capa-run', import.meta.url));
 const PRELOAD_LIBRARY = fileURLToPath(new URL('../../../build/Release/libcapa_preload.so', import.meta.url));
 
 commandLine('capa-demo', process.argv.slice(2), usageExit('capa-demo', 2), (y) => y
@@ -111,8 +111,10 @@ function watch(child: ChildProcess): { stdout: () => string; stderr: () => strin
 
 const children = new Set<ChildProcess>();
 
-function start(script: string, args: string[]): ChildProcess {
-  const child = spawn(process.execPath, [script, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+/** A Node script (`.js`) or a native program, its output piped. */
+function start(program: string, args: string[]): ChildProcess {
+  const [command, rest] = program.endsWith('.js') ? [process.execPath, [program, ...args]] : [program, args];
+  const child = spawn(command, rest, { stdio: ['pipe', 'pipe', 'pipe'] });
   children.add(child);
   child.once('exit', () => children.delete(child));
   return child;
@@ -161,7 +163,7 @@ async function startTerminal(spec: { name: string; address: string }, server: st
 
 /** Why curl under capa-run cannot join, or undefined when it can. */
 async function capaRunMissing(): Promise<string | undefined> {
-  for (const file of [CAPA_RUN_JS, PRELOAD_LIBRARY]) {
+  for (const file of [CAPA_RUN, PRELOAD_LIBRARY]) {
     if (!(await exists(file))) return `${file} is not built`;
   }
   const curl = (process.env.PATH ?? '').split(delimiter).map((dir) => join(dir, 'curl'));
@@ -174,7 +176,7 @@ async function capaRunMissing(): Promise<string | undefined> {
  */
 function startCapaRunTerminal(server: string, outside: Outside, dir: string): Terminal {
   const log = join(dir, 'capa-run.log');
-  const child = start(CAPA_RUN_JS, ['--server', server, '--log', log, '--quiet', '--', 'curl', '-s', '-S', '--max-time', '5', '-o', '/dev/null', '-K', '-']);
+  const child = start(CAPA_RUN, ['--server', server, '--log', log, '--quiet', '--', 'curl', '-s', '-S', '--max-time', '5', '-o', '/dev/null', '-K', '-']);
   const output = watch(child);
   return {
     ...RUN_TERMINAL,

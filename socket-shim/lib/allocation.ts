@@ -8,8 +8,7 @@ import type { EventEmitter } from 'node:events';
 import type { Protocol } from '../../resolver/lib/constants.js';
 import { CapaError, isCapaError } from '../../resolver/lib/errors.js';
 import { type CapaEndpoint, type PlainResult, release, type Resolution, resolve } from '../../resolver/lib/resolve.js';
-import { ADDRESS_IDLE_MS, sweepAddresses } from './address-sweep.js';
-import { addressAdd, isLocalAddress } from './native.js';
+import { addressAdd, isLocalAddress, sweepAddresses } from './native.js';
 import type { Settings } from './options.js';
 
 /** The allocation a socket was pinned with (`socket.capa`). */
@@ -41,7 +40,7 @@ function resolveDestination(destination: Destination, settings: Settings): Promi
   return resolve({ host, port, protocol, servers: settings.servers, rrtype: settings.rrtype, ...settings.call, signal });
 }
 
-/** Interfaces this process put an address on: each gets one tidy-up (address-sweep.ts) at exit. */
+/** Interfaces this process put an address on: each gets one tidy-up (the address sweep) at exit. */
 const tidied = new Set<string>();
 
 function tidyAtExit(ifname: string): void {
@@ -49,7 +48,7 @@ function tidyAtExit(ifname: string): void {
   tidied.add(ifname);
   process.once('exit', () => {
     try {
-      sweepAddresses(ifname, ADDRESS_IDLE_MS);
+      sweepAddresses(ifname);
     } catch {
       // Best effort at exit: the next capa-run or capa-socket process looks again.
     }

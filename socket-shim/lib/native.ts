@@ -49,8 +49,7 @@ interface CapaAddon {
   addressRemove(ifname: string, address: string): void;
   addressCheck(ifname: string, address: string): boolean;
   isLocalAddress(address: string): boolean;
-  capaAddresses(ifname: string): CapaAddress[];
-  hasFileCapabilities(path: string): boolean;
+  sweepAddresses(ifname: string, idleMs?: number): number;
 }
 
 // dist/socket-shim/lib/native.js -> <package root>/build/Release/capa.node
@@ -113,29 +112,18 @@ export function addressCheck(ifname: string, address: string): boolean {
   return addon().addressCheck(ifname, address);
 }
 
-/** A host address CAPA added to an interface, and when (1/100 s since boot: a re-added one differs). */
-export interface CapaAddress {
-  address: string;
-  created: number;
-}
-
-/** The host addresses (/32, /128) on `ifname` that CAPA added (marked so in the kernel), not the operator's. */
-export function capaAddresses(ifname: string): CapaAddress[] {
-  return addon().capaAddresses(ifname);
+/**
+ * One look of the address sweep (native/core/address_sweep.h) at `ifname`: the addresses CAPA
+ * added there that no socket of this host holds, and that an earlier look at least `idleMs`
+ * (default 60 s) before found unused too, come off. Returns how many did.
+ */
+export function sweepAddresses(ifname: string, idleMs?: number): number {
+  return addon().sweepAddresses(ifname, idleMs);
 }
 
 /** Whether the kernel delivers `address` locally (every 127/8 address, any configured one). */
 export function isLocalAddress(address: string): boolean {
   return addon().isLocalAddress(address);
-}
-
-/**
- * Whether the file (symbolic links followed, as execve follows them) carries
- * file capabilities: its security.capability attribute, what getcap prints.
- * Throws a system error (`.syscall` 'getxattr') when the file cannot be read.
- */
-export function hasFileCapabilities(path: string): boolean {
-  return addon().hasFileCapabilities(path);
 }
 
 export interface PinnedTcpOptions {

@@ -1,19 +1,18 @@
 /** The native addon on the host's loopback: pinned TCP/UDP sockets, their errors, local-address lookups. */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
-import { closeSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { expect } from 'chai';
 import {
-  addressAdd, addressCheck, addressRemove, bindPinned, hasFileCapabilities, isLocalAddress, openPinnable, PinnableTcpSocket, pinnedTcpSocket,
+  addressAdd, addressCheck, addressRemove, bindPinned, isLocalAddress, openPinnable, PinnableTcpSocket, pinnedTcpSocket,
   pinnedUdpSocket, pinSocket,
   type NativeSystemError, type PinOptions,
 } from '../../socket-shim/lib/native.js';
-import { requireTool } from '../helpers/c-build.js';
 import { unavailable } from '../helpers/ci.js';
 
 const LOOPBACK = { 4: '127.0.0.1', 6: '::1' } as const;
@@ -341,46 +340,6 @@ describe('native addon: local addresses', function () {
     expect(addressCheck('lo', '127.0.0.42')).to.equal(false);
     const err = systemError(() => addressCheck('nope0', '127.0.0.1'));
     expect(err).to.include({ code: 'ENODEV', syscall: 'netlink' });
-  });
-});
-
-describe('native addon: file capabilities', function () {
-  let dir = '';
-
-  beforeEach(function () {
-    dir = mkdtempSync(join(tmpdir(), 'capa-xattr-'));
-  });
-
-  afterEach(function () {
-    rmSync(dir, { recursive: true, force: true });
-  });
-
-  it('sees what setcap set and getcap shows, through a symbolic link too, and nothing on a plain copy', function () {
-    const setcap = requireTool(this, 'setcap', 'the file-capability check');
-    const getcap = requireTool(this, 'getcap', 'the file-capability check');
-    const plain = join(dir, 'plain');
-    const capable = join(dir, 'capable');
-    const link = join(dir, 'link');
-    writeFileSync(plain, '#!/bin/sh\n', { mode: 0o755 });
-    writeFileSync(capable, '#!/bin/sh\n', { mode: 0o755 });
-    symlinkSync(capable, link);
-    const set = spawnSync(setcap, ['cap_net_raw+ep', capable], { encoding: 'utf8' });
-    if (set.status !== 0) unavailable(this, `setcap failed in CI (root needed): ${set.stderr}`);
-    expect(execFileSync(getcap, [capable], { encoding: 'utf8' })).to.include('cap_net_raw=ep');
-    expect(hasFileCapabilities(capable)).to.equal(true);
-    expect(hasFileCapabilities(link)).to.equal(true);
-    expect(hasFileCapabilities(plain)).to.equal(false);
-    expect(hasFileCapabilities(dir)).to.equal(false);
-  });
-
-  it('fails like a system call on a missing file, and TypeErrors on a bad path', function () {
-    const missing = join(dir, 'missing');
-    const err = systemError(() => hasFileCapabilities(missing));
-    expect(err).to.include({ code: 'ENOENT', errno: -2, syscall: 'getxattr' });
-    expect(err.message).to.equal(`getxattr ENOENT ${missing}`);
-    expect(() => hasFileCapabilities('')).to.throw(TypeError).with.property('code', 'ERR_INVALID_ARG_VALUE');
-    expect(() => hasFileCapabilities('a\0b')).to.throw(TypeError).with.property('code', 'ERR_INVALID_ARG_VALUE');
-    expect(() => (hasFileCapabilities as (path: unknown) => boolean)(42)).to.throw(TypeError).with.property('code', 'ERR_INVALID_ARG_TYPE');
   });
 });
 

@@ -79,7 +79,7 @@ describe('capa-run (LD_PRELOAD library) with unmodified programs', function () {
 
     it('curl without --log: the release still reaches the gateway (the close does not wait for its reply)', async function () {
       const curl = requireTool(this, 'curl', 'capa-run tests');
-      const result = await run(process.execPath, [CAPA_RUN, '--server', lab.gateway.server, '--', curl, '-sS', `http://${OUTSIDE_NAME}:${lab.tcp.port}/`]);
+      const result = await run(CAPA_RUN, ['--server', lab.gateway.server, '--', curl, '-sS', `http://${OUTSIDE_NAME}:${lab.tcp.port}/`]);
       expect(result.code, result.stderr).to.equal(0);
       const peer = JSON.parse(result.stdout) as { address: string; port: number };
       const released = await journalHas((j) => j.event === 'release' && j.aOG === peer.address && j.pA === peer.port);
@@ -539,7 +539,7 @@ describe('capa-run failures never connect unpinned', function () {
 
   it('a bad CAPA_SERVER fails closed with the reason', async function () {
     const curl = requireTool(this, 'curl', 'capa-run tests');
-    const result = await run(process.execPath, [CAPA_RUN, '--', curl, '-sS', `http://${OUTSIDE_NAME}:${tcp.port}/`], { env: { CAPA_SERVER: '127.0.0.1:99999' } });
+    const result = await run(CAPA_RUN, ['--', curl, '-sS', `http://${OUTSIDE_NAME}:${tcp.port}/`], { env: { CAPA_SERVER: '127.0.0.1:99999' } });
     expect(result.code).to.equal(6);
     expect(result.stderr).to.include('CAPA_SERVER: server "127.0.0.1:99999": port must be 1-65535');
     expect(tcp.peers).to.have.length(0);

@@ -156,7 +156,7 @@ describe('capa-run DNS client against scripted servers', function () {
     const curl = requireTool(this, 'curl', 'capa-run DNS tests');
     const dns = await server(fakeGateway((q) => reply(q, { rcode: 'NXDOMAIN' })));
     const log = newLog();
-    const result = await run(process.execPath, [CAPA_RUN, '--quiet', '--server', dns.server, '--log', log, '--', curl, '-sS', `http://nowhere.test:${tcp.port}/`]);
+    const result = await run(CAPA_RUN, ['--quiet', '--server', dns.server, '--log', log, '--', curl, '-sS', `http://nowhere.test:${tcp.port}/`]);
     expect(result.code).to.equal(6);
     expect(result.stderr).to.not.include('capa-run');
     expect(readCapaLog(log).find((e) => e.event === 'error')?.message).to.include('name does not exist');
@@ -180,7 +180,7 @@ describe('capa-run DNS client against scripted servers', function () {
     }, '127.0.0.1', rrtype);
     servers.push(dns);
     const script = `import socket; print(socket.create_connection((${JSON.stringify(OUTSIDE_NAME)}, ${tcp.port})).getsockname())`;
-    const result = await run(process.execPath, [CAPA_RUN, '--server', dns.server, '--', python, '-c', script], { env: { CAPA_RRTYPE: String(rrtype) } });
+    const result = await run(CAPA_RUN, ['--server', dns.server, '--', python, '-c', script], { env: { CAPA_RRTYPE: String(rrtype) } });
     expect(result.code, result.stderr).to.equal(0);
     expect(result.stdout.trim()).to.equal(`('${GENUINE.address}', ${GENUINE.port})`);
   });

@@ -77,7 +77,7 @@ describe('capa-run --interface in a network namespace', function () {
     const curl = requireTool(this, 'curl', 'capa-run --interface test');
     expect(ip('-n', NS, '-o', 'addr', 'show', 'dev', IFACE)).to.not.include('198.51.100.');
     const log = ws!.file('capa.log');
-    const result = await run('ip', ['netns', 'exec', NS, process.execPath, CAPA_RUN, '--server', gateway!.server,
+    const result = await run('ip', ['netns', 'exec', NS, CAPA_RUN, '--server', gateway!.server,
       '--interface', IFACE, '--log', log, '--', curl, '-sS', '-m', '10', `http://outside.test:${PORT}/`]);
     expect(result.code, result.stderr).to.equal(0);
     const [address, port] = result.stdout.trim().split(':');
@@ -87,7 +87,7 @@ describe('capa-run --interface in a network namespace', function () {
   });
 
   /** capa-run with a program that does nothing, so only its end (the address sweep) acts. */
-  const endOfRun = (): ReturnType<typeof run> => run('ip', ['netns', 'exec', NS, process.execPath, CAPA_RUN, '--server', gateway!.server,
+  const endOfRun = (): ReturnType<typeof run> => run('ip', ['netns', 'exec', NS, CAPA_RUN, '--server', gateway!.server,
     '--interface', IFACE, '--address-idle', '1', '--', 'true']);
   const onInterface = (): string => ip('-n', NS, '-o', 'addr', 'show', 'dev', IFACE);
 
@@ -120,7 +120,7 @@ describe('capa-run --interface in a network namespace', function () {
   it('fails the connect, unpinned never, when the interface does not exist', async function () {
     const curl = requireTool(this, 'curl', 'capa-run --interface test');
     ip('-n', NS, 'addr', 'flush', 'dev', IFACE, 'scope', 'global'); // no pool address is local any more
-    const result = await run('ip', ['netns', 'exec', NS, process.execPath, CAPA_RUN, '--server', gateway!.server,
+    const result = await run('ip', ['netns', 'exec', NS, CAPA_RUN, '--server', gateway!.server,
       '--interface', 'nosuchif0', '--', curl, '-sS', '-m', '10', `http://outside.test:${PORT}/`]);
     expect(result.code).to.equal(7); // curl: failed to connect
     expect(result.stderr).to.include('cannot put CAPA address 198.51.100.');

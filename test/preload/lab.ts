@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { repoRoot } from '../helpers/c-build.js';
 import { stopChild } from '../helpers/stop-child.js';
 
-export const CAPA_RUN = join(repoRoot, 'dist/socket-shim/bin/capa-run.js');
+export const CAPA_RUN = join(repoRoot, 'build/Release/capa-run');
 export const LIBRARY = join(repoRoot, 'build/Release/libcapa_preload.so');
 const GATEWAY = join(repoRoot, 'dist/gateway-ref/bin/capa-gateway.js');
 
@@ -193,6 +193,7 @@ export function run(command: string, args: string[], options: RunOptions = {}): 
   let stderr = '';
   child.stdout.on('data', (c: Buffer) => { stdout += c.toString(); });
   child.stderr.on('data', (c: Buffer) => { stderr += c.toString(); });
+  child.stdin.on('error', () => { /* a program that exits without reading its input (EPIPE) */ });
   child.stdin.end(options.input ?? '');
   const limit = options.timeoutMs ?? 20_000;
   return new Promise<RunResult>((resolve, reject) => {
@@ -207,7 +208,7 @@ export function run(command: string, args: string[], options: RunOptions = {}): 
 
 /** `capa-run <flags> -- <program> <args>` against a CAPA server, logging to `log`. */
 export function capaRun(server: string, log: string, program: string[], options: RunOptions & { flags?: string[] } = {}): Promise<RunResult> {
-  return run(process.execPath, [CAPA_RUN, '--server', server, '--log', log, ...(options.flags ?? []), '--', ...program], options);
+  return run(CAPA_RUN, ['--server', server, '--log', log, ...(options.flags ?? []), '--', ...program], options);
 }
 
 /** The pins of a run, by (aOG, pA). */

@@ -1,40 +1,44 @@
 /**
- * The capa-run launcher: what it refuses (static, set-user-ID, file capabilities, scripts whose
- * interpreter is static), what it passes on (exit codes, LD_PRELOAD, CAPA_* variables), and its
- * errors for bad flags and missing programs. Plus the pure rules of socket-shim/lib/preload-target.ts.
+ * The capa-run launcher (native/launcher/): what it refuses (set-user-ID, file capabilities,
+ * another machine's programs), what it runs under the supervisor alone (static programs, scripts
+ * whose interpreter is static), what it passes on (exit codes, LD_PRELOAD, CAPA_* variables),
+ * and its errors for bad flags, missing programs and a library LD_PRELOAD cannot carry; the
+ * package's bin script that reaches it.
  */
 import { spawnSync } from 'node:child_process';
-import { closeSync, openSync, readSync } from 'node:fs';
-import { chmod, copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { isCapaError } from '../../resolver/lib/errors.js';
-import { inspectExecutable, parseExempt, preloadValue, privilegeRefusal, reachOf } from '../../socket-shim/lib/preload-target.js';
-import { buildC, requireTool } from '../helpers/c-build.js';
+import { buildC, repoRoot, requireTool } from '../helpers/c-build.js';
 import { CAPA_RUN, LIBRARY, run, type Workspace, workspace } from './lab.js';
 
 const EXIT_FAILED = 125;
 const EXIT_REFUSED = 126;
 const EXIT_NOT_FOUND = 127;
 
-const capaRun = (args: string[], env: NodeJS.ProcessEnv = {}) => run(process.execPath, [CAPA_RUN, ...args], { env, timeoutMs: 15_000 });
+const capaRun = (args: string[], env: NodeJS.ProcessEnv = {}) => run(CAPA_RUN, args, { env, timeoutMs: 15_000 });
 
-function errorCode(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    return isCapaError(err) ? err.code : 'not a CapaError';
-  }
-  return undefined;
-}
-
-/** A 64-byte ELF header of the given class with no program headers. */
-function elfHeader(elfClass: 1 | 2, machine: number): Buffer {
-  const head = Buffer.alloc(64);
-  head.set([0x7f, 0x45, 0x4c, 0x46, elfClass, 1, 1]);
-  head.writeUInt16LE(machine, 0x12);
-  return head;
+/**
+ * A dynamically linked 32-bit i386 program as far as the ELF headers go: a 52-byte header, one
+ * PT_INTERP program header naming /lib/ld-linux.so.2, and the name.
+ */
+function i386Program(): Buffer {
+  const interp = Buffer.from('/lib/ld-linux.so.2\0', 'latin1');
+  const file = Buffer.alloc(52 + 32 + interp.length);
+  file.set([0x7f, 0x45, 0x4c, 0x46, 1, 1, 1]);
+  file.writeUInt16LE(2, 0x10); // ET_EXEC
+  file.writeUInt16LE(3, 0x12); // EM_386
+  file.writeUInt32LE(1, 0x14);
+  file.writeUInt32LE(52, 0x1c); // e_phoff
+  file.writeUInt16LE(52, 0x28); // e_ehsize
+  file.writeUInt16LE(32, 0x2a); // e_phentsize
+  file.writeUInt16LE(1, 0x2c); // e_phnum
+  file.writeUInt32LE(3, 52); // PT_INTERP
+  file.writeUInt32LE(84, 56); // p_offset
+  file.writeUInt32LE(interp.length, 68); // p_filesz
+  interp.copy(file, 84);
+  return file;
 }
 
 describe('capa-run launcher', function () {
@@ -145,6 +149,10 @@ describe('capa-run launcher', function () {
     const withoutGetcap = await capaRun(['--', copy], { PATH: ws.file('no-such-dir') });
     expect(withoutGetcap.code).to.equal(EXIT_REFUSED);
     expect(withoutGetcap.stderr).to.include('has file capabilities (security.capability is set)');
+    const link = ws.file('cap-link');
+    await symlink(copy, link);
+    const linked = await capaRun(['--', link], { PATH: path });
+    expect(linked.code, 'a symbolic link to the file: the capabilities execve would grant').to.equal(EXIT_REFUSED);
   });
 
   it('says which program is missing (127) and what is wrong with a flag (125)', async function () {
@@ -170,56 +178,45 @@ describe('capa-run launcher', function () {
   it('--help explains every flag', async function () {
     const result = await capaRun(['--help']);
     expect(result.code).to.equal(0);
-    for (const flag of ['--server', '--quiet', '--log', '--exempt', '--interface', '--timeout']) expect(result.stdout).to.include(flag);
-  });
-});
-
-describe('capa-run preload rules (pure)', function () {
-  it('reads PT_INTERP from the program headers of a real dynamic program', function () {
-    const fd = openSync(process.execPath, 'r');
-    try {
-      const target = inspectExecutable((offset, length) => {
-        const buf = Buffer.alloc(length);
-        return buf.subarray(0, readSync(fd, buf, 0, length, offset));
-      });
-      expect(target.kind).to.equal('elf');
-      expect(target.kind === 'elf' && target.interpreter).to.match(/^\/.*ld-linux.*\.so/);
-    } finally {
-      closeSync(fd);
+    for (const flag of ['--server', '--strict', '--quiet', '--log', '--exempt', '--interface', '--address-idle', '--timeout']) {
+      expect(result.stdout).to.include(flag);
     }
   });
 
-  it('refuses a program of another ELF class or machine than the library', function () {
-    const read = (head: Buffer) => (offset: number, length: number) => head.subarray(offset, offset + length);
-    const lib = inspectExecutable(read(elfHeader(2, 62)));
-    const i386 = inspectExecutable(read(elfHeader(1, 3)));
-    expect(i386).to.deep.equal({ kind: 'elf', elfClass: 32, machine: 3, interpreter: undefined });
-    const other = reachOf('/x', { ...i386, interpreter: '/lib/ld-linux.so.2' } as typeof i386, lib);
-    expect(other.how === 'refused' && other.why).to.include('32-bit program');
-    expect(reachOf('/x', i386, lib), 'a static program (no interpreter) goes to the supervisor').to.deep.equal({ how: 'supervisor' });
-    expect(inspectExecutable(read(Buffer.from('#!/usr/bin/env node\n')))).to.deep.equal({ kind: 'script', interpreter: '/usr/bin/env' });
-    expect(inspectExecutable(read(Buffer.from('plain text')))).to.deep.equal({ kind: 'other' });
+  it('refuses a dynamically linked program of another ELF class and machine (126)', async function () {
+    const program = ws.file('i386-prog');
+    await writeFile(program, i386Program(), { mode: 0o755 });
+    const result = await capaRun(['--', program]);
+    expect(result.code, result.stderr).to.equal(EXIT_REFUSED);
+    expect(result.stderr).to.include(`${program} is a 32-bit program for ELF machine 3, but the capa-run library is 64-bit for machine 62`);
   });
 
-  it('spells CAPA_EXEMPT prefixes canonically and rejects bad ones', function () {
-    expect(parseExempt('10.1.2.3/8')).to.equal('10.1.2.3/8');
-    expect(parseExempt(' 2001:DB8::1 ')).to.equal('2001:db8::1/128');
-    for (const bad of ['10.0.0.0/33', '::/129', 'example.com', '10.0.0.0/8/1', '10.0.0.0/x', '']) {
-      expect(errorCode(() => parseExempt(bad)), bad).to.equal('ERR_CAPA_INVALID_ARG');
-    }
+  it('refuses to run from a folder whose path LD_PRELOAD cannot carry (125)', async function () {
+    const dir = ws.file('with space');
+    await mkdir(dir, { recursive: true });
+    for (const file of ['capa-run', 'libcapa_preload.so']) await copyFile(join(repoRoot, 'build/Release', file), join(dir, file));
+    await chmod(join(dir, 'capa-run'), 0o755);
+    const result = await run(join(dir, 'capa-run'), ['--', sh, '-c', 'exit 0'], { timeoutMs: 15_000 });
+    expect(result.code).to.equal(EXIT_FAILED);
+    expect(result.stderr).to.include('holds a space or colon, which LD_PRELOAD cannot carry');
   });
 
-  it('puts the library first in LD_PRELOAD, refuses a path LD_PRELOAD cannot carry', function () {
-    expect(preloadValue('/a/lib.so', undefined)).to.equal('/a/lib.so');
-    expect(preloadValue('/a/lib.so', ' /b.so /c.so ')).to.equal('/a/lib.so:/b.so /c.so');
-    expect(errorCode(() => preloadValue('/my dir/lib.so', undefined))).to.equal('ERR_CAPA_INVALID_ARG');
-  });
-
-  it('names the privilege that makes the dynamic linker ignore LD_PRELOAD', function () {
-    expect(privilegeRefusal('/p', 0o100755, undefined)).to.equal(undefined);
-    expect(privilegeRefusal('/p', 0o100755, '')).to.equal(undefined);
-    expect(privilegeRefusal('/p', 0o104755, undefined)).to.include('is set-user-ID');
-    expect(privilegeRefusal('/p', 0o102755, undefined)).to.include('is set-group-ID');
-    expect(privilegeRefusal('/p', 0o100755, 'cap_net_admin=ep')).to.include('has file capabilities (cap_net_admin=ep)');
+  it('is reached through the package\'s bin script, directly and through a link as npm makes them', async function () {
+    const bin = join(repoRoot, 'bin/capa-run');
+    const direct = await run(bin, ['--', sh, '-c', 'exit 4'], { timeoutMs: 15_000 });
+    expect(direct.code, direct.stderr).to.equal(4);
+    const linkDir = ws.file('node_modules-bin');
+    await mkdir(linkDir, { recursive: true });
+    await symlink(bin, join(linkDir, 'capa-run'));
+    const linked = await run(join(linkDir, 'capa-run'), ['--', sh, '-c', 'echo "$LD_PRELOAD"'], { timeoutMs: 15_000 });
+    expect(linked.code, linked.stderr).to.equal(0);
+    expect(linked.stdout.trim()).to.equal(LIBRARY);
+    // A package whose install script has not built the launcher yet: said so, 125.
+    const unbuilt = ws.file('unbuilt/bin');
+    await mkdir(unbuilt, { recursive: true });
+    await copyFile(bin, join(unbuilt, 'capa-run'));
+    const missing = await run(join(unbuilt, 'capa-run'), ['--', sh], { timeoutMs: 15_000 });
+    expect(missing.code).to.equal(EXIT_FAILED);
+    expect(missing.stderr).to.include('is not built; run "npx node-gyp rebuild" in the package folder');
   });
 });

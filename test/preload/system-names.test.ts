@@ -50,7 +50,7 @@ describe('capa-run: names resolved without DNS', function () {
     const log = lab.newLog();
     const inner = 'mount --bind "$1" /etc/hosts && mount --bind "$2" /etc/nsswitch.conf && mount --bind "$3" /etc/resolv.conf && shift 3 && exec "$@"';
     const result = await run(unshare, ['--mount', '--propagation', 'private', 'sh', '-c', inner, 'sh', hosts, ns, resolvConf,
-      process.execPath, CAPA_RUN, '--server', lab.gateway.server, '--log', log, '--', ...program]);
+      CAPA_RUN, '--server', lab.gateway.server, '--log', log, '--', ...program]);
     return { result, events: readCapaLog(log) };
   }
 

@@ -200,6 +200,13 @@ static int same_destination(const struct capa_pin *p, const struct destination *
   return p->dest.family == d->ip.family && memcmp(p->dest.addr, d->ip.addr, 16) == 0 && p->dest_port == d->port;
 }
 
+static int admits(const struct capa_config *cfg, int fd, const struct capa_pin *p, const struct destination *d) {
+  if (same_destination(p, d)) return 0;
+  capa_notice(cfg, "socket %d is pinned to its CAPA allocation for %s; it cannot reach another destination", fd,
+              p->alloc.qname);
+  return -EADDRNOTAVAIL;
+}
+
 static int prepare(int fd, const struct destination *d, int connecting) {
   const struct capa_config *cfg = capa_config();
   struct capa_pin pinned;
@@ -212,12 +219,7 @@ static int prepare(int fd, const struct destination *d, int connecting) {
     return 0;
   }
   if (capa_pins_find(fd, &pinned)) {
-    if (pin_is_live(fd, &pinned)) {
-      if (same_destination(&pinned, d)) return 0;
-      capa_notice(cfg, "socket %d is pinned to its CAPA allocation for %s; it cannot reach another destination", fd,
-                  pinned.alloc.qname);
-      return -EADDRNOTAVAIL;
-    }
+    if (pin_is_live(fd, &pinned)) return admits(cfg, fd, &pinned, d);
     /* The pinned socket was closed behind the hooks (a system call not made through libc) and
      * its number reused: that flow is over, and this is a new socket. */
     if (capa_pins_remove(fd, &pinned)) capa_release(cfg, &pinned.alloc, "socket gone");
@@ -246,6 +248,12 @@ int capa_destination_needs_no_capa(const struct sockaddr *addr, socklen_t len) {
 int capa_before_connect(int fd, const struct sockaddr *addr, socklen_t len) {
   struct destination d;
   return read_destination(addr, len, &d) ? prepare(fd, &d, 1) : 0;
+}
+
+int capa_pin_admits(int fd, const struct capa_pin *pin, const struct sockaddr *addr, socklen_t len) {
+  struct destination d;
+  if (!read_destination(addr, len, &d) || link_only(&d.ip) || capa_config_exempts(capa_config(), &d.ip, d.port)) return 0;
+  return admits(capa_config(), fd, pin, &d);
 }
 
 int capa_before_send(int fd, const struct sockaddr *to, socklen_t len) {

@@ -47,6 +47,11 @@ int capa_bind_deferred(int fd, const struct sockaddr *addr, socklen_t len);
 struct capa_pin;
 int capa_take_pin(int fd, struct capa_pin *pin);
 
+/* 0 when a connect or send to addr may use the pinned socket (its own destination, or one that
+ * needs no CAPA), else -EADDRNOTAVAIL with one line on stderr: another destination would go out
+ * from an allocation made for the first. */
+int capa_pin_admits(int fd, const struct capa_pin *pin, const struct sockaddr *addr, socklen_t len);
+
 /* Releases the allocation of a closed pinned socket; why: the call that closed it, for the log.
  * A pin shared with a forked child is left to the data plane (pins.h). */
 void capa_release_pin(const struct capa_pin *pin, const char *why);

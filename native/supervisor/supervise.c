@@ -284,23 +284,60 @@ static void refuse(const struct capa_config *cfg, const struct seccomp_notif *n,
   reply(n->id, EPERM, 0);
 }
 
-/* A datagram is at most this long; a longer sendto continues in the target. */
+/* A datagram is at most this long, in at most SEND_IOV pieces; a longer send, or a sendmsg with
+ * control data (descriptors, options of the program's), continues in the target. */
 #define SEND_MAX 65536
+#define SEND_IOV 64
 
-/* The target's sendto, performed on our copy of its socket: its data read from its memory. */
+/* The data of the target's sendto or sendmsg into data: its length, -1 when the call is to
+ * continue in the target, or -errno when its memory cannot be read. */
+static long send_data(const struct seccomp_notif *n, unsigned char *data) {
+  struct msghdr msg;
+  struct iovec iov[SEND_IOV];
+  size_t total = 0;
+  int rc;
+  if (n->data.nr == __NR_sendto) {
+    iov[0] = (struct iovec){.iov_base = (void *)(uintptr_t)n->data.args[1], .iov_len = (size_t)n->data.args[2]};
+    msg = (struct msghdr){.msg_iov = iov, .msg_iovlen = 1};
+  } else {
+    if ((rc = read_target(n->pid, n->data.args[1], &msg, sizeof msg)) < 0) return rc;
+    if (msg.msg_controllen != 0 || msg.msg_iovlen > SEND_IOV) return -1;
+    if ((rc = read_target(n->pid, (uintptr_t)msg.msg_iov, iov, msg.msg_iovlen * sizeof iov[0])) < 0) return rc;
+  }
+  for (size_t i = 0; i < msg.msg_iovlen; i++) {
+    if (iov[i].iov_len > SEND_MAX - total) return -1;
+    if (iov[i].iov_len > 0 && (rc = read_target(n->pid, (uintptr_t)iov[i].iov_base, data + total, iov[i].iov_len)) < 0) return rc;
+    total += iov[i].iov_len;
+  }
+  return (long)total;
+}
+
+/* The target's sendto or sendmsg, performed on our copy of its socket with its data. */
 static void send_here(const struct seccomp_notif *n, int fd, const struct sockaddr_storage *ss, socklen_t len) {
   static __thread unsigned char data[SEND_MAX];
-  size_t size = (size_t)n->data.args[2];
-  if (size > SEND_MAX) {
-    reply(n->id, 0, 1);
-    return;
+  long size = send_data(n, data);
+  int flags = (int)n->data.args[n->data.nr == __NR_sendto ? 3 : 2];
+  if (size == -1) reply(n->id, 0, 1);
+  else if (size < 0) refuse(capa_config(), n, (int)-size);
+  else reply_result(n->id, (long)sendto(fd, data, (size_t)size, flags, (const struct sockaddr *)ss, len));
+}
+
+/* 0 when every destination of the call (each message of a sendmmsg) may use the pinned socket,
+ * else -errno. */
+static int admitted(const struct seccomp_notif *n, int fd, const struct capa_pin *pin, const struct sockaddr_storage *ss, socklen_t len) {
+  int rc = capa_pin_admits(fd, pin, (const struct sockaddr *)ss, len);
+  if (rc < 0 || n->data.nr != __NR_sendmmsg) return rc;
+  unsigned count = (unsigned)n->data.args[2] < UIO_MAXIOV ? (unsigned)n->data.args[2] : UIO_MAXIOV;
+  for (unsigned i = 1; i < count && rc == 0; i++) {
+    struct mmsghdr m;
+    struct sockaddr_storage to;
+    if ((rc = read_target(n->pid, n->data.args[1] + i * sizeof m, &m, sizeof m)) < 0) break;
+    if (m.msg_hdr.msg_name == NULL) continue;
+    socklen_t to_len = m.msg_hdr.msg_namelen < sizeof to ? m.msg_hdr.msg_namelen : sizeof to;
+    memset(&to, 0, sizeof to);
+    if ((rc = read_target(n->pid, (uintptr_t)m.msg_hdr.msg_name, &to, to_len)) == 0) rc = capa_pin_admits(fd, pin, (const struct sockaddr *)&to, to_len);
   }
-  int rc = size > 0 ? read_target(n->pid, n->data.args[1], data, size) : 0;
-  if (rc < 0) {
-    refuse(capa_config(), n, -rc);
-    return;
-  }
-  reply_result(n->id, (long)sendto(fd, data, size, (int)n->data.args[3], (const struct sockaddr *)ss, len));
+  return rc;
 }
 
 /* connect, bind and the sends: the library's socket step on our copy of the socket. */
@@ -336,12 +373,15 @@ static void handle_socket_call(const struct seccomp_notif *n) {
   } else if (!pinned && (rc = connecting ? capa_before_connect(fd, (struct sockaddr *)&ss, len)
                                          : capa_before_send(fd, (struct sockaddr *)&ss, len)) < 0) {
     reply(n->id, -rc, 0);
+  } else if (pinned && (rc = admitted(n, fd, &entry.pin, &ss, len)) < 0) {
+    reply(n->id, -rc, 0); /* another destination than the allocation's */
   } else {
     if (capa_take_pin(fd, &pin)) add_pinned(&st, &pin, 0), pinned = 1;
-    /* A pinned socket connects (and sends, by sendto) here, on the socket and address inspected,
-     * so another thread cannot swap the descriptor in between; the rest go on. */
+    /* A pinned socket connects (and sends, by sendto and sendmsg) here, on the socket and
+     * address inspected, so another thread cannot swap the descriptor in between; the rest
+     * (sendmmsg, a sendmsg with control data) go on. */
     if (connecting && pinned) reply(n->id, connect(fd, (struct sockaddr *)&ss, len) < 0 ? errno : 0, 0);
-    else if (pinned && n->data.nr == __NR_sendto) send_here(n, fd, &ss, len);
+    else if (pinned && (n->data.nr == __NR_sendto || n->data.nr == __NR_sendmsg)) send_here(n, fd, &ss, len);
     else reply(n->id, 0, 1);
   }
   close(fd);

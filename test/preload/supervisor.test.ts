@@ -85,6 +85,20 @@ describe('capa-run: static programs under the seccomp supervisor', function () {
     }
   });
 
+  it('a pinned UDP socket cannot reach another destination: sendto and sendmmsg fail (EADDRNOTAVAIL), nothing goes there', async function () {
+    const before = lab.udp.peers.length;
+    const log = lab.newLog();
+    const result = await capaRun(lab.gateway.server, log, [client!.path, 'udp-elsewhere', OUTSIDE_HOST, String(lab.udp.port)]);
+    expect(result.code, result.stderr + result.stdout).to.equal(0);
+    const [first, ...errors] = result.stdout.trim().split('\n');
+    const [flow] = flows(first!);
+    expect(flow!.seen).to.deep.equal(flow!.local);
+    expect(errors).to.deep.equal(['error sendto 99', 'error sendmmsg 99']);
+    expect(result.stderr).to.include('it cannot reach another destination');
+    expect(lab.udp.peers.length - before, 'only the first sendto reached the outside server: the refused sendmmsg sent none').to.equal(1);
+    await expectReleased([flow!.local]);
+  });
+
   it('20 threads connecting at once each get their own allocation', async function () {
     const got = await expectPinned('threads', lab.tcp.port, 20);
     expect(new Set(got.map((f) => key(f.local.address, f.local.port))).size).to.equal(20);

@@ -9,7 +9,8 @@ import { existsSync } from 'node:fs';
 import { chmod } from 'node:fs/promises';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { buildC, type CBuild, requireTool } from '../helpers/c-build.js';
+import { join } from 'node:path';
+import { buildC, type CBuild, repoRoot, requireTool } from '../helpers/c-build.js';
 import { unavailable } from '../helpers/ci.js';
 import { CAPA_RUN, capaRun, inPool, type JournalEvent, key, OUTSIDE_HOST, type Peer, readCapaLog, run, useLab } from './lab.js';
 
@@ -135,6 +136,22 @@ describe('capa-run: static programs under the seccomp supervisor', function () {
     expect(inPool(seen.address)).to.equal(true);
     expect(lab.tcp.peers).to.deep.include(seen);
     await expectReleased([seen]);
+  });
+
+  it('a static Go program (its own system calls, no libc) is pinned, as the outside server sees it', async function () {
+    const go = requireTool(this, 'go', 'the Go client of the supervisor tests (Debian golang-go)');
+    const dir = client!.dir;
+    const build = await run(go, ['build', '-o', join(dir, 'go-client'), join(repoRoot, 'test/preload/fixtures/go-client.go')],
+      { env: { CGO_ENABLED: '0', GOCACHE: join(dir, 'go-cache'), GOPATH: join(dir, 'go-path') }, timeoutMs: 120_000 });
+    expect(build.code, build.stderr).to.equal(0);
+    const log = lab.newLog();
+    const result = await capaRun(lab.gateway.server, log, [join(dir, 'go-client'), OUTSIDE_HOST, String(lab.tcp.port)]);
+    expect(result.code, result.stderr + result.stdout).to.equal(0);
+    const [flow] = flows(result.stdout);
+    expect(inPool(flow!.local.address), `${flow!.local.address} is a pool address`).to.equal(true);
+    expect(flow!.seen, 'the outside server saw the pinned source').to.deep.equal(flow!.local);
+    expect(readCapaLog(log).filter((e) => e.event === 'pin')).to.have.length(1);
+    await expectReleased([flow!.local]);
   });
 
   /** capa-run as nobody (the client's folder opened to it). */

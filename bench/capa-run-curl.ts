@@ -100,7 +100,7 @@ async function measure(): Promise<void> {
   await writeFile(zone, `$ORIGIN test.\n$TTL 60\noutside A ${OUTSIDE}\n`);
   const children: ChildProcess[] = [];
   try {
-    children.push(await startChild([process.execPath, GATEWAY_JS, '--listen', '127.0.0.1:53', '--pool', POOL, '--zone', zone, '--hold-down', '0'], /listening on/));
+    children.push(await startChild([process.execPath, GATEWAY_JS, '--listen', '127.0.0.1:53', '--pool', POOL, '--zone', zone, '--hold-down', '0', '--state-dir', 'none'], /listening on/));
     const page = `require('node:http').createServer((q, r) => r.end(q.socket.remoteAddress + '\\n')).listen(80, '${OUTSIDE}', () => console.log('ready'))`;
     children.push(await startChild([process.execPath, '-e', page], /ready/));
     const curl = [findCurl(), '-sS', '--max-time', '10', URL_TO_GET];

@@ -7,7 +7,9 @@
 import { commandLine, usageExit } from '../../resolver/lib/cli.js';
 import { capaRrtype } from '../../resolver/lib/constants.js';
 import { isCapaError } from '../../resolver/lib/errors.js';
-import { formatServer, parseServer } from '../../resolver/lib/servers.js';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { formatServer, parseServer, type ServerAddress } from '../../resolver/lib/servers.js';
 import { DATA_PLANES } from '../lib/dataplane/index.js';
 import { type RunningGateway, parseListen, startGateway } from '../lib/gateway.js';
 import { parsePool } from '../lib/grm/pool.js';
@@ -17,6 +19,17 @@ const EXIT_RUNTIME = 1;
 const EXIT_USAGE = 2;
 
 const usageError = usageExit('capa-gateway', EXIT_USAGE, 'flags');
+
+/**
+ * Where the state journal lives unless --state-dir says: one folder per listening address, so a
+ * restart with the same command line finds it; none for port 0 (a new port each run).
+ */
+function defaultStateDir(listen: ServerAddress): string | undefined {
+  if (listen.port === 0) return undefined;
+  const base = process.getuid?.() === 0 ? '/var/lib/capa-gateway'
+    : join(process.env.XDG_STATE_HOME || join(homedir(), '.local', 'state'), 'capa-gateway');
+  return join(base, formatServer(listen).replace(/[[\]]/g, '').replace(/:/g, '_'));
+}
 
 /** yargs turns a repeated flag into an array; for single-valued flags that is a usage error. */
 function once<T>(name: string, value: T | T[]): T {
@@ -57,6 +70,9 @@ const argv = commandLine('capa-gateway', process.argv.slice(2), usageError, (y) 
   .option('lease', { type: 'number', default: 30, describe: 'Seconds a terminal has to start its flow (the CAPA TTL); unused allocations are reclaimed after it' })
   .option('hold-down', { type: 'number', default: 60, describe: 'Seconds before a released (address, port) is reissued for the same destination (2 MSL, so TIME_WAIT never collides)' })
   .option('log', { type: 'string', describe: 'Append the allocation journal (one JSON line per allocate/confirm/release/expire) to this file (/dev/stdout to print it)' })
+  .option('state-dir', { type: 'string', describe: 'Folder of the state journal: every allocation is written there before its answer leaves, and a restart (after a crash, kill -9 or an upgrade) puts every state back and keeps every flow. Default: /var/lib/capa-gateway/<listen address> as root, else $XDG_STATE_HOME/capa-gateway/<listen address> (~/.local/state); none with --listen port 0. "none": keep no journal' })
+  .option('state-fsync', { type: 'boolean', default: false, describe: 'Flush the state journal to the disk (fdatasync) before answers leave: a power cut then loses no answered allocation (a kill -9 never does); costs a disk flush per batch of answers' })
+  .option('clear-on-stop', { type: 'boolean', default: false, describe: 'On SIGINT/SIGTERM remove every state from the data plane and the state folder (a decommission); by default a stop leaves them, so a restart with the same command line carries every flow on' })
   .option('metrics', { type: 'string', describe: 'Serve Prometheus metrics at http://host:port/metrics' })
   .option('data-plane', { choices: DATA_PLANES, default: 'loopback' as const, describe: 'Data-plane driver: loopback watches the kernel socket table (no privileges; pool and hosts in 127/8); nftables relays between terminal links and the outside (root, Linux; run it in the gateway namespace)' })
   .option('nft-link', { type: 'string', array: true, describe: 'With --data-plane nftables: a terminal link, <terminal inside address>=<gateway-side interface> (e.g. 100.64.0.6=t1); repeat or comma-separate, one per terminal. Links get marks/routing tables 1000, 1001, ... in order' })
@@ -65,6 +81,7 @@ const argv = commandLine('capa-gateway', process.argv.slice(2), usageError, (y) 
   .coerce('upstream', single('upstream'))
   .coerce('log', single('log'))
   .coerce('metrics', single('metrics'))
+  .coerce('state-dir', single('state-dir'))
   .coerce('quota', positiveInteger('quota', 1))
   .coerce('lease', positiveInteger('lease', 1))
   .coerce('hold-down', positiveInteger('hold-down', 0)))
@@ -73,8 +90,13 @@ const argv = commandLine('capa-gateway', process.argv.slice(2), usageError, (y) 
 async function main(): Promise<void> {
   let gateway: RunningGateway;
   try {
+    const listen = parseListen(argv.listen ?? DEFAULT_LISTEN); // typed optional only because of the coerce
+    const stateDir = argv['state-dir'] === 'none' ? undefined : argv['state-dir'] ?? defaultStateDir(listen);
     gateway = await startGateway({
-      listen: parseListen(argv.listen ?? DEFAULT_LISTEN), // typed optional only because of the coerce
+      listen,
+      stateDir,
+      stateFsync: argv['state-fsync'],
+      clearOnStop: argv['clear-on-stop'],
       pool: parsePool(argv.pool),
       inside: argv.inside,
       direct: argv.direct,

@@ -6,7 +6,7 @@
  */
 import { commandLine, usageExit } from '../../resolver/lib/cli.js';
 import { isCapaError } from '../../resolver/lib/errors.js';
-import { type LabSettings, down, exec, stateDirOf, status, up } from '../lab/lab.js';
+import { type LabSettings, down, exec, restartGateway, stateDirOf, status, up } from '../lab/lab.js';
 import { DEFAULT_PREFIX, type LabPlan, MAX_TERMINALS, checkPrefix } from '../lab/topology.js';
 
 const EXIT_RUNTIME = 1;
@@ -84,10 +84,17 @@ void commandLine('capa-lab', process.argv.slice(2), usageError, (y) => y
       process.stdout.write(report.healthy ? 'capa-lab: up\n' : 'capa-lab: not fully up (run capa-lab down, then up)\n');
       return report.healthy ? 0 : EXIT_RUNTIME;
     }))
+  .command('restart-gateway', 'Stop the lab\'s gateway and start it again with the same command line: every state and flow carries on', (y) => y
+    .option('kill', { type: 'boolean', default: false, describe: 'Stop it with SIGKILL, as a crash or an OOM kill would (default SIGTERM, as an upgrade does)' }),
+  (argv) => run(async () => {
+    const pid = await restartGateway(settingsOf(argv), argv.kill ? 'SIGKILL' : 'SIGTERM');
+    process.stdout.write(`capa-lab: gateway restarted (pid ${pid})\n`);
+    return 0;
+  }))
   .command('exec <host> [command..]', 'Run a command in a lab host: gw, out, t1, t2, ... (put it after --)', (y) => y
     .positional('host', { type: 'string', demandOption: true, describe: 'gw, out or t<i>' })
     .positional('command', { type: 'string', array: true, describe: 'The command and its arguments' }),
   (argv) => run(() => exec(settingsOf(argv), argv.host, [...(argv.command ?? []), ...((argv['--'] ?? []) as string[]).map(String)])))
   .parserConfiguration({ 'populate--': true })
-  .demandCommand(1, 'give a command: up, down, status or exec'))
+  .demandCommand(1, 'give a command: up, down, status, restart-gateway or exec'))
   .parse();

@@ -4,12 +4,13 @@
  * report the state, run a command in one of the hosts.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync, readdirSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CapaError } from '../../resolver/lib/errors.js';
 import { runCommand } from '../lib/dataplane/command.js';
+import { isRunning } from '../lib/pids.js';
 import type { PortStrategy } from '../lib/grm/types.js';
 import {
   GATEWAY_SYSCTLS, type LabPlan, isLabNamespace, linkSpecs, nameserverOf, namespaceOf, namespaces, planLab, renderLinks, renderZone, resolvConf,
@@ -68,18 +69,13 @@ function requireRoot(): void {
 }
 
 /** A process that exists and is not a zombie (a killed lab process may wait a while for its reaper). */
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
-}
 
 /** Starts a lab process in its namespace, detached, output to <stateDir>/<name>.log, and waits for its ready line. */
 async function startProcess(stateDir: string, proc: LabProcess): Promise<number> {
   const log = join(stateDir, `${proc.name}.log`);
+  await writeFile(join(stateDir, `${proc.name}.argv.json`), `${JSON.stringify({ netns: proc.netns, argv: proc.argv })}\n`);
+  // A restart appends to the log: only what this start writes tells it is ready.
+  const from = existsSync(log) ? statSync(log).size : 0;
   const fd = openSync(log, 'a');
   const child = spawn('ip', ['netns', 'exec', proc.netns, ...proc.argv], { detached: true, stdio: ['ignore', fd, fd] });
   closeSync(fd);
@@ -89,9 +85,9 @@ async function startProcess(stateDir: string, proc: LabProcess): Promise<number>
   await writeFile(join(stateDir, `${proc.name}.pid`), `${pid}\n`);
   const deadline = Date.now() + READY_TIMEOUT_MS;
   for (;;) {
-    const text = readFileSync(log, 'utf8');
+    const text = readFileSync(log).subarray(from).toString('utf8');
     if (proc.ready.test(text)) return pid;
-    if (!alive(pid) || Date.now() > deadline) {
+    if (!isRunning(pid) || Date.now() > deadline) {
       throw new CapaError('ERR_CAPA_SERVER_FAILURE', `the lab's ${proc.name} did not start (log ${log}):\n${text.trim().split('\n').slice(-10).join('\n')}`);
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
@@ -140,6 +136,8 @@ export async function up(settings: UpSettings): Promise<LabPlan> {
       '--port-strategy', settings.portStrategy ?? 'random', '--lease', String(settings.leaseSeconds ?? 30),
       '--hold-down', String(settings.holdDownSeconds ?? 60), '--log', join(stateDir, 'journal.jsonl'),
       '--data-plane', 'nftables', ...linkSpecs(plan).flatMap((spec) => ['--nft-link', spec]),
+      // The lab's own state folder: a restart finds it, and `down` removes it with the lab.
+      '--state-dir', join(stateDir, 'grm'),
     ];
     await startProcess(stateDir, { name: 'gateway', netns: plan.gateway.netns, argv: gateway, ready: /capa-gateway listening on/ });
     const out = plan.outside;
@@ -170,8 +168,8 @@ async function namespacePids(netns: string): Promise<number[]> {
 async function stopPids(pids: number[]): Promise<void> {
   for (const pid of pids) { try { process.kill(pid, 'SIGTERM'); } catch { /* already gone */ } }
   const deadline = Date.now() + STOP_TIMEOUT_MS;
-  while (pids.some(alive) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
-  for (const pid of pids.filter(alive)) { try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ } }
+  while (pids.some(isRunning) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+  for (const pid of pids.filter(isRunning)) { try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ } }
 }
 
 /** Removes every trace of a lab with this prefix, whatever state an earlier run left it in. */
@@ -189,6 +187,24 @@ export async function down(settings: LabSettings): Promise<DownReport> {
   return { namespaces: present, processes: pids };
 }
 
+/**
+ * Stops the lab's gateway (SIGKILL: as a crash or an OOM kill would; SIGTERM: an upgrade) and
+ * starts it again with the same command line; every state and flow carries on. Returns the new pid.
+ */
+export async function restartGateway(settings: LabSettings, signal: 'SIGKILL' | 'SIGTERM'): Promise<number> {
+  requireRoot();
+  const stateDir = stateDirOf(settings);
+  if (await readPlan(settings) === undefined) throw new CapaError('ERR_CAPA_CONFIG', `no lab with prefix "${settings.prefix}" is up (run capa-lab up)`);
+  const { netns, argv } = JSON.parse(await readFile(join(stateDir, 'gateway.argv.json'), 'utf8')) as { netns: string; argv: string[] };
+  const pid = Number(readFileSync(join(stateDir, 'gateway.pid'), 'utf8').trim());
+  // The pid is `ip netns exec`'s, which execs the gateway: the same process.
+  if (isRunning(pid)) {
+    process.kill(pid, signal);
+    for (let i = 0; i < 100 && isRunning(pid); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return startProcess(stateDir, { name: 'gateway', netns, argv, ready: /capa-gateway listening on/ });
+}
+
 export interface StatusReport {
   plan: LabPlan | undefined;
   namespaces: string[];
@@ -203,7 +219,7 @@ export async function status(settings: LabSettings): Promise<StatusReport> {
   const processes = ['gateway', 'echo'].map((name) => {
     let pid: number | undefined;
     try { pid = Number(readFileSync(join(stateDirOf(settings), `${name}.pid`), 'utf8').trim()); } catch { pid = undefined; }
-    return { name, pid, running: pid !== undefined && alive(pid) };
+    return { name, pid, running: pid !== undefined && isRunning(pid) };
   });
   const healthy = plan !== undefined && namespaces(plan).every((ns) => present.includes(ns)) && processes.every((p) => p.running);
   return { plan, namespaces: present, processes, healthy };

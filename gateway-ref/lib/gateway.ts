@@ -11,6 +11,7 @@ import { type DataPlaneName, createDataPlane } from './dataplane/index.js';
 import { Realm } from './dns/realm.js';
 import { DnsServer } from './dns/server.js';
 import { GrmService } from './grm/service.js';
+import { StateJournal } from './grm/state-journal.js';
 import type { DataPlane, PortStrategy } from './grm/types.js';
 import { GatewayMetrics, type StateCounts, serveMetrics } from './metrics.js';
 import { Names } from './zone/names.js';
@@ -38,6 +39,15 @@ export interface GatewayConfig {
   holdDownSeconds?: number;
   /** Journal file, appended to. */
   logFile?: string;
+  /**
+   * Folder of the state journal (grm/state-journal.ts): every state is written there before its
+   * answer leaves and put back at the next start. Without it, states live as long as the process.
+   */
+  stateDir?: string;
+  /** fdatasync the state journal before answers leave: a power cut loses nothing answered. */
+  stateFsync?: boolean;
+  /** On close, remove every state from the data plane and the state folder; default: keep them for the next start. */
+  clearOnStop?: boolean;
   metrics?: ServerAddress;
   dataPlane?: DataPlaneName | DataPlane;
   /** --nft-link specifications for the nftables data plane. */
@@ -130,6 +140,9 @@ export async function startGateway(config: GatewayConfig): Promise<RunningGatewa
   const direct = new Realm(config.direct ?? (dataPlane.name === 'loopback' ? [] : config.inside));
   const log = config.log ?? ((message: string) => process.stderr.write(`${message}\n`));
   const journal = config.logFile === undefined ? undefined : await JournalFile.open(config.logFile, log);
+  const state = config.stateDir === undefined ? undefined : await StateJournal.open({ dir: config.stateDir, fsync: config.stateFsync });
+  for (const problem of state?.problems ?? []) log(`capa-gateway: state journal: ${problem}`);
+  const keepStates = state !== undefined && !(config.clearOnStop ?? false);
   // Read at scrape time only, when `service` exists.
   const metrics: GatewayMetrics = new GatewayMetrics((): StateCounts => service.allocator.stats());
   const service: GrmService = new GrmService({
@@ -147,14 +160,21 @@ export async function startGateway(config: GatewayConfig): Promise<RunningGatewa
     direct,
     rrtype: config.rrtype,
     journal: journal?.write,
+    state: state && { journal: state.journal, restored: state.states },
     metrics,
     log,
   });
-  await service.start();
+  try {
+    await service.start();
+  } catch (err) {
+    await state?.journal.close();
+    throw err;
+  }
   // Run in reverse: listeners first, then the service (its lease timer writes the journal), then the journal.
   const cleanups: (() => Promise<unknown>)[] = [
     async () => journal?.close(),
-    () => service.stop(),
+    async () => state?.journal.close(!keepStates),
+    () => service.stop(keepStates),
   ];
   const close = async (): Promise<void> => {
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup();

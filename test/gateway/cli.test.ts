@@ -74,7 +74,7 @@ describe('capa-gateway command line', function () {
   it('--help explains every flag and exits 0', async () => {
     const f = await runToExit(['--help']);
     expect(f.code).to.equal(0);
-    for (const flag of ['--listen', '--pool', '--inside', '--direct', '--zone', '--upstream', '--port-strategy', '--quota', '--lease', '--hold-down', '--log', '--metrics', '--data-plane']) {
+    for (const flag of ['--listen', '--pool', '--inside', '--direct', '--zone', '--upstream', '--port-strategy', '--quota', '--lease', '--hold-down', '--log', '--state-dir', '--state-fsync', '--clear-on-stop', '--metrics', '--data-plane']) {
       expect(f.stdout, flag).to.match(new RegExp(`${flag}\\s+\\S.{10,}`));
     }
     expect(f.stdout.replace(/\s+/g, ' ')).to.include('Exit codes: 0 clean stop, 1 runtime failure (e.g. address in use), 2 bad flags or configuration');
@@ -117,7 +117,7 @@ describe('capa-gateway command line', function () {
     await once(taken, 'listening');
     const { port } = taken.address();
     try {
-      const f = await runToExit(['--listen', `127.0.0.1:${port}`, '--pool', '127.64.0.1']);
+      const f = await runToExit(['--listen', `127.0.0.1:${port}`, '--pool', '127.64.0.1', '--state-dir', join(dir, 'state')]);
       expect(f.code).to.equal(1);
       expect(f.stderr).to.include(`cannot listen on 127.0.0.1:${port}`);
       expect(f.stderr).to.match(/EADDRINUSE[\s\S]*--listen/);

@@ -20,7 +20,7 @@ describe('capa-lab command line', () => {
 
   it('exits 2 with the reason on bad usage, before touching anything', async () => {
     for (const [args, message] of [
-      [[], /give a command: up, down, status or exec/],
+      [[], /give a command: up, down, status, restart-gateway or exec/],
       [['frob'], /Unknown argument: frob/],
       [['up', '--terminals', '0'], /--terminals must be a whole number from 1 to 1000, got 0/],
       [['up', '--lease', '0'], /--lease must be a whole number of seconds >= 1/],

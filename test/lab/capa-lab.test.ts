@@ -116,6 +116,28 @@ describe('capa-lab (network namespaces, root)', function () {
     expect((await counters(gw)).unmatched).to.equal(before.unmatched + 1);
   });
 
+  it('a UDP flow keeps flowing across a kill -9 and restart of the gateway; no live port is reissued', async () => {
+    const { stdout, code, stderr } = await inHost('t1', [process.execPath, CAPA_DIG, 'out.lab.example', '7/udp', '--json']);
+    expect(code, stderr).to.equal(0);
+    const udp = (JSON.parse(stdout) as { answer: { data: { address: string; port: number } }[] }).answer[0]!.data;
+    await inHost('t1', ['ip', 'address', 'replace', `${AOG}/32`, 'dev', 'gw0']);
+    const client = new PinnedClient(`${prefix}t1`, { proto: 'udp', localAddress: AOG, localPort: udp.port, host: OUTSIDE, port: 7, repeat: { count: 60, everyMs: 100 }, timeoutMs: 20_000 });
+    await client.ready;
+    await sleep(1500);
+    const restart = await lab(['restart-gateway', '--kill']);
+    expect(restart.code, restart.stderr).to.equal(0);
+    const restartedAt = Date.now();
+    const end = await client.done;
+    expect(end.event, JSON.stringify(end)).to.equal('replies');
+    const { sent, at } = end as { sent: number; at: number[] };
+    expect(sent).to.equal(60);
+    expect(at.length, 'replies lost around the restart').to.be.at.least(sent - 5);
+    expect(at.filter((t) => t > restartedAt).length, 'replies after the restart').to.be.at.least(10);
+    // The restarted GRM remembers the flow: a new UDP allocation for the same destination gets another port.
+    const next = await inHost('t2', [process.execPath, CAPA_DIG, 'out.lab.example', '7/udp', '--json']);
+    expect((JSON.parse(next.stdout) as { answer: { data: { port: number } }[] }).answer[0]!.data.port).to.not.equal(udp.port);
+  });
+
   it('releases a finished flow\'s state when conntrack ends it, and reissues the port only after the hold-down', async () => {
     const first = await allocate('t1', 'out.lab.example', 8080);
     const client = new PinnedClient(`${prefix}t1`, { proto: 'tcp', localAddress: AOG, localPort: first.port, host: OUTSIDE, port: 8080 });

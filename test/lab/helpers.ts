@@ -102,7 +102,7 @@ export interface PeerReport {
   localPort: number;
 }
 
-export type ClientEvent = { event: 'ready' } | { event: 'reply'; body: string } | { event: 'timeout' } | { event: 'error'; code: string };
+export type ClientEvent = { event: 'ready' } | { event: 'reply'; body: string } | { event: 'replies'; sent: number; at: number[] } | { event: 'timeout' } | { event: 'error'; code: string };
 
 /** A pinned socket in a terminal namespace (pinned-client.ts). */
 export class PinnedClient {

@@ -3,7 +3,9 @@
  * port), as a CAPA terminal pins it, talking to the lab's echo servers. One JSON line per event
  * on stdout: {"event":"ready"} once connected (TCP) or bound (UDP); with "hold", it then waits
  * for a line on stdin before sending; {"event":"reply","body":...}, {"event":"timeout"} or
- * {"event":"error","code":...} last. Argument: one JSON object (ClientSpec).
+ * {"event":"error","code":...} last. With "repeat" (UDP), it sends that many datagrams everyMs
+ * apart instead and ends with {"event":"replies","sent":N,"at":[Unix ms of each reply]}.
+ * Argument: one JSON object (ClientSpec).
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
@@ -17,6 +19,7 @@ export interface ClientSpec {
   port: number;
   hold?: boolean;
   timeoutMs?: number;
+  repeat?: { count: number; everyMs: number };
 }
 
 const spec = JSON.parse(process.argv[2] ?? '{}') as ClientSpec;
@@ -41,6 +44,23 @@ if (spec.proto === 'tcp') {
   socket.on('connect', () => afterGo(() => socket.write(`GET / HTTP/1.0\r\nHost: ${spec.host}\r\n\r\n`)));
   socket.on('end', () => emit({ event: 'reply', body: body.slice(body.indexOf('\r\n\r\n') + 4).trim() }, 0));
   socket.on('error', (err: NodeJS.ErrnoException) => emit({ event: 'error', code: err.code ?? err.message }, 1));
+} else if (spec.repeat) {
+  const { count, everyMs } = spec.repeat;
+  const socket = dgram.createSocket('udp4');
+  const at: number[] = [];
+  socket.on('message', () => at.push(Date.now()));
+  socket.on('error', (err: NodeJS.ErrnoException) => emit({ event: 'error', code: err.code ?? err.message }, 1));
+  socket.bind(spec.localPort, spec.localAddress, () => afterGo(() => {
+    let sent = 0;
+    const timer = setInterval(() => {
+      if (sent === count) {
+        clearInterval(timer);
+        setTimeout(() => emit({ event: 'replies', sent, at }, 0), 500);
+        return;
+      }
+      socket.send(`ping ${sent++}`, spec.port, spec.host);
+    }, everyMs);
+  }));
 } else {
   const socket = dgram.createSocket('udp4');
   socket.on('message', (msg) => emit({ event: 'reply', body: msg.toString('utf8').trim() }, 0));

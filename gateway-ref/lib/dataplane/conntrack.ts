@@ -1,15 +1,17 @@
 /**
  * Flow start and end from the kernel's connection tracking: a thin shell over the event mode
- * of the Debian `conntrack` tool (`conntrack -E`), with a pure parser for its lines.
+ * of the Debian `conntrack` tool (`conntrack -E`) and its listing (`conntrack -L`), with a pure
+ * parser for their lines.
  */
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { CapaError } from '../../../resolver/lib/errors.js';
 import { canonicalIp, ipFamily } from '../../../resolver/lib/ip.js';
 import type { ProtoNumber } from '../grm/types.js';
-import { inNetns } from './command.js';
+import { inNetns, runCommand } from './command.js';
 
 export interface ConntrackEvent {
+  /** 'new' also for a flow listed (conntrack -L): one that runs. */
   kind: 'new' | 'destroy';
   proto: ProtoNumber;
   /** The original direction: who sent the first packet, to whom. */
@@ -19,7 +21,7 @@ export interface ConntrackEvent {
   dport: number;
 }
 
-const HEAD = /^\s*\[(NEW|DESTROY)\]\s+(tcp|udp)\s+(6|17)\s/;
+const HEAD = /^\s*(?:\[(NEW|DESTROY)\]\s+)?(tcp|udp)\s+(6|17)\s/;
 const PROTOS: Record<string, ProtoNumber> = { tcp: 6, udp: 17 };
 
 /** First `name=value` of a line: the original-direction field (the reply's come after it). */
@@ -35,7 +37,8 @@ function port(text: string | undefined): number | undefined {
 
 /**
  * One line of `conntrack -E` default output, e.g.
- * `    [NEW] tcp      6 120 SYN_SENT src=198.51.100.7 dst=203.0.113.10 sport=40001 dport=80 [UNREPLIED] src=...`.
+ * `    [NEW] tcp      6 120 SYN_SENT src=198.51.100.7 dst=203.0.113.10 sport=40001 dport=80 [UNREPLIED] src=...`,
+ * or of `conntrack -L` (the same without the event: a running flow, 'new').
  * Undefined for other events, other protocols and anything malformed.
  */
 export function parseConntrackLine(line: string): ConntrackEvent | undefined {
@@ -48,13 +51,26 @@ export function parseConntrackLine(line: string): ConntrackEvent | undefined {
   if (src === undefined || dst === undefined || sport === undefined || dport === undefined) return undefined;
   if (ipFamily(src) === 0 || ipFamily(src) !== ipFamily(dst)) return undefined;
   return {
-    kind: head[1] === 'NEW' ? 'new' : 'destroy',
+    kind: head[1] === 'DESTROY' ? 'destroy' : 'new',
     proto: PROTOS[head[2]!]!,
     src: canonicalIp(src),
     dst: canonicalIp(dst),
     sport,
     dport,
   };
+}
+
+/** The flows conntrack tracks now (TCP and UDP, both families). */
+export async function listFlows(netns?: string): Promise<ConntrackEvent[]> {
+  const flows: ConntrackEvent[] = [];
+  for (const family of ['ipv4', 'ipv6']) {
+    const listed = await runCommand(['conntrack', '-L', '-f', family], { netns, allowFailure: true });
+    for (const line of listed.stdout.split('\n')) {
+      const flow = parseConntrackLine(line);
+      if (flow) flows.push(flow);
+    }
+  }
+  return flows;
 }
 
 export interface ConntrackWatchOptions {

@@ -85,29 +85,42 @@ export class LoopbackDataPlane implements DataPlane {
     this.delay = this.pollMs;
   }
 
-  async start(events: FlowEvents): Promise<void> {
+  /** Restored states are watched like new ones; a complete one counts as seen, so its socket's absence ends it. */
+  async start(events: FlowEvents, restored: readonly Allocation[] = []): Promise<void> {
     this.events = events;
     this.stopped = false;
+    for (const allocation of restored) this.watch(allocation, allocation.state === 'complete');
   }
 
   async install(allocation: Allocation): Promise<void> {
-    // The allocator hands out fresh objects, so the tuple is ours to keep (and to fill pB into).
-    const watch: Watch = { id: allocation.id, tuple: allocation.tuple, since: Math.floor(performance.now()), started: false };
-    this.watches.set(watch.id, watch);
-    this.count(watch, 1);
-    this.arm(this.delay);
+    this.watch(allocation, false);
+  }
+
+  /** One read of the socket tables now (a restart's first look at the flows it took over). */
+  async reconcile(): Promise<void> {
+    await this.poll();
   }
 
   async remove(allocation: Allocation): Promise<void> {
     this.forget(allocation.id);
   }
 
+  /** The kernel's sockets are the processes': nothing to remove or keep. */
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
     this.timer = undefined;
     for (const id of [...this.watches.keys()]) this.forget(id);
     await this.reader.close();
+  }
+
+  private watch(allocation: Allocation, started: boolean): void {
+    // The allocator hands out fresh objects, so the tuple is ours to keep (and to fill pB into).
+    const watch: Watch = { id: allocation.id, tuple: allocation.tuple, since: Math.floor(performance.now()), started };
+    this.watches.set(watch.id, watch);
+    if (started) this.started.add(watch);
+    this.count(watch, 1);
+    this.arm(this.delay);
   }
 
   /** Number of states being watched (for tests and metrics). */

@@ -9,7 +9,7 @@ import { canonicalIp, ipFamily } from '../../../resolver/lib/ip.js';
 import { unmapIPv4 } from '../dns/realm.js';
 import type { Allocation, DataPlane, FlowEvents, InboundRoute, OutsideTuple } from '../grm/types.js';
 import { runCommand } from './command.js';
-import { type ConntrackEvent, ConntrackWatch } from './conntrack.js';
+import { type ConntrackEvent, ConntrackWatch, listFlows } from './conntrack.js';
 import { BatchWriter, DEFAULT_MAX_BATCH_OPS } from './nft-batch.js';
 import {
   DEFAULT_TABLE, type ElementOp, type MapElement, type NftLayout, type NftLink, type RuleEntry,
@@ -45,6 +45,13 @@ export const DEFAULT_DRAIN_MS = 30_000;
 const MISSING = /No such file or directory/;
 const EXISTS = /File exists/;
 
+/** Whether the rules at `priority` are exactly the `rule add` lines of `wanted` (their tables). */
+function rulesInPlace(rules: readonly RuleEntry[], wanted: readonly string[], priority: number): boolean {
+  const have = rules.filter((r) => r.priority === priority).map((r) => r.table ?? '').sort();
+  const want = wanted.filter((l) => l.startsWith('rule ')).map((l) => / table (\d+) /.exec(l)?.[1] ?? '').sort();
+  return have.length === want.length && have.every((t, i) => t === want[i]);
+}
+
 function elementKey(element: MapElement): string {
   return `${element.map} ${element.key}`;
 }
@@ -67,6 +74,8 @@ export class NftablesDataPlane implements DataPlane {
   private readonly liveFlows = new Set<string>();
   /** Removed states waiting for their flow's end, by key. */
   private readonly draining = new Map<string, { element: MapElement; timer: NodeJS.Timeout }>();
+  /** Complete states a restart put back, by key, until reconcile() has seen whether their flow runs. */
+  private readonly restoredComplete = new Map<string, OutsideTuple>();
 
   constructor(private readonly options: NftablesOptions) {
     this.layout = { table: options.table ?? DEFAULT_TABLE, links: options.links, pool: options.pool };
@@ -78,14 +87,18 @@ export class NftablesDataPlane implements DataPlane {
     this.writer = new BatchWriter((ops) => this.applyOps(ops), options.maxBatchOps ?? DEFAULT_MAX_BATCH_OPS);
   }
 
-  /** Replaces whatever an earlier run left (table, fwmark rules, link tables), then watches conntrack. */
-  async start(events: FlowEvents): Promise<void> {
+  /**
+   * Replaces whatever an earlier run left with the table holding exactly `restored`, in one
+   * transaction (a flow a restart took over never misses its element), keeps fwmark rules that
+   * are already right, then watches conntrack.
+   */
+  async start(events: FlowEvents, restored: readonly Allocation[] = []): Promise<void> {
     if (this.session) throw new CapaError('ERR_CAPA_INVALID_ARG', 'the nftables data plane is already started');
     this.events = events;
     const session = await NftSession.open(this.options.netns);
     this.session = session;
     try {
-      await session.run(renderRuleset(this.layout));
+      await session.run(renderRuleset(this.layout) + renderElementOps(this.layout.table, this.restoredOps(restored)));
       await this.resetRoutes(true);
       if (this.options.flowEvents ?? true) {
         this.watch = await ConntrackWatch.start({
@@ -143,24 +156,61 @@ export class NftablesDataPlane implements DataPlane {
     await this.writer.submit({ ops: [add], fallback: { when: EXISTS, ops: [{ action: 'delete', element }, add] } });
   }
 
-  /** Removes everything start() installed. */
-  async stop(): Promise<void> {
+  /**
+   * Conntrack's running flows: each of the pool starts its state (as its NEW event would have);
+   * a restored complete state with no flow any more ends.
+   */
+  async reconcile(): Promise<void> {
+    this.requireStarted();
+    const running = new Set<string>();
+    for (const flow of await listFlows(this.options.netns)) {
+      if (!this.poolSet.has(flow.src)) continue;
+      running.add(elementKey(stateElement({ proto: flow.proto, remoteAddress: flow.dst, remotePort: flow.dport, localAddress: flow.src, localPort: flow.sport }, 0)));
+      this.onConntrack(flow);
+    }
+    for (const [key, tuple] of this.restoredComplete) if (!running.has(key)) this.events?.flowEnded(tuple);
+    this.restoredComplete.clear();
+  }
+
+  /** Removes everything start() installed, unless `keepStates`: then the kernel keeps relaying for the next start. */
+  async stop(options: { keepStates?: boolean } = {}): Promise<void> {
     const session = this.session;
     if (session === undefined) return;
     await this.watch?.stop();
     this.watch = undefined;
     for (const key of [...this.draining.keys()]) this.undrain(key);
     this.liveFlows.clear();
+    this.restoredComplete.clear();
     await this.writer.idle();
     try {
-      await session.run(renderTeardown(this.layout.table));
-      await this.resetRoutes(false);
+      if (!(options.keepStates ?? false)) {
+        await session.run(renderTeardown(this.layout.table));
+        await this.resetRoutes(false);
+      }
     } finally {
       this.session = undefined;
       this.partialById.clear();
       this.partialByKey.clear();
       await session.close();
     }
+  }
+
+  /** The restored states as element additions (those of a terminal without a link left out, and said). */
+  private restoredOps(restored: readonly Allocation[]): ElementOp[] {
+    const ops: ElementOp[] = [];
+    for (const allocation of restored) {
+      let element: MapElement;
+      try {
+        element = stateElement(allocation.tuple, this.linkOf(allocation.terminal).mark);
+      } catch (err) {
+        this.log(`restored state of ${allocation.terminal} not installed: ${(err as Error).message}`);
+        continue;
+      }
+      if (allocation.tuple.remotePort === undefined) this.trackPartial(allocation.id, element);
+      else if (allocation.state === 'complete') this.restoredComplete.set(elementKey(stateElement(allocation.tuple, 0)), allocation.tuple);
+      ops.push({ action: 'add', element });
+    }
+    return ops;
   }
 
   private delete(element: MapElement): Promise<void> {
@@ -205,17 +255,23 @@ export class NftablesDataPlane implements DataPlane {
     return session.run(renderElementOps(this.layout.table, ops));
   }
 
-  /** Removes every fwmark rule at our priority and the tables they used; with `install`, adds ours. */
+  /**
+   * Removes every fwmark rule at our priority and the tables they used; with `install`, adds
+   * ours. Rules that are already ours (a restart) stay, so marked flows never lose their route.
+   */
   private async resetRoutes(install: boolean): Promise<void> {
     const routes = renderRoutes(this.layout.links, this.priority);
     for (const family of [4, 6] as const) {
       const flag = `-${family}`;
       const shown = await runCommand(['ip', flag, '-j', 'rule', 'show'], { netns: this.options.netns });
-      const cleanup = renderRouteCleanup(JSON.parse(shown.stdout.trim() || '[]') as RuleEntry[], this.priority);
+      const rules = JSON.parse(shown.stdout.trim() || '[]') as RuleEntry[];
+      const inPlace = install && rulesInPlace(rules, routes[family], this.priority);
+      const cleanup = inPlace ? [] : renderRouteCleanup(rules, this.priority);
       // -force: a table that is already empty must not stop the rest.
       if (cleanup.length > 0) await runCommand(['ip', flag, '-force', '-batch', '-'], { netns: this.options.netns, input: `${cleanup.join('\n')}\n`, allowFailure: true });
-      if (install && routes[family].length > 0) {
-        await runCommand(['ip', flag, '-batch', '-'], { netns: this.options.netns, input: `${routes[family].join('\n')}\n` });
+      const lines = inPlace ? routes[family].filter((l) => !l.startsWith('rule ')) : routes[family];
+      if (install && lines.length > 0) {
+        await runCommand(['ip', flag, '-batch', '-'], { netns: this.options.netns, input: `${lines.join('\n')}\n` });
       }
     }
   }

@@ -12,6 +12,7 @@ import { FIRST_PORT, PORT_COUNT, selectFreeInBoth } from './port-set.js';
 import { cryptoRandom } from './random.js';
 import { HostScope, type Scope, ScopeRegistry } from './scopes.js';
 import { SlotTable } from './slot-table.js';
+import type { JournaledHold, JournaledState } from './state-records.js';
 import { type Terminal, TerminalRegistry } from './terminals.js';
 import { TupleIndex } from './tuple-index.js';
 import type {
@@ -144,19 +145,44 @@ export class Allocator {
       this.scopes.dropIfUnused(scope);
       throw this.exhausted(scope);
     }
-    const port = this.choosePort(scope, address);
-    const slot = this.slots.acquire();
-    const s = this.slots;
-    s.terminal[slot] = this.terminals.hold(terminal, owner, address).idx;
-    s.scope[slot] = scope.idx;
-    s.address[slot] = address;
-    s.port[slot] = port;
-    s.createdAt[slot] = now;
-    s.makePending(slot);
-    this.index.insert(slot);
-    scope.occupy(address, port);
-    scope.refs++;
+    const slot = this.place(terminal, owner, scope, address, this.choosePort(scope, address), now);
     return this.emit('allocate', now, this.view(slot));
+  }
+
+  /**
+   * Puts back a live state the state journal remembers, as it was; no event (nothing changed).
+   * Its quota is not checked again. Undefined when its aOG is no longer in the pool, or its
+   * (aOG, pA) is already taken for its destination.
+   */
+  restore(state: JournaledState): Allocation | undefined {
+    const { tuple } = state;
+    const found = this.restoredScope(tuple);
+    if (found === undefined) return undefined;
+    const slot = this.place(state.terminal, this.terminals.admit(state.terminal, Infinity), found.scope, found.address, tuple.localPort, state.createdAt);
+    if (state.complete) this.slots.settle(slot);
+    return this.view(slot);
+  }
+
+  /** Puts back a hold-down the state journal remembers (oldest first); false when it cannot be. */
+  restoreHoldDown(hold: JournaledHold): boolean {
+    const found = this.restoredScope(hold.tuple);
+    if (found === undefined) return false;
+    found.scope.occupy(found.address, hold.tuple.localPort);
+    found.scope.refs++;
+    this.holds.push(found.scope.idx, found.address, hold.tuple.localPort, hold.releasedAt);
+    return true;
+  }
+
+  /** Hold-downs in progress, oldest first (for the state journal's snapshot). */
+  *holdDowns(): IterableIterator<JournaledHold> {
+    this.endHoldDowns(this.now());
+    for (const held of this.holds.entries()) {
+      const scope = this.scopes.get(held.scope);
+      yield {
+        tuple: { proto: scope.host.proto, remoteAddress: scope.host.address, remotePort: scope.remotePort, localAddress: this.pool[held.address]!, localPort: held.port },
+        releasedAt: held.releasedAt,
+      };
+    }
   }
 
   /**
@@ -248,6 +274,35 @@ export class Allocator {
       hosts: this.scopes.hostCount,
       destinations: this.scopes.destinations,
     };
+  }
+
+  /** A new live slot for (scope, aOG, pA), pending since createdAt. */
+  private place(terminal: string, owner: Terminal | undefined, scope: Scope, address: number, port: number, createdAt: number): number {
+    const slot = this.slots.acquire();
+    const s = this.slots;
+    s.terminal[slot] = this.terminals.hold(terminal, owner, address).idx;
+    s.scope[slot] = scope.idx;
+    s.address[slot] = address;
+    s.port[slot] = port;
+    s.createdAt[slot] = createdAt;
+    s.makePending(slot);
+    this.index.insert(slot);
+    scope.occupy(address, port);
+    scope.refs++;
+    return slot;
+  }
+
+  /** The scope and pool index a restored tuple goes back to, if its (aOG, pA) is free there. */
+  private restoredScope(tuple: OutsideTuple): { scope: Scope; address: number } | undefined {
+    const address = this.poolAddressIndex(tuple.localAddress);
+    if (address === undefined || tuple.localPort < FIRST_PORT) return undefined;
+    const host = this.scopes.host(tuple.proto, tuple.remoteAddress);
+    const scope = tuple.remotePort === undefined ? host : this.scopes.destination(host, tuple.remotePort);
+    if (scope.sets.get(address)?.has(tuple.localPort) || scope.blocking(address)?.has(tuple.localPort)) {
+      this.scopes.dropIfUnused(scope);
+      return undefined;
+    }
+    return { scope, address };
   }
 
   /**

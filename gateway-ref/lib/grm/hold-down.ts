@@ -33,6 +33,15 @@ export class HoldDownQueue {
     this.count++;
   }
 
+  /** Every entry, oldest first, without removing them. */
+  *entries(): IterableIterator<HeldPort & { releasedAt: number }> {
+    const mask = this.scope.length - 1;
+    for (let n = 0; n < this.count; n++) {
+      const i = (this.head + n) & mask;
+      yield { scope: this.scope[i]!, address: this.address[i]!, port: this.port[i]!, releasedAt: this.releasedAt[i]! };
+    }
+  }
+
   /** Removes and passes on, oldest first, every entry released at or before `releasedBy`. */
   drain(releasedBy: number, free: (held: HeldPort) => void): void {
     const held: HeldPort = { scope: 0, address: 0, port: 0 };

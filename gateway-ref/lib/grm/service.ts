@@ -1,6 +1,7 @@
 /**
- * The GRM service: ties the allocator (pure core) to a data plane, the name data, the journal,
- * the lease timer and the metrics, and is the context the DNS responder works against.
+ * The GRM service: ties the allocator (pure core) to a data plane, the name data, the journals
+ * (the operators' log and the state journal that a restart restores from), the lease timer and
+ * the metrics, and is the context the DNS responder works against.
  */
 import { DEFAULT_CAPA_RRTYPE } from '../../../resolver/lib/constants.js';
 import { CapaError, isCapaError } from '../../../resolver/lib/errors.js';
@@ -14,6 +15,8 @@ import type { AddressType } from '../zone/zone.js';
 import { Allocator, DEFAULT_LEASE_MS } from './allocator.js';
 import { InboundBindings } from './inbound.js';
 import { formatEvent } from './journal.js';
+import type { StateJournal } from './state-journal.js';
+import type { FoldedStates, StateRecord } from './state-records.js';
 import type { Allocation, AllocationEvent, AllocatorOptions, DataPlane, Destination, OutsideTuple } from './types.js';
 
 export interface GrmServiceOptions {
@@ -27,6 +30,11 @@ export interface GrmServiceOptions {
   rrtype?: number;
   /** Receives one JSON line (no newline) per allocation event: the operators' journal. */
   journal?: (line: string) => void;
+  /**
+   * The state journal: every change is written to it, an allocation before its answer leaves;
+   * `restored` is what it held at start, put back before the service serves.
+   */
+  state?: { journal: StateJournal; restored: FoldedStates };
   metrics?: GatewayMetrics;
   /** Unexpected failures, one line each (the command line sends them to stderr). */
   log: (message: string) => void;
@@ -34,6 +42,17 @@ export interface GrmServiceOptions {
 
 /** setTimeout's longest delay; a longer lease just means one more wake-up. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** The state journal is compacted once its tail has this many records and twice as many as the live states. */
+const COMPACT_MIN_RECORDS = 100_000;
+
+function recordOf(event: AllocationEvent): StateRecord {
+  switch (event.event) {
+    case 'allocate': return { kind: 'allocate', terminal: event.terminal, tuple: event.tuple, createdAt: event.time };
+    case 'confirm': return { kind: 'confirm', tuple: event.tuple };
+    case 'release':
+    case 'expire': return { kind: 'end', tuple: event.tuple, at: event.time };
+  }
+}
 
 export class GrmService implements ResponderContext {
   readonly allocator: Allocator;
@@ -46,6 +65,9 @@ export class GrmService implements ResponderContext {
   private readonly log: (message: string) => void;
   private expiryTimer: NodeJS.Timeout | undefined;
   private expiryAt = Infinity;
+  /** The state journal's write of the latest event: an allocation's answer waits for it. */
+  private lastWrite: Promise<void> = Promise.resolve();
+  private compacting: Promise<void> | undefined;
 
   constructor(private readonly options: GrmServiceOptions) {
     const leaseMs = options.allocator.leaseMs ?? DEFAULT_LEASE_MS;
@@ -67,17 +89,28 @@ export class GrmService implements ResponderContext {
     return this.options.names.recursive;
   }
 
+  /**
+   * Puts back what the state journal held, starts the data plane with those states in place,
+   * lets the kernel's flows settle which are running (the data plane wins), reclaims pending
+   * states whose lease ran out meanwhile, and starts a fresh journal generation.
+   */
   async start(): Promise<void> {
+    const restored = this.restore();
     await this.dataPlane.start({
       flowStarted: (tuple) => { this.allocator.confirm(tuple); },
       flowEnded: (tuple) => this.flowEnded(tuple),
-    });
+    }, restored);
+    if (restored.length > 0) await this.dataPlane.reconcile?.();
+    await this.expire();
+    if (this.options.state) await this.compact();
   }
 
-  async stop(): Promise<void> {
+  /** Stops serving; with `keepStates`, the data plane keeps the kernel's states for the next start. */
+  async stop(keepStates = false): Promise<void> {
     clearTimeout(this.expiryTimer);
     this.expiryTimer = undefined;
-    await this.dataPlane.stop();
+    await this.dataPlane.stop({ keepStates });
+    await this.compacting;
   }
 
   /** The DNS server's handler: the responder against this GRM, with responses counted. */
@@ -109,13 +142,22 @@ export class GrmService implements ResponderContext {
       if (isCapaError(err, 'ERR_CAPA_QUOTA')) this.options.metrics?.onBlocked('quota');
       throw err;
     }
-    try {
-      await this.dataPlane.install(allocation);
-    } catch (err) {
+    const written = this.lastWrite;
+    const [installed, journaled] = await Promise.allSettled([this.dataPlane.install(allocation), written]);
+    if (installed.status === 'rejected' || journaled.status === 'rejected') {
+      // Never hand out what the data plane lacks or a restart would forget.
       this.allocator.release(allocation.id);
-      throw new CapaError('ERR_CAPA_SERVER_FAILURE', `data plane ${this.dataPlane.name} could not install the state: ${(err as Error).message}`, { cause: err });
+      if (installed.status === 'fulfilled') this.dataPlane.remove(allocation).catch((err: unknown) => this.reportError(err));
+      if (installed.status === 'rejected') {
+        const err = installed.reason as Error;
+        throw new CapaError('ERR_CAPA_SERVER_FAILURE', `data plane ${this.dataPlane.name} could not install the state: ${err.message}`, { cause: err });
+      }
+      const err = (journaled as PromiseRejectedResult).reason as Error;
+      this.log(`capa-gateway: ${err.message}; answering SERVFAIL rather than hand out allocations a restart would forget`);
+      throw err;
     }
     this.scheduleExpiry();
+    this.maybeCompact();
     return allocation;
   }
 
@@ -161,6 +203,46 @@ export class GrmService implements ResponderContext {
   private onAllocationEvent(event: AllocationEvent): void {
     this.options.journal?.(formatEvent(event));
     this.options.metrics?.onEvent(event);
+    const state = this.options.state;
+    if (state === undefined) return;
+    const write = state.journal.append(recordOf(event));
+    this.lastWrite = write;
+    // Only an allocation's answer waits for its write; the others' failures are logged once each batch.
+    if (event.event !== 'allocate') write.catch((err: unknown) => this.log(`capa-gateway: ${(err as Error).message}`));
+  }
+
+  /** The journal's states back into the allocator; returns the live ones (oldest first). */
+  private restore(): Allocation[] {
+    const state = this.options.state;
+    if (state === undefined) return [];
+    const { live, holds } = state.restored;
+    for (const hold of holds) this.allocator.restoreHoldDown(hold);
+    const restored: Allocation[] = [];
+    for (const s of live) {
+      const allocation = this.allocator.restore(s);
+      if (allocation) restored.push(allocation);
+      else this.log(`capa-gateway: state journal: ${s.tuple.localAddress}:${s.tuple.localPort} for ${s.terminal} is outside the pool or taken twice; not restored`);
+    }
+    return restored;
+  }
+
+  private maybeCompact(): void {
+    const journal = this.options.state?.journal;
+    if (journal === undefined || this.compacting !== undefined) return;
+    if (journal.tail < COMPACT_MIN_RECORDS || journal.tail < 2 * this.allocator.stats().live) return;
+    this.compacting = this.compact()
+      .catch((err: unknown) => this.log(`capa-gateway: state journal compaction failed (the journal keeps growing): ${(err as Error).message}`))
+      .finally(() => { this.compacting = undefined; });
+  }
+
+  /** A snapshot of the live states and hold-downs starts the journal's next generation. */
+  private compact(): Promise<void> {
+    const records: StateRecord[] = [];
+    for (const hold of this.allocator.holdDowns()) records.push({ kind: 'hold', hold });
+    for (const a of this.allocator.allocations()) {
+      records.push({ kind: 'state', state: { terminal: a.terminal, tuple: a.tuple, createdAt: a.createdAt, complete: a.state === 'complete' } });
+    }
+    return this.options.state!.journal.compact(records);
   }
 
   /** One timer, set for the earliest lease end; leases are constant, so it rarely moves. */

@@ -72,10 +72,20 @@ export interface AllocationEvent {
  */
 export interface DataPlane {
   readonly name: string;
-  start(events: FlowEvents): Promise<void>;
+  /**
+   * Starts with `restored` in place: the states a restarted GRM put back (a complete one is a
+   * flow believed running). Whatever an earlier run left that is not among them goes.
+   */
+  start(events: FlowEvents, restored?: readonly Allocation[]): Promise<void>;
   install(allocation: Allocation): Promise<void>;
   remove(allocation: Allocation): Promise<void>;
-  stop(): Promise<void>;
+  /** Stops; the kernel's states are removed unless `keepStates` (a restart will take them over). */
+  stop(options?: { keepStates?: boolean }): Promise<void>;
+  /**
+   * One look at the kernel's flows, reported as events: a state's flow that runs starts it (if
+   * it had not), a complete state whose flow is gone ends. Absent where events see everything.
+   */
+  reconcile?(): Promise<void>;
   /**
    * Inbound path (DESIGN.md "Inbound"): `querier`'s packets to `poolAddress` go to `terminal`
    * until ttlMs passes without a renewal. Resolves once in place, before the A/AAAA answer

@@ -1,0 +1,210 @@
+/**
+ * The GRM's state journal on disk (the shell around state-records.ts): a folder holding
+ * `snapshot.<n>` (the live states and hold-downs when it was written) and `journal.<n>` (every
+ * change since, appended), and a `lock` naming the process that owns the folder. Restoring reads
+ * the newest snapshot and every journal from its generation on. Appends are group-committed:
+ * every record appended while a write is under way goes out in the next single write, and each
+ * append resolves once its write is done (with `fsync`, once the data is on the disk). Compaction
+ * starts a new generation: new records go to the next journal at once, the snapshot follows, and
+ * the older files go when it is in place, so a crash at any point leaves a readable set.
+ */
+import { type FileHandle, mkdir, open, readdir, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CapaError } from '../../../resolver/lib/errors.js';
+import { isRunning } from '../pids.js';
+import { decodeRecords, encodeRecord, foldRecords, type FoldedStates, type RecordProblem, type StateRecord } from './state-records.js';
+
+export interface StateJournalOptions {
+  dir: string;
+  /** fdatasync each write before its appends resolve: a power cut then loses nothing acknowledged. */
+  fsync?: boolean;
+}
+
+export interface RestoredJournal {
+  journal: StateJournal;
+  states: FoldedStates;
+  /** Damaged records skipped and torn tails ignored, each a line for the log. */
+  problems: string[];
+}
+
+const SNAPSHOT = /^snapshot\.(\d+)$/;
+const JOURNAL = /^journal\.(\d+)$/;
+/** Snapshot lines written per write call: the snapshot of a million states is never one string. */
+const SNAPSHOT_CHUNK = 8192;
+
+const generation = (name: string, pattern: RegExp): number | undefined => {
+  const m = pattern.exec(name);
+  return m ? Number(m[1]) : undefined;
+};
+
+
+/** The folder's lock: `lock` holding our pid; a lock whose process is gone is taken over. */
+async function lockFolder(dir: string): Promise<void> {
+  const path = join(dir, 'lock');
+  for (let tries = 0; tries < 2; tries++) {
+    try {
+      await writeFile(path, `${process.pid}\n`, { flag: 'wx', mode: 0o600 });
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const owner = Number((await readFile(path, 'utf8').catch(() => '')).trim());
+      if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && isRunning(owner)) {
+        throw new CapaError('ERR_CAPA_CONFIG', `the state folder ${dir} is in use by process ${owner} (another capa-gateway); give this one its own --state-dir`);
+      }
+      await unlink(path).catch(() => undefined);
+    }
+  }
+  throw new CapaError('ERR_CAPA_CONFIG', `cannot lock the state folder ${dir}`);
+}
+
+function describe(file: string, problems: readonly RecordProblem[], tornBytes: number): string[] {
+  const lines = problems.map((p) => `${file}: damaged record at byte ${p.offset} skipped (${p.why})`);
+  if (tornBytes > 0) lines.push(`${file}: torn last record (${tornBytes} bytes, a write cut short) ignored`);
+  return lines;
+}
+
+interface Waiter {
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+export class StateJournal {
+  private queue: string[] = [];
+  private waiters: Waiter[] = [];
+  private writing: Promise<void> | undefined;
+  private handle: FileHandle | undefined;
+  private handleGen = -1;
+  /** Bytes of the open journal known to be whole records: a failed write is cut back to it. */
+  private size = 0;
+  private closed = false;
+  /** Records appended since the newest snapshot. */
+  private sinceSnapshot = 0;
+
+  private constructor(private readonly dir: string, private readonly fsync: boolean, private gen: number) {}
+
+  /** Locks the folder (created if need be), reads what it holds, and opens it for appending. */
+  static async open(options: StateJournalOptions): Promise<RestoredJournal> {
+    const { dir } = options;
+    try {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      await lockFolder(dir);
+    } catch (err) {
+      if (err instanceof CapaError) throw err;
+      throw new CapaError('ERR_CAPA_CONFIG', `cannot use the state folder ${dir}: ${(err as Error).message}`);
+    }
+    const names = await readdir(dir);
+    const snapshots = names.map((n) => generation(n, SNAPSHOT)).filter((g): g is number => g !== undefined);
+    const base = snapshots.length > 0 ? Math.max(...snapshots) : 0;
+    const journals = names.map((n) => generation(n, JOURNAL)).filter((g): g is number => g !== undefined && g >= base).sort((a, b) => a - b);
+    const records: StateRecord[] = [];
+    const problems: string[] = [];
+    const files = [...(snapshots.length > 0 ? [`snapshot.${base}`] : []), ...journals.map((g) => `journal.${g}`)];
+    let lastTorn = 0;
+    for (const file of files) {
+      const decoded = decodeRecords(await readFile(join(dir, file), 'utf8'));
+      records.push(...decoded.records);
+      problems.push(...describe(join(dir, file), decoded.problems, decoded.tornBytes));
+      lastTorn = decoded.tornBytes;
+    }
+    const gen = journals.length > 0 ? journals[journals.length - 1]! : base;
+    const journal = new StateJournal(dir, options.fsync ?? false, gen);
+    journal.sinceSnapshot = records.length;
+    // A torn last record is cut off, so the next append starts a line of its own.
+    if (lastTorn > 0) await journal.openGeneration(-lastTorn);
+    return { journal, states: foldRecords(records), problems };
+  }
+
+  /** Records appended since the newest snapshot (what compaction would fold away). */
+  get tail(): number {
+    return this.sinceSnapshot;
+  }
+
+  /** Resolves once the record is written (group commit); rejects when the write failed. */
+  append(record: StateRecord): Promise<void> {
+    if (this.closed) return Promise.reject(new CapaError('ERR_CAPA_SERVER_FAILURE', 'the state journal is closed'));
+    this.queue.push(encodeRecord(record));
+    this.sinceSnapshot++;
+    const done = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
+    this.writing ??= this.drain();
+    return done;
+  }
+
+  /**
+   * Starts a new generation from `snapshot` (the allocator's live states and hold-downs now):
+   * records appended from here on go to the next journal; the snapshot is written beside it,
+   * and the files it replaces go once it is in place.
+   */
+  async compact(snapshot: readonly StateRecord[]): Promise<void> {
+    const gen = this.gen + 1;
+    this.gen = gen;
+    this.sinceSnapshot = 0;
+    const path = join(this.dir, `snapshot.${gen}`);
+    const file = await open(`${path}.tmp`, 'w', 0o600);
+    try {
+      for (let i = 0; i < snapshot.length; i += SNAPSHOT_CHUNK) {
+        await file.write(snapshot.slice(i, i + SNAPSHOT_CHUNK).map(encodeRecord).join(''));
+      }
+      await file.datasync();
+    } finally {
+      await file.close();
+    }
+    await rename(`${path}.tmp`, path);
+    await this.writing;
+    for (const name of await readdir(this.dir)) {
+      const older = generation(name, SNAPSHOT) ?? generation(name, JOURNAL);
+      if (older !== undefined && older < gen) await rm(join(this.dir, name), { force: true });
+    }
+  }
+
+  /** Writes what is queued, then closes; with `removeAll`, deletes the folder's state too. */
+  async close(removeAll = false): Promise<void> {
+    this.closed = true;
+    await this.writing;
+    await this.handle?.close();
+    this.handle = undefined;
+    if (removeAll) {
+      for (const name of await readdir(this.dir)) if (SNAPSHOT.test(name) || JOURNAL.test(name)) await rm(join(this.dir, name), { force: true });
+    }
+    await unlink(join(this.dir, 'lock')).catch(() => undefined);
+  }
+
+  /** Opens journal.<gen> for appending (cut by `cut` bytes, a torn tail, when negative). */
+  private async openGeneration(cut = 0): Promise<FileHandle> {
+    await this.handle?.close();
+    const handle = await open(join(this.dir, `journal.${this.gen}`), 'a+', 0o600);
+    const { size } = await handle.stat();
+    this.size = Math.max(0, size + Math.min(cut, 0));
+    if (this.size !== size) await handle.truncate(this.size);
+    this.handle = handle;
+    this.handleGen = this.gen;
+    return handle;
+  }
+
+  /** One write per round: everything queued meanwhile goes out together. */
+  private async drain(): Promise<void> {
+    while (this.queue.length > 0) {
+      const text = this.queue.join('');
+      const waiters = this.waiters;
+      this.queue = [];
+      this.waiters = [];
+      try {
+        const handle = this.handle !== undefined && this.handleGen === this.gen ? this.handle : await this.openGeneration();
+        const bytes = Buffer.from(text);
+        try {
+          await handle.write(bytes, 0, bytes.length, null);
+          if (this.fsync) await handle.datasync();
+          this.size += bytes.length;
+        } catch (err) {
+          // A write cut short (a full disk) must not leave half a record for the next one to follow.
+          await handle.truncate(this.size).catch(() => undefined);
+          throw err;
+        }
+        for (const w of waiters) w.resolve();
+      } catch (err) {
+        const failure = new CapaError('ERR_CAPA_SERVER_FAILURE', `the state journal in ${this.dir} cannot be written: ${(err as Error).message}`, { cause: err });
+        for (const w of waiters) w.reject(failure);
+      }
+    }
+    this.writing = undefined;
+  }
+}

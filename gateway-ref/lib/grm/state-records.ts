@@ -1,0 +1,191 @@
+/**
+ * The GRM's state journal as data (pure: no I/O). Each allocator change is one record; a
+ * snapshot is the live states and hold-downs as records too. A record is one line,
+ * `<crc32 hex> <json array>\n`, so a torn last line (no newline) and a damaged one (its checksum
+ * fails) are told apart. Folding the records in order gives back what the allocator held.
+ */
+import { crc32 } from 'node:zlib';
+import type { OutsideTuple, ProtoNumber } from './types.js';
+
+/** A live allocation as the journal remembers it. */
+export interface JournaledState {
+  terminal: string;
+  tuple: OutsideTuple;
+  createdAt: number;
+  complete: boolean;
+}
+
+/** A released (aOG, pA) waiting out its hold-down for the tuple's destination. */
+export interface JournaledHold {
+  tuple: OutsideTuple;
+  releasedAt: number;
+}
+
+export type StateRecord =
+  | { kind: 'allocate'; terminal: string; tuple: OutsideTuple; createdAt: number }
+  | { kind: 'confirm'; tuple: OutsideTuple }
+  /** A release or an expiry: the tuple's hold-down starts at `at`. */
+  | { kind: 'end'; tuple: OutsideTuple; at: number }
+  /** Snapshot records. */
+  | { kind: 'state'; state: JournaledState }
+  | { kind: 'hold'; hold: JournaledHold };
+
+type TupleFields = [ProtoNumber, string, number | null, string, number];
+
+const tupleFields = (t: OutsideTuple): TupleFields => [t.proto, t.remoteAddress, t.remotePort ?? null, t.localAddress, t.localPort];
+
+function tupleOf(fields: readonly unknown[], at: number): OutsideTuple {
+  const [proto, remoteAddress, remotePort, localAddress, localPort] = fields.slice(at, at + 5);
+  if ((proto !== 6 && proto !== 17) || typeof remoteAddress !== 'string' || typeof localAddress !== 'string'
+    || (remotePort !== null && !isPort(remotePort)) || !isPort(localPort)) {
+    throw new RangeError('bad outside tuple');
+  }
+  return { proto, remoteAddress, remotePort: remotePort === null ? undefined : remotePort as number, localAddress, localPort: localPort as number };
+}
+
+const isPort = (v: unknown): boolean => Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 65535;
+
+function numberAt(fields: readonly unknown[], i: number): number {
+  const v = fields[i];
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new RangeError('bad time');
+  return v;
+}
+
+function stringAt(fields: readonly unknown[], i: number): string {
+  const v = fields[i];
+  if (typeof v !== 'string') throw new RangeError('bad terminal');
+  return v;
+}
+
+function fieldsOf(record: StateRecord): unknown[] {
+  switch (record.kind) {
+    case 'allocate': return ['a', record.terminal, ...tupleFields(record.tuple), record.createdAt];
+    case 'confirm': return ['c', ...tupleFields(record.tuple)];
+    case 'end': return ['e', ...tupleFields(record.tuple), record.at];
+    case 'state': return ['s', record.state.terminal, ...tupleFields(record.state.tuple), record.state.createdAt, record.state.complete ? 1 : 0];
+    case 'hold': return ['h', ...tupleFields(record.hold.tuple), record.hold.releasedAt];
+  }
+}
+
+function recordOf(fields: unknown[]): StateRecord {
+  switch (fields[0]) {
+    case 'a': return { kind: 'allocate', terminal: stringAt(fields, 1), tuple: tupleOf(fields, 2), createdAt: numberAt(fields, 7) };
+    case 'c': return { kind: 'confirm', tuple: tupleOf(fields, 1) };
+    case 'e': return { kind: 'end', tuple: tupleOf(fields, 1), at: numberAt(fields, 6) };
+    case 's': return { kind: 'state', state: { terminal: stringAt(fields, 1), tuple: tupleOf(fields, 2), createdAt: numberAt(fields, 7), complete: fields[8] === 1 } };
+    case 'h': return { kind: 'hold', hold: { tuple: tupleOf(fields, 1), releasedAt: numberAt(fields, 6) } };
+    default: throw new RangeError('unknown record kind');
+  }
+}
+
+const hex8 = (n: number): string => n.toString(16).padStart(8, '0');
+
+/** One record as its journal line, newline included. */
+export function encodeRecord(record: StateRecord): string {
+  const json = JSON.stringify(fieldsOf(record));
+  return `${hex8(crc32(json))} ${json}\n`;
+}
+
+/** A line that could not be read, and where it starts in its file. */
+export interface RecordProblem {
+  offset: number;
+  why: string;
+}
+
+export interface DecodedRecords {
+  records: StateRecord[];
+  /** Damaged lines, skipped. */
+  problems: RecordProblem[];
+  /** Bytes of a torn last line (written only in part before a crash), ignored; 0 when none. */
+  tornBytes: number;
+}
+
+/** The records of one file's text, in order. */
+export function decodeRecords(text: string): DecodedRecords {
+  const out: DecodedRecords = { records: [], problems: [], tornBytes: 0 };
+  let offset = 0;
+  while (offset < text.length) {
+    const end = text.indexOf('\n', offset);
+    if (end < 0) {
+      out.tornBytes = Buffer.byteLength(text.slice(offset));
+      break;
+    }
+    const line = text.slice(offset, end);
+    const byteOffset = Buffer.byteLength(text.slice(0, offset));
+    offset = end + 1;
+    const json = line.slice(9);
+    if (line.length < 10 || line[8] !== ' ' || line.slice(0, 8) !== hex8(crc32(json))) {
+      out.problems.push({ offset: byteOffset, why: 'checksum mismatch' });
+      continue;
+    }
+    try {
+      const fields: unknown = JSON.parse(json);
+      if (!Array.isArray(fields)) throw new RangeError('not a record');
+      out.records.push(recordOf(fields));
+    } catch (err) {
+      out.problems.push({ offset: byteOffset, why: (err as Error).message });
+    }
+  }
+  return out;
+}
+
+const keyOf = (t: OutsideTuple): string => `${t.proto} ${t.remoteAddress} ${t.remotePort ?? '*'} ${t.localAddress} ${t.localPort}`;
+
+export interface FoldedStates {
+  live: JournaledState[];
+  /** Oldest release first (the allocator's hold-down queue is in that order). */
+  holds: JournaledHold[];
+}
+
+/**
+ * What the records leave, applied in order: the live states (oldest first) and the
+ * hold-downs. A confirm with pB fills a partial state's port; an allocation of a tuple ends its
+ * earlier hold-down (it could only be reissued once that was over).
+ */
+export function foldRecords(records: Iterable<StateRecord>): FoldedStates {
+  const live = new Map<string, JournaledState>();
+  const holds = new Map<string, JournaledHold>();
+  const add = (state: JournaledState): void => {
+    const key = keyOf(state.tuple);
+    holds.delete(key);
+    live.set(key, state);
+  };
+  for (const record of records) {
+    switch (record.kind) {
+      case 'allocate':
+        add({ terminal: record.terminal, tuple: record.tuple, createdAt: record.createdAt, complete: false });
+        break;
+      case 'state':
+        add(record.state);
+        break;
+      case 'confirm': {
+        const exact = live.get(keyOf(record.tuple));
+        const partialKey = keyOf({ ...record.tuple, remotePort: undefined });
+        const partial = exact ?? live.get(partialKey);
+        if (partial === undefined) break;
+        if (exact === undefined) {
+          live.delete(partialKey);
+          live.set(keyOf(record.tuple), partial);
+        }
+        partial.tuple = record.tuple;
+        partial.complete = true;
+        break;
+      }
+      case 'end': {
+        const key = keyOf(record.tuple);
+        live.delete(key);
+        holds.delete(key);
+        holds.set(key, { tuple: record.tuple, releasedAt: record.at });
+        break;
+      }
+      case 'hold':
+        holds.set(keyOf(record.hold.tuple), record.hold);
+        break;
+    }
+  }
+  const byTime = <T>(time: (x: T) => number) => (a: T, b: T): number => time(a) - time(b);
+  return {
+    live: [...live.values()].sort(byTime((s) => s.createdAt)),
+    holds: [...holds.values()].sort(byTime((h) => h.releasedAt)),
+  };
+}

@@ -1,0 +1,201 @@
+/**
+ * The GRM survives its own restart (loopback data plane, the capa-gateway command): after a
+ * kill -9 and a start with the same command line, no allocation equals a live one (sequential
+ * ports make a forgetful GRM fail at once), pending answers keep their (aOG, pA), flows whose
+ * sockets closed meanwhile end, and a damaged journal is reported and read past.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { appendFile, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { expect } from 'chai';
+import { resolve } from '../../resolver/lib/resolve.js';
+import { connect, type CapaSocket } from '../../socket-shim/index.js';
+import { repoRoot } from '../helpers/c-build.js';
+import { unavailable } from '../helpers/ci.js';
+import { stopChild } from '../helpers/stop-child.js';
+import { eventually, firstLine, type OutsideTcp, startOutsideTcp } from '../shim/lab.js';
+
+const GATEWAY = join(repoRoot, 'dist/gateway-ref/bin/capa-gateway.js');
+const POOL = '127.64.7.1';
+const OUTSIDE = '127.1.7.1';
+const TERMINAL = '127.10.7.1';
+
+async function freePort(): Promise<number> {
+  const server = net.createServer().listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise<void>((r) => server.close(() => r()));
+  return port;
+}
+
+interface Gateway {
+  child: ChildProcess;
+  output: () => string;
+}
+
+describe('capa-gateway restart: the state journal and the data plane bring every state back', function () {
+  this.timeout(30_000);
+  let dir = '';
+  let port = 0;
+  let outside: OutsideTcp;
+  let gateway: Gateway | undefined;
+  const sockets: CapaSocket[] = [];
+  const server = (): string => `127.0.0.1:${port}`;
+  // Releases after a test's gateway is gone fail: that is expected, not worth a warning.
+  const capa = () => ({ servers: [server()], terminalAddress: TERMINAL, dnsTimeout: 1000, dnsDeadline: 3000, onReleaseError: () => undefined });
+
+  async function start(extra: string[] = []): Promise<Gateway> {
+    const child = spawn(process.execPath, [GATEWAY, '--listen', server(), '--pool', POOL, '--inside', '127.10.0.0/16', '--port-strategy', 'sequential',
+      '--state-dir', join(dir, 'state'), '--hold-down', '0', '--lease', '30', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout!.on('data', (d: Buffer) => { output += d.toString(); });
+    child.stderr!.on('data', (d: Buffer) => { output += d.toString(); });
+    await new Promise<void>((ready, fail) => {
+      const timer = setTimeout(() => fail(new Error(`capa-gateway not ready:\n${output}`)), 10_000);
+      child.stdout!.on('data', () => { if (output.includes('listening on')) { clearTimeout(timer); ready(); } });
+      child.on('exit', (code) => { clearTimeout(timer); fail(new Error(`capa-gateway exited (${code}):\n${output}`)); });
+    });
+    gateway = { child, output: () => output };
+    return gateway;
+  }
+
+  async function kill9(): Promise<void> {
+    const child = gateway!.child;
+    child.kill('SIGKILL');
+    await once(child, 'exit');
+    gateway = undefined;
+  }
+
+  /** A CAPA answer for the outside host's port, not used (a pending state). */
+  async function pending(): Promise<number> {
+    const r = await resolve({ host: OUTSIDE, port: outside.port, protocol: 'tcp', servers: [server()], localAddress: TERMINAL });
+    if (r.kind !== 'capa') throw new Error(`no CAPA answer: ${r.kind}`);
+    return r.local.port;
+  }
+
+  async function flow(): Promise<CapaSocket> {
+    const socket = await connect({ host: OUTSIDE, port: outside.port, capa: capa() });
+    sockets.push(socket);
+    await firstLine(socket);
+    return socket;
+  }
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'capa-restart-'));
+    port = await freePort();
+    outside = await startOutsideTcp(OUTSIDE);
+  });
+
+  afterEach(async () => {
+    for (const s of sockets.splice(0)) s.destroy();
+    if (gateway) await stopChild(gateway.child);
+    gateway = undefined;
+    await outside.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('kill -9 and a restart reissue no live (aOG, pA): 8 connected flows and 2 pending answers keep theirs', async () => {
+    await start();
+    const flows = await Promise.all(Array.from({ length: 8 }, () => flow()));
+    const held = flows.map((s) => s.capa!.local.port);
+    expect([...held].sort((a, b) => a - b)).to.deep.equal([1024, 1025, 1026, 1027, 1028, 1029, 1030, 1031]);
+    const answered = [await pending(), await pending()];
+    await kill9();
+    await start();
+    const next = await Promise.all(Array.from({ length: 8 }, () => pending()));
+    for (const p of next) expect([...held, ...answered], `port ${p} is live already`).to.not.include(p);
+    expect(next.sort((a, b) => a - b)).to.deep.equal([1034, 1035, 1036, 1037, 1038, 1039, 1040, 1041]);
+    // The flows themselves never noticed: they still talk.
+    for (const s of flows) expect(s.destroyed).to.equal(false);
+  });
+
+  it('a flow whose socket closed while the GRM was down ends at the restart; its port is free again', async () => {
+    const log = join(dir, 'gateway.log');
+    await start(['--log', log]);
+    const [kept, closed] = [await flow(), await flow()];
+    // Both flows seen by the data plane (complete states), as the journal says.
+    const confirmed = async (): Promise<number> => (await readFile(log, 'utf8').catch(() => '')).split('\n').filter((l) => l.includes('"confirm"')).length;
+    for (let i = 0; i < 50 && await confirmed() < 2; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(await confirmed()).to.equal(2);
+    await kill9();
+    closed.destroy();
+    await eventually(() => outside.open.size === 1, 'the closed flow gone from the outside host');
+    await start();
+    const port1 = await pending();
+    expect(port1, 'the closed flow\'s port, given again').to.equal(closed.capa!.local.port);
+    expect(port1).to.not.equal(kept.capa!.local.port);
+  });
+
+  it('a SIGTERM keeps the states too; --clear-on-stop removes them', async () => {
+    await start();
+    const live = await flow();
+    gateway!.child.kill('SIGTERM');
+    await once(gateway!.child, 'exit');
+    gateway = undefined;
+    await start(['--clear-on-stop']);
+    expect(await pending()).to.not.equal(live.capa!.local.port);
+    gateway!.child.kill('SIGTERM');
+    await once(gateway!.child, 'exit');
+    gateway = undefined;
+    expect((await readdir(join(dir, 'state'))).filter((f) => /^(snapshot|journal)\./.test(f)), 'state files after --clear-on-stop').to.deep.equal([]);
+  });
+
+  it('a torn last record is ignored and a damaged one reported with its offset and skipped; the rest is restored', async () => {
+    await start();
+    await flow();
+    const b = await flow();
+    await kill9();
+    const stateDir = join(dir, 'state');
+    const journal = (await readdir(stateDir)).filter((f) => f.startsWith('journal.')).sort().pop()!;
+    const path = join(stateDir, journal);
+    const text = await readFile(path, 'utf8');
+    const lines = text.split('\n');
+    // Damage the first record (the allocation of a's flow) and cut a record short at the end.
+    const damaged = lines[0]!.replace(/"[a-z0-9.]+"/, '"x"');
+    await writeFile(path, [damaged, ...lines.slice(1)].join('\n'));
+    await appendFile(path, '0badc0de ["a","127.10.7.1",6,"127.1.7.1"');
+    const g = await start();
+    expect(g.output()).to.match(new RegExp(`${journal}: damaged record at byte 0 skipped`));
+    expect(g.output()).to.match(/torn last record \(\d+ bytes, a write cut short\) ignored/);
+    const next = await pending();
+    expect(next, 'b is restored: its port is not given again').to.not.equal(b.capa!.local.port);
+  });
+
+  it('a full state folder: SERVFAIL with a clear line rather than an allocation a restart would forget, and answers again when there is room', async function () {
+    if (process.getuid?.() !== 0) unavailable(this, 'a small tmpfs for the full-disk test needs root');
+    const mount = join(dir, 'small');
+    const { execFileSync } = await import('node:child_process');
+    execFileSync('mkdir', ['-p', mount]);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', mount]);
+    try {
+      const child = spawn(process.execPath, [GATEWAY, '--listen', server(), '--pool', POOL, '--inside', '127.10.0.0/16', '--state-dir', mount],
+        { stdio: ['ignore', 'pipe', 'pipe'] });
+      let output = '';
+      child.stdout!.on('data', (d: Buffer) => { output += d.toString(); });
+      child.stderr!.on('data', (d: Buffer) => { output += d.toString(); });
+      gateway = { child, output: () => output };
+      await eventually(() => output.includes('listening on'), 'the gateway ready', 10_000);
+      await pending();
+      // Fill the folder up.
+      const filler = join(mount, 'filler');
+      await writeFile(filler, Buffer.alloc(60 * 1024)).catch(() => undefined);
+      while (await appendFile(filler, Buffer.alloc(1024)).then(() => true, () => false));
+      // The journal's last page may still have room for a few records: ask until one cannot be written.
+      let failed: Error | undefined;
+      for (let i = 0; i < 100 && failed === undefined; i++) failed = await pending().then(() => undefined, (err: Error) => err);
+      expect(failed, 'a CAPA query on a full disk').to.be.instanceOf(Error);
+      expect((failed as { code?: string }).code).to.equal('ERR_CAPA_SERVER_FAILURE');
+      expect(output).to.include('cannot be written');
+      expect(output).to.include('answering SERVFAIL rather than hand out allocations a restart would forget');
+      await rm(filler);
+      expect(await pending()).to.be.a('number');
+    } finally {
+      if (gateway) await stopChild(gateway.child);
+      gateway = undefined;
+      execFileSync('umount', [mount]);
+    }
+  });
+});

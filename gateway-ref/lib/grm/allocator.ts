@@ -163,8 +163,9 @@ export class Allocator {
     return this.view(slot);
   }
 
-  /** Puts back a hold-down the state journal remembers (oldest first); false when it cannot be. */
+  /** Puts back a hold-down the state journal remembers (oldest first), unless it is over; false when it cannot be. */
   restoreHoldDown(hold: JournaledHold): boolean {
+    if (hold.releasedAt <= this.now() - this.holdDownMs) return true;
     const found = this.restoredScope(hold.tuple);
     if (found === undefined) return false;
     found.scope.occupy(found.address, hold.tuple.localPort);

@@ -164,6 +164,57 @@ describe('capa-gateway restart: the state journal and the data plane bring every
     expect(next, 'b is restored: its port is not given again').to.not.equal(b.capa!.local.port);
   });
 
+  it('kill -9 twenty times under churn: no answer ever repeats a live tuple, and the GRM ends up holding exactly the open flows', async function () {
+    this.timeout(120_000);
+    await start(['--hold-down', '1']);
+    const open = new Map<string, net.Socket>();
+    const reissued: string[] = [];
+    let churning = true;
+    const key = (t: { localPort: number; remotePort: number | undefined }): string => `${t.localPort}>${t.remotePort}`;
+    // Each answer is checked against the flows open now, then used as it is (bound and connected).
+    const churn = async (terminal: string): Promise<void> => {
+      while (churning) {
+        const answer = await resolve({ host: OUTSIDE, port: outside.port, protocol: 'tcp', servers: [server()], localAddress: terminal, deadline: 1500 })
+          .catch(() => undefined);
+        if (answer?.kind !== 'capa') {
+          await new Promise((r) => setTimeout(r, 20));
+          continue;
+        }
+        const k = key({ localPort: answer.local.port, remotePort: outside.port });
+        if (open.has(k)) reissued.push(k);
+        const socket = net.connect({ host: OUTSIDE, port: outside.port, localAddress: answer.local.address, localPort: answer.local.port });
+        const ok = await new Promise<boolean>((r) => { socket.once('data', () => r(true)); socket.once('error', () => r(false)); });
+        if (!ok) continue;
+        // The first dozen flows stay open all along (a forgetful GRM hands their ports out again
+        // first); the rest are short.
+        if (open.size < 12) open.set(k, socket);
+        else socket.destroy();
+      }
+    };
+    const clients = ['127.10.7.1', '127.10.7.2', '127.10.7.3'].map((t) => churn(t));
+    for (let i = 0; i < 20; i++) {
+      await new Promise((r) => setTimeout(r, 150));
+      await kill9();
+      await start(['--hold-down', '1']);
+    }
+    churning = false;
+    await Promise.all(clients);
+    // Let the last GRM see which flows closed (its loopback data plane reads the socket tables).
+    await new Promise((r) => setTimeout(r, 2500));
+    gateway!.child.kill('SIGTERM');
+    await once(gateway!.child, 'exit');
+    gateway = undefined;
+    const { StateJournal } = await import('../../gateway-ref/lib/grm/state-journal.js');
+    const { journal, states } = await StateJournal.open({ dir: join(dir, 'state') });
+    await journal.close();
+    for (const s of open.values()) s.destroy();
+    expect(reissued, 'answers that repeated an open flow\'s tuple').to.deep.equal([]);
+    const held = new Set(states.live.map((x) => key(x.tuple)));
+    for (const k of open.keys()) expect(held.has(k), `open flow ${k} is a GRM state`).to.equal(true);
+    for (const x of states.live.filter((y) => y.complete)) expect([...open.keys()], `GRM state ${key(x.tuple)} has its flow open`).to.include(key(x.tuple));
+    expect(open.size).to.be.greaterThan(0);
+  });
+
   it('a full state folder: SERVFAIL with a clear line rather than an allocation a restart would forget, and answers again when there is room', async function () {
     if (process.getuid?.() !== 0) unavailable(this, 'a small tmpfs for the full-disk test needs root');
     const mount = join(dir, 'small');

@@ -77,7 +77,7 @@ const argv = benchCommandLine('connect-latency', (y) => y
  * measured a second time (an A/A test): how far two runs of the same code differ is this run's
  * noise, the margin within which a ratio says nothing.
  */
-type Variant = { name: string; role: 'capa' | 'peer' | 'part' | 'control'; setUp: () => Promise<number> };
+type Variant = { name: string; role: 'capa' | 'peer' | 'part' | 'control' | 'journal'; setUp: () => Promise<number> };
 
 /** The outside host: accepts and reads; `closed` waits for its end of a connection too. */
 class Outside {
@@ -109,7 +109,7 @@ class Outside {
   }
 }
 
-function variants(server: string, port: number, outside: Outside): Variant[] {
+function variants(server: string, journaled: string, port: number, outside: Outside): Variant[] {
   const capa: CapaOptions = { servers: [server], terminalAddress: TERMINAL };
   const dnsServer = parseServer(server);
   const cares = new Resolver({ timeout: 1000, tries: 1 });
@@ -140,20 +140,18 @@ function variants(server: string, port: number, outside: Outside): Variant[] {
     await lookupA(); // the release's stand-in (see Variant)
     return ms;
   };
+  const capaSetUp = (options: CapaOptions) => async (): Promise<number> => {
+    const start = performance.now();
+    const socket = await connect({ host: HOST, port, capa: options });
+    const ms = performance.now() - start;
+    await outside.closed(socket);
+    const failed = await socket.capa!.released;
+    if (failed) throw failed;
+    return ms;
+  };
   return [
-    {
-      name: 'capa-socket connect() (CAPA + pin + connect)',
-      role: 'capa',
-      async setUp() {
-        const start = performance.now();
-        const socket = await connect({ host: HOST, port, capa });
-        const ms = performance.now() - start;
-        await outside.closed(socket);
-        const failed = await socket.capa!.released;
-        if (failed) throw failed;
-        return ms;
-      },
-    },
+    { name: 'capa-socket connect() (CAPA + pin + connect)', role: 'capa', setUp: capaSetUp(capa) },
+    { name: 'the same, gateway with its state journal', role: 'journal', setUp: capaSetUp({ servers: [journaled], terminalAddress: TERMINAL }) },
     { name: 'A via the same stub + net.connect (peer)', role: 'peer', setUp: stubSetUp },
     {
       name: 'A via node:dns (c-ares) + net.connect (peer)',
@@ -278,8 +276,8 @@ async function measure(list: Variant[], count: number, block: number, samples: S
   }
 }
 
-async function startGatewayProcess(zoneFile: string): Promise<{ child: ChildProcess; server: string }> {
-  const child = spawn(process.execPath, [GATEWAY_JS, '--listen', '127.0.0.1:0', '--pool', POOL, '--inside', '127.10.0.0/16', '--zone', zoneFile],
+async function startGatewayProcess(zoneFile: string, extra: string[] = []): Promise<{ child: ChildProcess; server: string }> {
+  const child = spawn(process.execPath, [GATEWAY_JS, '--listen', '127.0.0.1:0', '--pool', POOL, '--inside', '127.10.0.0/16', '--zone', zoneFile, ...extra],
     { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   child.stdout!.setEncoding('utf8');
@@ -302,8 +300,10 @@ async function main(): Promise<void> {
   outside.server.listen(0, OUTSIDE);
   await once(outside.server, 'listening');
   const { child, server } = await startGatewayProcess(zoneFile);
+  // A second gateway, the same but writing its state journal: what the journal costs an answer.
+  const withJournal = await startGatewayProcess(zoneFile, ['--state-dir', join(dir, 'state')]);
   try {
-    const list = variants(server, (outside.server.address() as net.AddressInfo).port, outside);
+    const list = variants(server, withJournal.server, (outside.server.address() as net.AddressInfo).port, outside);
     await measure(list, argv.warmup, argv.block, undefined);
     const samples = list.map((): Sample[] => []);
     const probeMs = argv['probe-ms'];
@@ -334,12 +334,16 @@ async function main(): Promise<void> {
     process.stdout.write(`GC-hit: set-ups a garbage collection pause of this process fell into (${gc.pauses.length} pauses while measuring; the gateway's own are not seen here)\n`);
     const setUps = results.filter((_, i) => list[i]!.role !== 'part');
     process.stdout.write(stallLine(stalls, probeMs, setUps.reduce((a, r) => a + r.mean, 0) / setUps.length));
+    const journal = results[list.findIndex((v) => v.role === 'journal')]!;
+    process.stdout.write(`state journal: CAPA set-up with it / without it: ${PERCENTILES.map((p, k) => `p${p} ${(journal.at[k]! / capa.at[k]!).toFixed(2)}x`).join(', ')} (target <= 1.10x)\n`);
     process.stdout.write(`target: CAPA at most ${TARGET_RATIO}x each peer at p50 and p99: ${ok ? 'met' : 'NOT met'}\n`);
     process.stdout.write(`machine load at the end (1, 5, 15 min): ${loadavg().map((l) => l.toFixed(2)).join(', ')} on ${availableParallelism()} CPUs\n`);
     if (argv.check && !ok) process.exitCode = 1;
   } finally {
-    child.kill('SIGTERM');
-    await once(child, 'exit');
+    for (const c of [child, withJournal.child]) {
+      c.kill('SIGTERM');
+      await once(c, 'exit');
+    }
     outside.server.close();
     await rm(dir, { recursive: true, force: true });
   }

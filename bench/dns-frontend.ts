@@ -3,7 +3,8 @@
  * every answer a fresh allocation, side by side with NSD (rate limiting off) serving the same
  * names as static CAPA records. dnsperf offers fixed rates (-Q); the rate climbs until the loss
  * limit is broken, then a bisection narrows the highest passing rate. Both servers run on
- * 127.0.0.1 in the same run, one after the other, so the machine's load is shared alike. The
+ * 127.0.0.1 in the same run, one after the other (the gateway twice: without and with its state
+ * journal), so the machine's load is shared alike. The
  * highest rate swings with whatever else the machine runs; the CPU time each server spends per
  * answered query at one fixed rate (from /proc, the server's processes summed) is steadier.
  *
@@ -157,11 +158,11 @@ async function stop(child: ChildProcess): Promise<void> {
   await exited;
 }
 
-async function startGateway(dir: string): Promise<{ child: ChildProcess; port: number; metrics: number }> {
+async function startGateway(dir: string, extra: string[] = []): Promise<{ child: ChildProcess; port: number; metrics: number }> {
   const child = spawn(process.execPath, [GATEWAY_BIN,
     '--listen', '127.0.0.1:0', '--pool', '127.64.0.0/16', '--inside', '127.0.0.0/8', '--zone', join(dir, 'gateway.zone'),
     // Short lease and hold-down: dnsperf never uses nor releases its allocations.
-    '--lease', '2', '--hold-down', '5', '--log', join(dir, 'journal.jsonl'), '--metrics', '127.0.0.1:0',
+    '--lease', '2', '--hold-down', '5', '--log', join(dir, 'journal.jsonl'), '--metrics', '127.0.0.1:0', ...extra,
   ], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
@@ -262,6 +263,13 @@ async function main(): Promise<void> {
     const allocations = await allocationsMade(gateway.metrics);
     await stop(gateway.child);
 
+    // The same gateway writing its state journal: what the journal costs the front end.
+    const journaled = await startGateway(dir, ['--state-dir', join(dir, 'state')]);
+    children.push(journaled.child);
+    const jCpu = await cpuPerQuery(journaled.child.pid!, journaled.port, queries, args['cpu-rate'], ticksPerSecond);
+    const jw = await search(journaled.port, queries);
+    await stop(journaled.child);
+
     const nsd = await startNsd(dir, names);
     children.push(nsd.child);
     const nsCpu = await cpuPerQuery(nsd.child.pid!, nsd.port, queries, args['cpu-rate'], ticksPerSecond);
@@ -272,11 +280,15 @@ async function main(): Promise<void> {
     console.log(['server'.padEnd(12), 'offered'.padStart(8), 'sent'.padStart(9), 'lost'.padStart(7), 'failed'.padStart(7),
       'loss %'.padStart(8), 'answered/s'.padStart(9), 'lat ms'.padStart(8)].join(' '));
     for (const r of gw.runs) console.log(row('capa-gateway', r, r === gw.best));
+    for (const r of jw.runs) console.log(row('+journal', r, r === jw.best));
     for (const r of ns.runs) console.log(row('nsd', r, r === ns.best));
     const g = gw.best?.rate ?? 0;
     const n = ns.best?.rate ?? 0;
     console.log('');
     console.log(`capa-gateway: ${g} q/s (every answer a fresh allocation: ${allocations} allocations for ${noerror} NOERROR answers)`);
+    const j = jw.best?.rate ?? 0;
+    console.log(`capa-gateway with its state journal: ${j} q/s (${g === 0 ? 'n/a' : (j / g).toFixed(3)}x without; target >= 0.90x), `
+      + `CPU ${jCpu.toFixed(1)} us per answered query at ${args['cpu-rate']} q/s (${(jCpu / gwCpu).toFixed(3)}x without)`);
     console.log(`nsd (static CAPA records, 1 server process, rrl off): ${n} q/s`);
     console.log(`ratio gateway / nsd: ${n === 0 ? 'n/a' : (g / n).toFixed(3)} (goal >= 0.5)`);
     console.log(`CPU time per answered query at ${args['cpu-rate']} q/s: capa-gateway ${gwCpu.toFixed(1)} us, nsd ${nsCpu.toFixed(1)} us`

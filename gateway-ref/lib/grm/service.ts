@@ -237,12 +237,14 @@ export class GrmService implements ResponderContext {
 
   /** A snapshot of the live states and hold-downs starts the journal's next generation. */
   private compact(): Promise<void> {
-    const records: StateRecord[] = [];
-    for (const hold of this.allocator.holdDowns()) records.push({ kind: 'hold', hold });
-    for (const a of this.allocator.allocations()) {
-      records.push({ kind: 'state', state: { terminal: a.terminal, tuple: a.tuple, createdAt: a.createdAt, complete: a.state === 'complete' } });
-    }
-    return this.options.state!.journal.compact(records);
+    return this.options.state!.journal.compact(() => {
+      const records: StateRecord[] = [];
+      for (const hold of this.allocator.holdDowns()) records.push({ kind: 'hold', hold });
+      for (const a of this.allocator.allocations()) {
+        records.push({ kind: 'state', state: { terminal: a.terminal, tuple: a.tuple, createdAt: a.createdAt, complete: a.state === 'complete' } });
+      }
+      return records;
+    });
   }
 
   /** One timer, set for the earliest lease end; leases are constant, so it rarely moves. */

@@ -7,7 +7,13 @@
  * append resolves once its write is done (with `fsync`, once the data is on the disk). Compaction
  * starts a new generation: new records go to the next journal at once, the snapshot follows, and
  * the older files go when it is in place, so a crash at any point leaves a readable set.
+ *
+ * Without fsync a batch is written with one synchronous write() once the event loop has read
+ * what is waiting (setImmediate): a few microseconds into the page cache, which is all a kill -9
+ * needs, where a write through the thread pool would add a round trip to every answer. With
+ * fsync the batch goes through the thread pool, and what arrives during a flush waits for the next.
  */
+import { ftruncateSync, writeSync } from 'node:fs';
 import { type FileHandle, mkdir, open, readdir, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CapaError } from '../../../resolver/lib/errors.js';
@@ -72,6 +78,7 @@ export class StateJournal {
   private queue: string[] = [];
   private waiters: Waiter[] = [];
   private writing: Promise<void> | undefined;
+  private scheduled = false;
   private handle: FileHandle | undefined;
   private handleGen = -1;
   /** Bytes of the open journal known to be whole records: a failed write is cut back to it. */
@@ -102,7 +109,7 @@ export class StateJournal {
     let lastTorn = 0;
     for (const file of files) {
       const decoded = decodeRecords(await readFile(join(dir, file), 'utf8'));
-      records.push(...decoded.records);
+      for (const record of decoded.records) records.push(record); // not push(...): a million records overflow the stack
       problems.push(...describe(join(dir, file), decoded.problems, decoded.tornBytes));
       lastTorn = decoded.tornBytes;
     }
@@ -110,7 +117,7 @@ export class StateJournal {
     const journal = new StateJournal(dir, options.fsync ?? false, gen);
     journal.sinceSnapshot = records.length;
     // A torn last record is cut off, so the next append starts a line of its own.
-    if (lastTorn > 0) await journal.openGeneration(-lastTorn);
+    await journal.openGeneration(-lastTorn);
     return { journal, states: foldRecords(records), problems };
   }
 
@@ -125,19 +132,33 @@ export class StateJournal {
     this.queue.push(encodeRecord(record));
     this.sinceSnapshot++;
     const done = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
-    this.writing ??= this.drain();
+    if (this.fsync) this.writing ??= this.drain();
+    else if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.flushNow);
+    }
     return done;
   }
 
   /**
-   * Starts a new generation from `snapshot` (the allocator's live states and hold-downs now):
-   * records appended from here on go to the next journal; the snapshot is written beside it,
-   * and the files it replaces go once it is in place.
+   * Starts a new generation from the snapshot `take` returns (the allocator's live states and
+   * hold-downs, taken at the moment the next journal takes over, so no record falls between):
+   * the snapshot is written beside the new journal, and the files it replaces go once it is in place.
    */
-  async compact(snapshot: readonly StateRecord[]): Promise<void> {
+  async compact(take: () => readonly StateRecord[]): Promise<void> {
     const gen = this.gen + 1;
+    const next = await open(join(this.dir, `journal.${gen}`), 'a+', 0o600);
+    await this.writing;
+    this.flushNow();
+    const snapshot = take();
+    const old = this.handle;
+    this.handle = next;
+    this.handleGen = gen;
     this.gen = gen;
+    this.size = (await next.stat()).size;
     this.sinceSnapshot = 0;
+    await this.writing;
+    await old?.close();
     const path = join(this.dir, `snapshot.${gen}`);
     const file = await open(`${path}.tmp`, 'w', 0o600);
     try {
@@ -149,7 +170,6 @@ export class StateJournal {
       await file.close();
     }
     await rename(`${path}.tmp`, path);
-    await this.writing;
     for (const name of await readdir(this.dir)) {
       const older = generation(name, SNAPSHOT) ?? generation(name, JOURNAL);
       if (older !== undefined && older < gen) await rm(join(this.dir, name), { force: true });
@@ -159,6 +179,7 @@ export class StateJournal {
   /** Writes what is queued, then closes; with `removeAll`, deletes the folder's state too. */
   async close(removeAll = false): Promise<void> {
     this.closed = true;
+    this.flushNow();
     await this.writing;
     await this.handle?.close();
     this.handle = undefined;
@@ -180,28 +201,55 @@ export class StateJournal {
     return handle;
   }
 
-  /** One write per round: everything queued meanwhile goes out together. */
+  /** Takes the queued batch for one write. */
+  private take(): { bytes: Buffer; waiters: Waiter[] } {
+    const batch = { bytes: Buffer.from(this.queue.join('')), waiters: this.waiters };
+    this.queue = [];
+    this.waiters = [];
+    return batch;
+  }
+
+  private failure(err: unknown): CapaError {
+    return new CapaError('ERR_CAPA_SERVER_FAILURE', `the state journal in ${this.dir} cannot be written: ${(err as Error).message}`, { cause: err });
+  }
+
+  /** The synchronous write of everything queued (without fsync). */
+  private readonly flushNow = (): void => {
+    this.scheduled = false;
+    if (this.queue.length === 0) return;
+    const { bytes, waiters } = this.take();
+    const handle = this.handle;
+    try {
+      if (handle === undefined || this.handleGen !== this.gen) throw new Error('the journal file is not open');
+      writeSync(handle.fd, bytes, 0, bytes.length);
+      this.size += bytes.length;
+    } catch (err) {
+      // A write cut short (a full disk) must not leave half a record for the next one to follow.
+      if (handle !== undefined) try { ftruncateSync(handle.fd, this.size); } catch { /* reported below */ }
+      const failure = this.failure(err);
+      for (const w of waiters) w.reject(failure);
+      return;
+    }
+    for (const w of waiters) w.resolve();
+  };
+
+  /** With fsync: one write and flush per round; everything queued meanwhile goes out together. */
   private async drain(): Promise<void> {
     while (this.queue.length > 0) {
-      const text = this.queue.join('');
-      const waiters = this.waiters;
-      this.queue = [];
-      this.waiters = [];
+      const { bytes, waiters } = this.take();
       try {
         const handle = this.handle !== undefined && this.handleGen === this.gen ? this.handle : await this.openGeneration();
-        const bytes = Buffer.from(text);
         try {
           await handle.write(bytes, 0, bytes.length, null);
-          if (this.fsync) await handle.datasync();
+          await handle.datasync();
           this.size += bytes.length;
         } catch (err) {
-          // A write cut short (a full disk) must not leave half a record for the next one to follow.
           await handle.truncate(this.size).catch(() => undefined);
           throw err;
         }
         for (const w of waiters) w.resolve();
       } catch (err) {
-        const failure = new CapaError('ERR_CAPA_SERVER_FAILURE', `the state journal in ${this.dir} cannot be written: ${(err as Error).message}`, { cause: err });
+        const failure = this.failure(err);
         for (const w of waiters) w.reject(failure);
       }
     }

@@ -104,6 +104,7 @@ export interface DecodedRecords {
 export function decodeRecords(text: string): DecodedRecords {
   const out: DecodedRecords = { records: [], problems: [], tornBytes: 0 };
   let offset = 0;
+  let nextByte = 0;
   while (offset < text.length) {
     const end = text.indexOf('\n', offset);
     if (end < 0) {
@@ -111,7 +112,8 @@ export function decodeRecords(text: string): DecodedRecords {
       break;
     }
     const line = text.slice(offset, end);
-    const byteOffset = Buffer.byteLength(text.slice(0, offset));
+    const byteOffset = nextByte;
+    nextByte += Buffer.byteLength(line) + 1;
     offset = end + 1;
     const json = line.slice(9);
     if (line.length < 10 || line[8] !== ' ' || line.slice(0, 8) !== hex8(crc32(json))) {

@@ -56,7 +56,7 @@ const argv = commandLine('capa-gateway', process.argv.slice(2), usageError, (y) 
   .epilog('Reference CAPA gateway resource manager. It answers CAPA queries (_<port>._<tcp|udp>.<host> TYPE65280) '
     + 'from the inside realm with a fresh (source address, source port) from the pool, installs the state in the '
     + 'data plane before answering, and serves A/AAAA/CNAME from the zone file. Release is a DNS UPDATE deleting '
-    + 'the CAPA RR. Prints one "capa-gateway listening on ..." line when ready; stops cleanly on SIGINT/SIGTERM. '
+    + 'the CAPA RR. Prints one "capa-gateway listening on ..." line when ready; stops cleanly on SIGINT/SIGTERM, keeping its states for the next start; SIGHUP reloads the zone file. '
     + 'Exit codes: 0 clean stop, 1 runtime failure (e.g. address in use), 2 bad flags or configuration.')
   .example('$0 --listen 127.0.0.1:5300 --pool 127.64.0.1-127.64.0.4 --inside 127.0.0.0/8 --zone zone.txt', 'loopback gateway with four pool addresses')
   .option('listen', { type: 'string', default: DEFAULT_LISTEN, describe: 'Address and port of the DNS front end, UDP and TCP: ip:port or [ipv6]:port (port 0 = any free port, printed when ready)' })
@@ -132,6 +132,13 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
+  // SIGHUP: the zone file again, every state kept; a zone that does not load leaves the old one serving.
+  process.on('SIGHUP', () => {
+    gateway.reloadZone().then(
+      () => { process.stderr.write(`capa-gateway: zone reloaded${argv.zone === undefined ? ' (none configured)' : ` from ${argv.zone}`}\n`); },
+      (err: unknown) => { process.stderr.write(`capa-gateway: zone not reloaded, the old one still serves: ${(err as Error).message}\n`); },
+    );
+  });
 }
 
 void main();

@@ -61,6 +61,11 @@ export interface GatewayConfig {
 export interface RunningGateway {
   /** The address actually listened on (the real port when 0 was asked). */
   listen: ServerAddress;
+  /**
+   * Reads the zone file again and serves it; a file that does not load keeps the old zone and
+   * rejects with the error (file and line). States are not touched.
+   */
+  reloadZone(): Promise<void>;
   metricsListen: ServerAddress | undefined;
   service: GrmService;
   metrics: GatewayMetrics;
@@ -197,6 +202,9 @@ export async function startGateway(config: GatewayConfig): Promise<RunningGatewa
     }
     return {
       listen: { address: config.listen.address, port: server.port },
+      async reloadZone() {
+        if (config.zoneFile !== undefined) names.replaceZone(await loadZone(config.zoneFile));
+      },
       metricsListen,
       service,
       metrics,

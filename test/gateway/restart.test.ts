@@ -143,6 +143,31 @@ describe('capa-gateway restart: the state journal and the data plane bring every
     expect((await readdir(join(dir, 'state'))).filter((f) => /^(snapshot|journal)\./.test(f)), 'state files after --clear-on-stop').to.deep.equal([]);
   });
 
+  it('SIGHUP reloads the zone file and keeps every state; a zone that does not load leaves the old one serving', async () => {
+    const zone = join(dir, 'zone.txt');
+    await writeFile(zone, '$ORIGIN test.\n$TTL 60\nwww A 127.1.7.1\n');
+    const g = await start(['--zone', zone]);
+    const ask = async (): Promise<{ address: string; port: number }> => {
+      const r = await resolve({ host: 'www.test', port: outside.port, protocol: 'tcp', servers: [server()], localAddress: TERMINAL });
+      if (r.kind !== 'capa') throw new Error(`no CAPA answer: ${r.kind}`);
+      return { address: r.remote.address, port: r.local.port };
+    };
+    const first = await ask();
+    expect(first.address).to.equal('127.1.7.1');
+    await writeFile(zone, '$ORIGIN test.\n$TTL 60\nwww A 127.1.7.2\n');
+    g.child.kill('SIGHUP');
+    await eventually(() => g.output().includes('zone reloaded'), 'the reload');
+    const second = await ask();
+    expect(second.address, 'the new zone serves').to.equal('127.1.7.2');
+    await writeFile(zone, '$ORIGIN test.\n$TTL 60\nwww A not-an-address\n');
+    g.child.kill('SIGHUP');
+    await eventually(() => g.output().includes('zone not reloaded'), 'the failed reload');
+    expect(g.output()).to.match(/zone not reloaded, the old one still serves: .*zone\.txt:3: "not-an-address" is not an IPv4 address/);
+    const third = await ask();
+    expect(third.address, 'the old zone still serves').to.equal('127.1.7.2');
+    expect(third.port, 'the pending state of the same destination kept through both reloads').to.not.equal(second.port);
+  });
+
   it('a torn last record is ignored and a damaged one reported with its offset and skipped; the rest is restored', async () => {
     await start();
     await flow();

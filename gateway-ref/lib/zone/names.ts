@@ -8,7 +8,12 @@ export class Names {
   /** The result of each zone answer, made once: the zone's answers are themselves made once, and a GRM looks one up per query. */
   private readonly results = new WeakMap<Readonly<ZoneAnswer>, LookupResult>();
 
-  constructor(private readonly zone: Zone, private readonly upstream?: Upstream) {}
+  constructor(private zone: Zone, private readonly upstream?: Upstream) {}
+
+  /** Serves `zone` from now on (a reload); the GRM's states are not touched. */
+  replaceZone(zone: Zone): void {
+    this.zone = zone;
+  }
 
   get recursive(): boolean {
     return this.upstream !== undefined;

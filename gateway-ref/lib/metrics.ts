@@ -4,7 +4,7 @@
  */
 import http from 'node:http';
 import { Counter, Gauge, Registry } from 'prom-client';
-import type { AllocationEvent } from './grm/types.js';
+import type { AllocationEvent, MendKind } from './grm/types.js';
 
 export type BlockReason = 'exhausted' | 'quota';
 
@@ -21,6 +21,7 @@ const RCODE_NAMES = ['NOERROR', 'FORMERR', 'SERVFAIL', 'NXDOMAIN', 'NOTIMP', 'RE
 
 const EVENTS: readonly AllocationEvent['event'][] = ['allocate', 'confirm', 'release', 'expire'];
 const BLOCK_REASONS: readonly BlockReason[] = ['exhausted', 'quota'];
+const MEND_KINDS: readonly MendKind[] = ['flow-gone', 'orphan-element'];
 
 /**
  * The hot path only adds to plain numbers; prom-client's counters are set from them when
@@ -30,13 +31,14 @@ export class GatewayMetrics {
   readonly registry = new Registry();
   private readonly eventCounts = new Map<string, number>(EVENTS.map((e) => [e, 0]));
   private readonly blockCounts = new Map<string, number>(BLOCK_REASONS.map((r) => [r, 0]));
+  private readonly mendCounts = new Map<string, number>(MEND_KINDS.map((k) => [k, 0]));
   /** By the header's 4-bit rcode. */
   private readonly rcodeCounts = new Array<number>(16).fill(0);
 
   /** `states` is read at each scrape, so the gauges never drift from the allocator. */
   constructor(states: () => StateCounts) {
     const registers = [this.registry];
-    const { eventCounts, blockCounts, rcodeCounts } = this;
+    const { eventCounts, blockCounts, mendCounts, rcodeCounts } = this;
     new Counter({
       name: 'capa_allocation_events_total',
       help: 'Allocation lifecycle events: allocate, confirm (pending -> complete), release, expire (lease ended while pending).',
@@ -55,6 +57,16 @@ export class GatewayMetrics {
       collect() {
         this.reset();
         for (const [reason, n] of blockCounts) this.inc({ reason }, n);
+      },
+    });
+    new Counter({
+      name: 'capa_reconcile_mended_total',
+      help: 'What the data plane\'s periodic reconcile with the kernel put right: flow-gone (a flow ended without its event: the state ends), orphan-element (a kernel element no state owns: removed).',
+      labelNames: ['kind'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [kind, n] of mendCounts) this.inc({ kind }, n);
       },
     });
     new Counter({
@@ -91,6 +103,10 @@ export class GatewayMetrics {
 
   onEvent(event: AllocationEvent): void {
     this.eventCounts.set(event.event, this.eventCounts.get(event.event)! + 1);
+  }
+
+  onMended(kind: MendKind): void {
+    this.mendCounts.set(kind, this.mendCounts.get(kind)! + 1);
   }
 
   onBlocked(reason: BlockReason): void {

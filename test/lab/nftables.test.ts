@@ -210,6 +210,49 @@ describe('nftables data plane (network namespaces, root)', function () {
     await runCommand(['nft', '-c', '-f', '-'], { netns: gw, input: v6 });
   });
 
+  it('a restart takes its states over: stop({ keepStates }) leaves them, start(restored) has them in place and nothing else', async () => {
+    const kept = { ...allocation(t1.address, { localPort: 41001 }), state: 'complete' as const };
+    const gone = allocation(t2.address, { localPort: 41002 });
+    await driver.install(kept);
+    await driver.install(gone);
+    await driver.stop({ keepStates: true });
+    expect(await hasElement(kept.tuple), 'kept by a stop for a restart').to.equal(true);
+    driver = newDriver();
+    const ends: OutsideTuple[] = [];
+    await driver.start({ flowStarted: (t) => started.push(t), flowEnded: (t) => ends.push(t) }, [kept]);
+    expect(await hasElement(kept.tuple), 'restored').to.equal(true);
+    expect(await hasElement(gone.tuple), 'not restored: removed').to.equal(false);
+    expect(await fwmarkRules()).to.deep.equal(['0x3e8 -> 1000', '0x3e9 -> 1001']);
+    // Its flow does not run (no conntrack entry): the first reconcile ends it.
+    await driver.reconcile();
+    expect(ends).to.deep.include(kept.tuple);
+  });
+
+  it('a periodic reconcile ends a flow whose DESTROY was lost and removes an element no state owns', async () => {
+    await driver.stop();
+    const flow = { proto: 6 as const, remoteAddress: OUTSIDE, remotePort: 80, localAddress: AOG, localPort: 42001 };
+    const orphan = { ...flow, localPort: 42002 };
+    const mended: string[] = [];
+    const ends: OutsideTuple[] = [];
+    driver = new NftablesDataPlane({ links, pool, netns: gw, log: (m) => problems.push(m), flowEvents: false, reconcileMs: 300 });
+    await driver.start({
+      flowStarted: (t) => started.push(t), flowEnded: (t) => ends.push(t),
+      known: (t) => t.localPort === flow.localPort, mended: (kind) => mended.push(kind),
+    });
+    await driver.install(allocation(t1.address, { localPort: flow.localPort }));
+    await runCommand(['nft', 'add', 'element', 'inet', 'capa', 'state_tcp4', `{ ${stateElement(orphan, 1000).key} : 1000 }`], { netns: gw });
+    // A running flow (as conntrack lists it), then gone without an event: the watch is off.
+    const entry = ['-s', AOG, '-d', OUTSIDE, '-p', 'tcp', '--sport', String(flow.localPort), '--dport', '80'];
+    await runCommand(['conntrack', '-I', ...entry, '--state', 'ESTABLISHED', '-t', '120', '-u', 'ASSURED'], { netns: gw });
+    await waitFor('the reconcile to see the flow', () => (started.some((t) => t.localPort === flow.localPort) ? true : undefined), 5000);
+    await waitFor('the orphan removed', async () => (!(await hasElement(orphan)) ? true : undefined), 5000);
+    expect(await hasElement(flow), 'a state the GRM owns stays').to.equal(true);
+    await runCommand(['conntrack', '-D', ...entry], { netns: gw });
+    await waitFor('the lost end found', () => (ends.some((t) => t.localPort === flow.localPort) ? true : undefined), 5000);
+    expect(mended).to.include('orphan-element');
+    expect(mended).to.include('flow-gone');
+  });
+
   it('removes everything it installed on stop', async () => {
     await driver.stop();
     expect((await runCommand(['nft', 'list', 'tables'], { netns: gw })).stdout).not.to.match(/inet capa\b/);

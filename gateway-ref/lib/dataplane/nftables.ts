@@ -7,13 +7,13 @@
 import { CapaError } from '../../../resolver/lib/errors.js';
 import { canonicalIp, ipFamily } from '../../../resolver/lib/ip.js';
 import { unmapIPv4 } from '../dns/realm.js';
-import type { Allocation, DataPlane, FlowEvents, InboundRoute, OutsideTuple } from '../grm/types.js';
+import type { Allocation, DataPlane, FlowEvents, InboundRoute, OutsideTuple, ProtoNumber } from '../grm/types.js';
 import { runCommand } from './command.js';
 import { type ConntrackEvent, ConntrackWatch, listFlows } from './conntrack.js';
 import { BatchWriter, DEFAULT_MAX_BATCH_OPS } from './nft-batch.js';
 import {
   DEFAULT_TABLE, type ElementOp, type MapElement, type NftLayout, type NftLink, type RuleEntry,
-  checkLayout, inboundElement, renderElementOps, renderRouteCleanup, renderRoutes, renderRuleset, renderTeardown, stateElement,
+  checkLayout, inboundElement, partialMapName, renderElementOps, renderRouteCleanup, renderRoutes, renderRuleset, renderTeardown, stateElement, stateMapName,
 } from './nft-rules.js';
 import { NftSession } from './nft-session.js';
 
@@ -37,10 +37,16 @@ export interface NftablesOptions {
   drainMs?: number;
   /** Problems that do not fail a call (lost events, a failed background update); default stderr. */
   log?: (message: string) => void;
+  /**
+   * How often the kernel is compared with the GRM while running (conntrack's flows, the state
+   * maps' elements), to catch what events missed; 0: never. Default 30 000 ms.
+   */
+  reconcileMs?: number;
 }
 
 export const DEFAULT_RULE_PRIORITY = 1000;
 export const DEFAULT_DRAIN_MS = 30_000;
+export const DEFAULT_RECONCILE_MS = 30_000;
 
 const MISSING = /No such file or directory/;
 const EXISTS = /File exists/;
@@ -50,6 +56,32 @@ function rulesInPlace(rules: readonly RuleEntry[], wanted: readonly string[], pr
   const have = rules.filter((r) => r.priority === priority).map((r) => r.table ?? '').sort();
   const want = wanted.filter((l) => l.startsWith('rule ')).map((l) => / table (\d+) /.exec(l)?.[1] ?? '').sort();
   return have.length === want.length && have.every((t, i) => t === want[i]);
+}
+
+/** The complete and partial state maps, both protocols and families. */
+const STATE_MAPS: readonly string[] = ([6, 17] as const).flatMap((proto) => ([4, 6] as const).flatMap((family) => [stateMapName(proto, family), partialMapName(proto, family)]));
+
+/** The elements `nft -j list map` shows, as outside tuples and the elements to delete them by. */
+function elementsOf(json: string, map: string): { tuple: OutsideTuple; element: MapElement }[] {
+  const proto: ProtoNumber = map.includes('udp') ? 17 : 6;
+  const out: { tuple: OutsideTuple; element: MapElement }[] = [];
+  const parsed = JSON.parse(json) as { nftables?: { map?: { elem?: [{ concat: (string | number)[] }, number][] } }[] };
+  for (const item of parsed.nftables ?? []) {
+    for (const [key, mark] of item.map?.elem ?? []) {
+      const parts = key.concat;
+      const tuple: OutsideTuple = parts.length === 4
+        ? { proto, remoteAddress: String(parts[0]), remotePort: Number(parts[1]), localAddress: String(parts[2]), localPort: Number(parts[3]) }
+        : { proto, remoteAddress: String(parts[0]), remotePort: undefined, localAddress: String(parts[1]), localPort: Number(parts[2]) };
+      out.push({ tuple, element: stateElement(tuple, mark) });
+    }
+  }
+  return out;
+}
+
+/** The DESTROY event of a complete state's key (`<map> <aOB> . <pB> . <aOG> . <pA>`). */
+function destroyOf(map: string, key: string): ConntrackEvent {
+  const [dst, dport, src, sport] = key.split(' . ');
+  return { kind: 'destroy', proto: map.includes('udp') ? 17 : 6, src: src!, dst: dst!, sport: Number(sport), dport: Number(dport) };
 }
 
 function elementKey(element: MapElement): string {
@@ -76,6 +108,7 @@ export class NftablesDataPlane implements DataPlane {
   private readonly draining = new Map<string, { element: MapElement; timer: NodeJS.Timeout }>();
   /** Complete states a restart put back, by key, until reconcile() has seen whether their flow runs. */
   private readonly restoredComplete = new Map<string, OutsideTuple>();
+  private reconcileTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: NftablesOptions) {
     this.layout = { table: options.table ?? DEFAULT_TABLE, links: options.links, pool: options.pool };
@@ -100,6 +133,13 @@ export class NftablesDataPlane implements DataPlane {
     try {
       await session.run(renderRuleset(this.layout) + renderElementOps(this.layout.table, this.restoredOps(restored)));
       await this.resetRoutes(true);
+      const every = this.options.reconcileMs ?? DEFAULT_RECONCILE_MS;
+      if (every > 0) {
+        this.reconcileTimer = setInterval(() => {
+          this.reconcile().catch((err: unknown) => this.log(`periodic reconcile failed: ${(err as Error).message}`));
+        }, every);
+        this.reconcileTimer.unref();
+      }
       if (this.options.flowEvents ?? true) {
         this.watch = await ConntrackWatch.start({
           netns: this.options.netns,
@@ -163,19 +203,48 @@ export class NftablesDataPlane implements DataPlane {
   async reconcile(): Promise<void> {
     this.requireStarted();
     const running = new Set<string>();
+    const seen = new Set(this.liveFlows);
     for (const flow of await listFlows(this.options.netns)) {
       if (!this.poolSet.has(flow.src)) continue;
-      running.add(elementKey(stateElement({ proto: flow.proto, remoteAddress: flow.dst, remotePort: flow.dport, localAddress: flow.src, localPort: flow.sport }, 0)));
-      this.onConntrack(flow);
+      const key = elementKey(stateElement({ proto: flow.proto, remoteAddress: flow.dst, remotePort: flow.dport, localAddress: flow.src, localPort: flow.sport }, 0));
+      running.add(key);
+      if (!this.liveFlows.has(key)) this.onConntrack(flow);
     }
     for (const [key, tuple] of this.restoredComplete) if (!running.has(key)) this.events?.flowEnded(tuple);
     this.restoredComplete.clear();
+    // Flows conntrack no longer has, whose DESTROY never came (the event buffer overflowed).
+    for (const key of seen) {
+      if (running.has(key) || !this.liveFlows.has(key)) continue;
+      const [map, ...fields] = key.split(' ');
+      this.onConntrack(destroyOf(map!, fields.join(' ')));
+      this.events?.mended?.('flow-gone');
+    }
+    await this.removeOrphans();
+  }
+
+  /** Elements of the state maps that no GRM state owns (a lost removal) go. */
+  private async removeOrphans(): Promise<void> {
+    const known = this.events?.known;
+    if (known === undefined) return;
+    const orphans: ElementOp[] = [];
+    for (const map of this.layout.pool.length > 0 ? STATE_MAPS : []) {
+      const listed = await runCommand(['nft', '-j', 'list', 'map', 'inet', this.layout.table, map], { netns: this.options.netns, allowFailure: true });
+      if (listed.code !== 0) continue;
+      for (const { tuple, element } of elementsOf(listed.stdout, map)) {
+        if (!known(tuple) && !this.draining.has(elementKey(element))) orphans.push({ action: 'delete', element });
+      }
+    }
+    if (orphans.length === 0) return;
+    await this.writer.submit({ ops: orphans, fallback: { when: MISSING, ops: [] } });
+    for (let i = 0; i < orphans.length; i++) this.events?.mended?.('orphan-element');
   }
 
   /** Removes everything start() installed, unless `keepStates`: then the kernel keeps relaying for the next start. */
   async stop(options: { keepStates?: boolean } = {}): Promise<void> {
     const session = this.session;
     if (session === undefined) return;
+    clearInterval(this.reconcileTimer);
+    this.reconcileTimer = undefined;
     await this.watch?.stop();
     this.watch = undefined;
     for (const key of [...this.draining.keys()]) this.undrain(key);

@@ -99,6 +99,8 @@ export class GrmService implements ResponderContext {
     await this.dataPlane.start({
       flowStarted: (tuple) => { this.allocator.confirm(tuple); },
       flowEnded: (tuple) => this.flowEnded(tuple),
+      known: (tuple) => this.allocator.find(tuple) !== undefined,
+      mended: (kind) => this.options.metrics?.onMended(kind),
     }, restored);
     if (restored.length > 0) await this.dataPlane.reconcile?.();
     await this.expire();

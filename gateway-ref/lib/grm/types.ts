@@ -102,10 +102,17 @@ export interface InboundRoute {
   ttlMs: number;
 }
 
+/** What a periodic reconcile found and put right: a flow gone whose end no event reported, a kernel element no state owns. */
+export type MendKind = 'flow-gone' | 'orphan-element';
+
 /** What a data plane reports back to the GRM. */
 export interface FlowEvents {
   /** The flow's first packet / pinned socket was seen: pending -> complete (pB filled for partial states). */
   flowStarted(tuple: OutsideTuple): void;
   /** The flow ended (socket gone, conntrack DESTROY). */
   flowEnded(tuple: OutsideTuple): void;
+  /** Whether the GRM holds a state for the tuple (a reconcile removes kernel elements it does not). */
+  known?(tuple: OutsideTuple): boolean;
+  /** A reconcile put something right (counted in the metrics). */
+  mended?(kind: MendKind): void;
 }

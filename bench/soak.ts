@@ -1,0 +1,116 @@
+/**
+ * Soak (not run in CI): capa-gateway with its state journal under churn for a while — answers
+ * that are never used (their leases expire), flows connected and released — and the gateway's
+ * resident memory once warmed up and at the end (target: within ±5 %), its journal folder's
+ * size, and the errors seen (target: none). The peer is the gateway's own start: memory after the
+ * warm-up is what the end is compared with.
+ *
+ *   node dist/bench/soak.js [--minutes 10] [--warmup-s 30]
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { release, resolve } from '../resolver/lib/resolve.js';
+import { benchCommandLine, table } from './lib.js';
+
+const GATEWAY_JS = fileURLToPath(new URL('../gateway-ref/bin/capa-gateway.js', import.meta.url));
+const POOL = '127.64.20.1-127.64.20.4';
+const OUTSIDE = '127.1.20.1';
+const TERMINALS = ['127.10.20.1', '127.10.20.2', '127.10.20.3', '127.10.20.4'];
+const TARGET_RSS_CHANGE = 0.05;
+
+const argv = benchCommandLine('soak', (y) => y
+  .usage('$0 [options]\n\nChurn against capa-gateway with its state journal: resident memory after the warm-up and at the end, errors.')
+  .option('minutes', { type: 'number', default: 10, describe: 'how long the churn runs after the warm-up' })
+  .option('warmup-s', { type: 'number', default: 30, describe: 'churn before the first memory reading' })
+  .check((a) => {
+    if (!(a.minutes > 0) || !(a['warmup-s'] >= 0)) throw new Error('--minutes must be > 0 and --warmup-s >= 0');
+    return true;
+  }))
+  .parseSync();
+
+async function rssKiB(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+}
+
+async function startGateway(dir: string): Promise<{ child: ChildProcess; server: string }> {
+  const child = spawn(process.execPath, [GATEWAY_JS, '--listen', '127.0.0.1:0', '--pool', POOL, '--inside', '127.10.0.0/16',
+    '--state-dir', join(dir, 'state'), '--lease', '2', '--hold-down', '60'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout!.setEncoding('utf8');
+  const server = await new Promise<string>((ok, fail) => {
+    child.stdout!.on('data', (d: string) => { out += d; const m = /listening on (\S+)/.exec(out); if (m) ok(m[1]!); });
+    child.once('exit', (code) => fail(new Error(`capa-gateway exited (${code})`)));
+  });
+  return { child, server };
+}
+
+async function folderBytes(dir: string): Promise<number> {
+  let total = 0;
+  for (const name of await readdir(dir)) total += (await stat(join(dir, name))).size;
+  return total;
+}
+
+async function main(): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'capa-soak-'));
+  const outside = net.createServer((s) => { s.on('error', () => s.destroy()); s.end('hi\n'); }).listen(0, OUTSIDE);
+  await once(outside, 'listening');
+  const port = (outside.address() as net.AddressInfo).port;
+  const { child, server } = await startGateway(dir);
+  const counts = { answers: 0, flows: 0, releases: 0, errors: 0 };
+  const errors = new Map<string, number>();
+  let running = true;
+  const churn = async (terminal: string, i: number): Promise<void> => {
+    while (running) {
+      try {
+        const r = await resolve({ host: OUTSIDE, port, protocol: 'tcp', servers: [server], localAddress: terminal, deadline: 2000 });
+        counts.answers++;
+        if (r.kind === 'capa' && i % 2 === 0) {
+          // Half the terminals use their answers (connect, then release); the others let the lease expire.
+          const socket = net.connect({ host: OUTSIDE, port, localAddress: r.local.address, localPort: r.local.port });
+          socket.on('error', () => undefined).resume();
+          await once(socket, 'close');
+          counts.flows++;
+          await release(r, { localAddress: terminal });
+          counts.releases++;
+        }
+      } catch (err) {
+        counts.errors++;
+        const code = (err as { code?: string }).code ?? (err as Error).message;
+        errors.set(code, (errors.get(code) ?? 0) + 1);
+      }
+    }
+  };
+  const workers = TERMINALS.map((t, i) => churn(t, i));
+  try {
+    await new Promise((r) => setTimeout(r, argv['warmup-s'] * 1000));
+    const warm = { rss: await rssKiB(child.pid!), counts: { ...counts } };
+    await new Promise((r) => setTimeout(r, argv.minutes * 60_000));
+    const end = { rss: await rssKiB(child.pid!), counts: { ...counts } };
+    running = false;
+    await Promise.all(workers);
+    const change = (end.rss - warm.rss) / warm.rss;
+    console.log(`soak: ${argv.minutes} min of churn after ${argv['warmup-s']} s of warm-up, lease 2 s, hold-down 60 s, ${TERMINALS.length} terminals (half connect and release, half let leases expire)`);
+    console.log(table([
+      ['', 'gateway RSS KiB', 'answers', 'flows', 'releases', 'errors'],
+      ['after warm-up (peer)', String(warm.rss), String(warm.counts.answers), String(warm.counts.flows), String(warm.counts.releases), String(warm.counts.errors)],
+      ['at the end', String(end.rss), String(end.counts.answers), String(end.counts.flows), String(end.counts.releases), String(end.counts.errors)],
+    ]));
+    console.log(`RSS change: ${(change * 100).toFixed(1)} % (target within ±${TARGET_RSS_CHANGE * 100} %: ${Math.abs(change) <= TARGET_RSS_CHANGE ? 'met' : 'NOT met'}); `
+      + `errors: ${counts.errors}${errors.size > 0 ? ` (${[...errors].map(([c, n]) => `${c} ${n}`).join(', ')})` : ''} (target 0); `
+      + `state folder at the end: ${await folderBytes(join(dir, 'state'))} bytes`);
+  } finally {
+    running = false;
+    child.kill('SIGTERM');
+    await once(child, 'exit');
+    outside.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+await main();

@@ -197,6 +197,21 @@ static long number_setting(struct capa_config *cfg, const char *name, const char
   return v;
 }
 
+/* CAPA_SUPERVISOR_TOKEN: two 64-bit words, 16 hex digits each. */
+static void token_setting(struct capa_config *cfg, const char *value) {
+  char word[17] = {0};
+  size_t len = strlen(value);
+  if (len != 32 || strspn(value, "0123456789abcdefABCDEF") != 32) {
+    set_error(cfg, "CAPA_SUPERVISOR_TOKEN must be 32 hex digits, got \"%s\"", value);
+    return;
+  }
+  for (int i = 0; i < 2; i++) {
+    memcpy(word, value + 16 * i, 16);
+    cfg->supervisor_token[i] = strtoull(word, NULL, 16);
+  }
+  cfg->has_token = 1;
+}
+
 /* A flag variable: set, and neither empty nor "0". */
 static int is_set(const char *value) { return value != NULL && value[0] != '\0' && strcmp(value, "0") != 0; }
 
@@ -204,7 +219,7 @@ void capa_config_load(struct capa_config *cfg, const char *(*env)(const char *na
                       const char *resolv_conf) {
   const char *servers = env("CAPA_SERVER"), *exempt = env("CAPA_EXEMPT"), *quiet = env("CAPA_QUIET");
   const char *log_path = env("CAPA_LOG"), *interface = env("CAPA_INTERFACE"), *ledger = env("CAPA_LEDGER");
-  const char *supervisor = env("CAPA_SUPERVISOR");
+  const char *supervisor = env("CAPA_SUPERVISOR"), *token = env("CAPA_SUPERVISOR_TOKEN");
   memset(cfg, 0, sizeof *cfg);
   if (servers != NULL && strspn(servers, ", \t") != strlen(servers)) for_each_item(cfg, servers, add_server);
   else servers_from_resolv_conf(cfg, resolv_conf);
@@ -213,6 +228,7 @@ void capa_config_load(struct capa_config *cfg, const char *(*env)(const char *na
   if (log_path != NULL) copy_setting(cfg, "CAPA_LOG", log_path, cfg->log_path, sizeof cfg->log_path);
   if (ledger != NULL) copy_setting(cfg, "CAPA_LEDGER", ledger, cfg->ledger_dir, sizeof cfg->ledger_dir);
   if (supervisor != NULL) copy_setting(cfg, "CAPA_SUPERVISOR", supervisor, cfg->supervisor, sizeof cfg->supervisor);
+  if (token != NULL) token_setting(cfg, token);
   if (interface != NULL) copy_setting(cfg, "CAPA_INTERFACE", interface, cfg->interface, sizeof cfg->interface);
   cfg->quiet = is_set(quiet);
   cfg->strict = is_set(env("CAPA_STRICT"));

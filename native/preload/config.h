@@ -9,6 +9,7 @@
  *   CAPA_RRTYPE      RR type number of CAPA (default 65280)
  *   CAPA_TIMEOUT_MS  overall deadline of one CAPA lookup (default 2000)
  *   CAPA_SUPERVISOR  abstract unix socket name of capa-run's seccomp supervisor (supervisor_link.h)
+ *   CAPA_SUPERVISOR_TOKEN  32 hex digits the supervisor's filter lets by (supervisor_link.h)
  *   CAPA_STRICT      set (and not "0") to refuse execs that would escape the library (exec_check.h)
  *   CAPA_LEDGER      folder of the per-process allocation ledger capa-run reads (ledger.h)
  * A bad value does not fall back to defaults: it is kept in `error` and every CAPA lookup fails
@@ -54,6 +55,8 @@ struct capa_config {
   char log_path[4096];
   char ledger_dir[4096];
   char supervisor[100]; /* empty: no supervisor runs */
+  int has_token;
+  uint64_t supervisor_token[2];
   int quiet;
   int strict;
   char interface[IF_NAMESIZE];

@@ -3,14 +3,11 @@
 #include "supervisor_link.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <stddef.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
-
-#define ACK_WAIT_MS 1000
 
 int capa_supervisor_tell(const struct capa_config *cfg, int fd, const struct capa_supervisor_note *note) {
   struct sockaddr_un to = {.sun_family = AF_UNIX};
@@ -20,7 +17,6 @@ int capa_supervisor_tell(const struct capa_config *cfg, int fd, const struct cap
   memcpy(to.sun_path + 1, cfg->supervisor, name_len);
   int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (s < 0) return -errno;
-  struct sockaddr_un self = {.sun_family = AF_UNIX}; /* autobind: the supervisor needs an address to answer */
   char control[CMSG_SPACE(sizeof(int))];
   struct iovec iov = {.iov_base = (void *)note, .iov_len = sizeof *note};
   struct msghdr msg = {.msg_name = &to, .msg_namelen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + name_len),
@@ -30,12 +26,8 @@ int capa_supervisor_tell(const struct capa_config *cfg, int fd, const struct cap
   c->cmsg_type = SCM_RIGHTS;
   c->cmsg_len = CMSG_LEN(sizeof(int));
   memcpy(CMSG_DATA(c), &fd, sizeof fd);
-  int rc = bind(s, (struct sockaddr *)&self, sizeof(sa_family_t)) < 0 || sendmsg(s, &msg, 0) < 0 ? -errno : 0;
-  if (rc == 0) {
-    struct pollfd p = {.fd = s, .events = POLLIN};
-    char ack;
-    rc = poll(&p, 1, ACK_WAIT_MS) == 1 && recv(s, &ack, 1, 0) == 1 ? 0 : -ETIMEDOUT;
-  }
+  /* Once sent, the note is in the supervisor's queue: no answer to wait for. */
+  int rc = sendmsg(s, &msg, 0) < 0 ? -errno : 0;
   close(s);
   return rc;
 }

@@ -1,9 +1,10 @@
 /*
  * The seccomp user-notification supervisor of capa-run (supervise.h): it pins what the LD_PRELOAD
- * library cannot reach (statically linked programs: Go, busybox; children that drop LD_PRELOAD).
- * Where the dynamic linker loads the library too, the library pins what it sees and hands each
- * such socket to the supervisor (supervisor_link.h), which then only performs that connect;
- * everything the library does not see, the supervisor pins itself.
+ * library cannot reach (statically linked programs: Go, busybox; children that drop LD_PRELOAD;
+ * raw system calls). Where the dynamic linker loads the library too, the library judges the
+ * calls it sees and makes them with the supervisor's token, which the filter lets by; each
+ * socket it pins it also hands to the supervisor (supervisor_link.h), so that a call on it the
+ * library did not see is known as pinned. Everything else the supervisor pins itself.
  *
  * The child sets no-new-privs, installs a filter that hands connect, bind and the sends that
  * carry a destination to this process (SECCOMP_RET_USER_NOTIF, inherited by the whole tree
@@ -12,7 +13,7 @@
  * the library's own socket step on it (terminal.h: exemptions, the CAPA lookup by reverse name,
  * the pin, the refusals), and for a connect performs the connect itself on the inspected socket
  * and address (letting the call continue would leave a window in which another thread swaps the
- * descriptor). A sweeper looks every 100 ms, while sockets are pinned, whether each is still
+ * descriptor). The watcher looks every 100 ms, while sockets are pinned, whether each is still
  * open (sock_diag): the allocation of one that is gone goes back; when the last process of the
  * tree is gone, whatever is still pinned is released. Fails closed: a socket or address it
  * cannot inspect fails the call with EPERM. If the supervisor dies, the tree's further
@@ -29,13 +30,17 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -63,31 +68,50 @@
 
 
 /* The filter: x86-64 only (other ABIs and x32 get EPERM), io_uring refused (its submissions
- * would bypass every check), connect/bind/sendmsg/sendmmsg and sendto with an address to the
- * supervisor; everything else allowed. Closes are not notified (a program's start alone makes
- * dozens, a notification each): the sweeper sees which pinned sockets are gone. */
-#define ARGS4 offsetof(struct seccomp_data, args[4])
-static struct sock_filter filter[] = {
-    /* 0 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-    /* 1 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
-    /* 2 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
-    /* 3 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-    /* 4 */ BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000 /* __X32_SYSCALL_BIT */, 0, 1),
-    /* 5 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
-    /* 6 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
-    /* 7 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
-    /* 8 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_connect, 9, 0),
-    /* 9 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_bind, 8, 0),
-    /* 10 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_sendmsg, 7, 0),
-    /* 11 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_sendmmsg, 6, 0),
-    /* 12 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_sendto, 0, 4),
-    /* 13 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARGS4),
-    /* 14 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 3),
-    /* 15 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARGS4 + 4),
-    /* 16 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 1),
-    /* 17 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-    /* 18 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
-};
+ * would bypass every check), the calls the preload library has judged (the token in args[4]
+ * and args[5], supervisor_link.h) allowed, connect/bind/sendmsg/sendmmsg and sendto with an
+ * address to the supervisor; everything else allowed. A bind whose address is shorter than
+ * sockaddr_in (a unix autobind: the kernel refuses it on an inet socket) passes too. Closes are
+ * not notified (a program's start alone makes dozens, a notification each): the watcher sees
+ * which pinned sockets are gone. */
+#define ARG(i) offsetof(struct seccomp_data, args[i])
+#define FILTER_LEN 30
+
+static void make_filter(struct sock_filter f[FILTER_LEN], const uint64_t token[2]) {
+  const struct sock_filter program[FILTER_LEN] = {
+      /* 0 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+      /* 1 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+      /* 2 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+      /* 3 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+      /* 4 */ BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000 /* __X32_SYSCALL_BIT */, 0, 1),
+      /* 5 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+      /* 6 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+      /* 7 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+      /* 8 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG(4)), /* the token, a word at a time */
+      /* 9 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)token[0], 0, 6),
+      /* 10 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG(4) + 4),
+      /* 11 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)(token[0] >> 32), 0, 4),
+      /* 12 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG(5)),
+      /* 13 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)token[1], 0, 2),
+      /* 14 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG(5) + 4),
+      /* 15 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)(token[1] >> 32), 12, 0),
+      /* 16 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+      /* 17 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_bind, 0, 2),
+      /* 18 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG(2)), /* addrlen: an int, its low word */
+      /* 19 */ BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, sizeof(struct sockaddr_in), 9, 8),
+      /* 20 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_connect, 8, 0),
+      /* 21 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_sendmsg, 7, 0),
+      /* 22 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_sendmmsg, 6, 0),
+      /* 23 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_sendto, 0, 4),
+      /* 24 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG(4)),
+      /* 25 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 3),
+      /* 26 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG(4) + 4),
+      /* 27 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 1),
+      /* 28 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      /* 29 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+  };
+  memcpy(f, program, sizeof program);
+}
 
 static int listener = -1;
 
@@ -138,10 +162,10 @@ struct pinned {
 
 static struct {
   pthread_mutex_t lock;
-  pthread_cond_t filled; /* the sweeper waits on it while the table is empty */
+  int wake; /* an eventfd: the table has its first entry (the watcher sweeps while it has any) */
   struct pinned *items;
   size_t count, capacity;
-} table = {.lock = PTHREAD_MUTEX_INITIALIZER, .filled = PTHREAD_COND_INITIALIZER};
+} table = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = -1};
 
 static int identity(int fd, struct stat *st) { return fstat(fd, st) == 0 && S_ISSOCK(st->st_mode); }
 
@@ -157,6 +181,60 @@ static int find_pinned(const struct stat *st, struct pinned *out, int take) {
   }
   pthread_mutex_unlock(&table.lock);
   return found;
+}
+
+static void add_pinned(const struct stat *st, const struct capa_pin *pin, int library) {
+  pthread_mutex_lock(&table.lock);
+  if (table.count == table.capacity) {
+    size_t capacity = table.capacity ? table.capacity * 2 : 64;
+    struct pinned *items = realloc(table.items, capacity * sizeof *items);
+    if (items != NULL) table.items = items, table.capacity = capacity;
+  }
+  if (table.count < table.capacity) table.items[table.count++] = (struct pinned){st->st_dev, st->st_ino, *pin, library};
+  if (table.count == 1) eventfd_write(table.wake, 1);
+  pthread_mutex_unlock(&table.lock);
+}
+
+/* The library's notes (supervisor_link.h) waiting on its socket, into the table: how many. The
+ * library sends its note before the call that uses the socket, so a socket it pinned is known
+ * once the queue is read; the lock makes a thread that finds no entry wait for a note another
+ * thread has taken but not yet recorded. */
+static struct {
+  pthread_mutex_t lock;
+  int fd;
+} notes = {.lock = PTHREAD_MUTEX_INITIALIZER, .fd = -1};
+
+static int hear_library(void) {
+  int heard = 0;
+  pthread_mutex_lock(&notes.lock);
+  for (;;) {
+    struct capa_supervisor_note note;
+    char control[CMSG_SPACE(sizeof(int))];
+    struct iovec iov = {.iov_base = &note, .iov_len = sizeof note};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof control};
+    ssize_t n = recvmsg(notes.fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    if (n < 0) break;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    int fd = -1;
+    if (c != NULL && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) memcpy(&fd, CMSG_DATA(c), sizeof fd);
+    struct stat st;
+    if (fd >= 0 && n == (ssize_t)sizeof note && identity(fd, &st)) {
+      struct capa_pin pin;
+      memset(&pin, 0, sizeof pin);
+      pin.alloc.record.family = note.family;
+      memcpy(pin.alloc.record.addr, note.addr, sizeof note.addr);
+      pin.alloc.record.port = note.port;
+      pin.alloc.record.proto = note.proto;
+      pin.dest.family = note.family;
+      memcpy(pin.dest.addr, note.dest_addr, sizeof note.dest_addr);
+      pin.dest_port = note.dest_port;
+      add_pinned(&st, &pin, 1);
+      heard++;
+    }
+    if (fd >= 0) close(fd);
+  }
+  pthread_mutex_unlock(&notes.lock);
+  return heard;
 }
 
 /* Whether the socket is still bound to the pinned allocation (a closed socket's number, and
@@ -180,31 +258,15 @@ static int bound_to(int fd, const struct capa_record *r) {
 /* The live pin of a socket into *out (1), or 0: an entry whose socket is no longer bound to it
  * is dropped. */
 static int live_pin(int fd, const struct stat *st, struct pinned *out) {
-  if (!find_pinned(st, out, 0)) return 0;
+  if (!find_pinned(st, out, 0) && !(hear_library() > 0 && find_pinned(st, out, 0))) return 0;
   if (bound_to(fd, &out->pin.alloc.record)) return 1;
   find_pinned(st, NULL, 1);
   return 0;
 }
 
-static void start_sweeper(void);
-
-static void add_pinned(const struct stat *st, const struct capa_pin *pin, int library) {
-  static pthread_once_t sweeper_once = PTHREAD_ONCE_INIT;
-  pthread_once(&sweeper_once, start_sweeper);
-  pthread_mutex_lock(&table.lock);
-  if (table.count == table.capacity) {
-    size_t capacity = table.capacity ? table.capacity * 2 : 64;
-    struct pinned *items = realloc(table.items, capacity * sizeof *items);
-    if (items != NULL) table.items = items, table.capacity = capacity;
-  }
-  if (table.count < table.capacity) table.items[table.count++] = (struct pinned){st->st_dev, st->st_ino, *pin, library};
-  pthread_cond_signal(&table.filled);
-  pthread_mutex_unlock(&table.lock);
-}
-
 /* ---- the sweeper: pinned sockets that are gone ------------------------------------------ */
 
-/* How often the sweeper looks while sockets are pinned: a closed socket's allocation goes back
+/* How often the watcher sweeps while sockets are pinned: a closed socket's allocation goes back
  * at most this much later. */
 #define SWEEP_MS 100
 
@@ -234,26 +296,35 @@ static void sweep(void) {
   free(seen);
 }
 
-static void *sweeper(void *unused) {
-  (void)unused;
-  for (;;) {
-    const struct timespec pause = {.tv_sec = 0, .tv_nsec = SWEEP_MS * 1000000L};
-    pthread_mutex_lock(&table.lock);
-    while (table.count == 0) pthread_cond_wait(&table.filled, &table.lock);
-    pthread_mutex_unlock(&table.lock);
-    nanosleep(&pause, NULL);
-    sweep();
-  }
-  return NULL;
+/* Monotonic milliseconds. */
+static long long now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
-/* Started with the first pin: a program that never connects out pays no thread. */
-static void start_sweeper(void) {
-  pthread_t thread;
-  if (pthread_create(&thread, NULL, sweeper, NULL) == 0) pthread_detach(thread);
+static int pinned_count(void) {
+  pthread_mutex_lock(&table.lock);
+  int n = (int)table.count;
+  pthread_mutex_unlock(&table.lock);
+  return n;
 }
 
 /* ---- one notification --------------------------------------------------------------------- */
+
+/* struct msghdr as the kernel reads it from the target: musl's own keeps only the low 32 bits
+ * of the two lengths (POSIX types, padded to the kernel's size_t). */
+struct target_msghdr {
+  uint64_t name;
+  uint32_t namelen, pad;
+  uint64_t iov, iovlen, control, controllen;
+  uint32_t flags, pad2;
+};
+
+struct target_mmsghdr {
+  struct target_msghdr hdr;
+  uint32_t len, pad;
+};
 
 /* The destination a connect or send names: the socket address (at most sockaddr_storage) the
  * call points at. 0, 1 when the call names none (continue it), or -errno. */
@@ -265,9 +336,9 @@ static int destination_of(const struct seccomp_notif *n, struct sockaddr_storage
   } else if (n->data.nr == __NR_sendto) {
     addr = n->data.args[4], addrlen = n->data.args[5];
   } else {
-    struct msghdr msg; /* sendmsg, or the first message of sendmmsg (struct mmsghdr starts with it) */
+    struct target_msghdr msg; /* sendmsg, or the first message of sendmmsg (struct mmsghdr starts with it) */
     if ((rc = read_target(n->pid, n->data.args[1], &msg, sizeof msg)) < 0) return rc;
-    addr = (uintptr_t)msg.msg_name, addrlen = msg.msg_namelen;
+    addr = msg.name, addrlen = msg.namelen;
   }
   if (addr == 0) return 1;
   if (addrlen > sizeof *ss) addrlen = sizeof *ss;
@@ -292,19 +363,18 @@ static void refuse(const struct capa_config *cfg, const struct seccomp_notif *n,
 /* The data of the target's sendto or sendmsg into data: its length, -1 when the call is to
  * continue in the target, or -errno when its memory cannot be read. */
 static long send_data(const struct seccomp_notif *n, unsigned char *data) {
-  struct msghdr msg;
+  struct target_msghdr msg = {.iovlen = 1};
   struct iovec iov[SEND_IOV];
   size_t total = 0;
   int rc;
   if (n->data.nr == __NR_sendto) {
     iov[0] = (struct iovec){.iov_base = (void *)(uintptr_t)n->data.args[1], .iov_len = (size_t)n->data.args[2]};
-    msg = (struct msghdr){.msg_iov = iov, .msg_iovlen = 1};
   } else {
     if ((rc = read_target(n->pid, n->data.args[1], &msg, sizeof msg)) < 0) return rc;
-    if (msg.msg_controllen != 0 || msg.msg_iovlen > SEND_IOV) return -1;
-    if ((rc = read_target(n->pid, (uintptr_t)msg.msg_iov, iov, msg.msg_iovlen * sizeof iov[0])) < 0) return rc;
+    if (msg.controllen != 0 || msg.iovlen > SEND_IOV) return -1;
+    if ((rc = read_target(n->pid, msg.iov, iov, msg.iovlen * sizeof iov[0])) < 0) return rc;
   }
-  for (size_t i = 0; i < msg.msg_iovlen; i++) {
+  for (size_t i = 0; i < msg.iovlen; i++) {
     if (iov[i].iov_len > SEND_MAX - total) return -1;
     if (iov[i].iov_len > 0 && (rc = read_target(n->pid, (uintptr_t)iov[i].iov_base, data + total, iov[i].iov_len)) < 0) return rc;
     total += iov[i].iov_len;
@@ -329,37 +399,32 @@ static int admitted(const struct seccomp_notif *n, int fd, const struct capa_pin
   if (rc < 0 || n->data.nr != __NR_sendmmsg) return rc;
   unsigned count = (unsigned)n->data.args[2] < UIO_MAXIOV ? (unsigned)n->data.args[2] : UIO_MAXIOV;
   for (unsigned i = 1; i < count && rc == 0; i++) {
-    struct mmsghdr m;
+    struct target_mmsghdr m;
     struct sockaddr_storage to;
     if ((rc = read_target(n->pid, n->data.args[1] + i * sizeof m, &m, sizeof m)) < 0) break;
-    if (m.msg_hdr.msg_name == NULL) continue;
-    socklen_t to_len = m.msg_hdr.msg_namelen < sizeof to ? m.msg_hdr.msg_namelen : sizeof to;
+    if (m.hdr.name == 0) continue;
+    socklen_t to_len = m.hdr.namelen < sizeof to ? m.hdr.namelen : sizeof to;
     memset(&to, 0, sizeof to);
-    if ((rc = read_target(n->pid, (uintptr_t)m.msg_hdr.msg_name, &to, to_len)) == 0) rc = capa_pin_admits(fd, pin, (const struct sockaddr *)&to, to_len);
+    if ((rc = read_target(n->pid, m.hdr.name, &to, to_len)) == 0) rc = capa_pin_admits(fd, pin, (const struct sockaddr *)&to, to_len);
   }
   return rc;
 }
 
-/* connect, bind and the sends: the library's socket step on our copy of the socket. */
-static void handle_socket_call(const struct seccomp_notif *n) {
-  const struct capa_config *cfg = capa_config();
-  struct sockaddr_storage ss;
-  socklen_t len = 0;
+/* A call past the first look: the notification, the destination it names, our copy of its socket. */
+struct call {
+  struct seccomp_notif n;
+  struct sockaddr_storage to;
+  socklen_t to_len;
+  int fd;
+};
+
+/* connect, bind and the sends: the library's socket step on our copy of the socket, closed after. */
+static void handle_socket_call(const struct call *c) {
+  const struct seccomp_notif *n = &c->n;
+  const struct sockaddr *to = (const struct sockaddr *)&c->to;
+  int fd = c->fd, rc;
   struct stat st;
   struct capa_pin pin;
-  int rc = destination_of(n, &ss, &len);
-  if (rc != 0) {
-    if (rc < 0) refuse(cfg, n, -rc);
-    else reply(n->id, 0, 1);
-    return;
-  }
-  int fd = target_fd(n->pid, (int)n->data.args[0]);
-  if (fd < 0 || !still_valid(n->id)) {
-    if (fd == -EBADF) reply(n->id, EBADF, 0);
-    else if (fd < 0) refuse(cfg, n, -fd);
-    if (fd >= 0) close(fd);
-    return;
-  }
   int is_socket = identity(fd, &st);
   struct pinned entry;
   int pinned = is_socket && live_pin(fd, &st, &entry);
@@ -368,34 +433,57 @@ static void handle_socket_call(const struct seccomp_notif *n) {
     reply(n->id, 0, 1);
   } else if (n->data.nr == __NR_bind) {
     /* A bind of the wildcard address and port 0 is deferred: the connect pins the socket. */
-    if (capa_bind_deferred(fd, (struct sockaddr *)&ss, len)) reply(n->id, 0, 0);
+    if (capa_bind_deferred(fd, to, c->to_len)) reply(n->id, 0, 0);
     else reply(n->id, 0, 1);
-  } else if (!pinned && (rc = connecting ? capa_before_connect(fd, (struct sockaddr *)&ss, len)
-                                         : capa_before_send(fd, (struct sockaddr *)&ss, len)) < 0) {
+  } else if (!pinned && (rc = connecting ? capa_before_connect(fd, to, c->to_len) : capa_before_send(fd, to, c->to_len)) < 0) {
     reply(n->id, -rc, 0);
-  } else if (pinned && (rc = admitted(n, fd, &entry.pin, &ss, len)) < 0) {
+  } else if (pinned && (rc = admitted(n, fd, &entry.pin, &c->to, c->to_len)) < 0) {
     reply(n->id, -rc, 0); /* another destination than the allocation's */
   } else {
     if (capa_take_pin(fd, &pin)) add_pinned(&st, &pin, 0), pinned = 1;
     /* A pinned socket connects (and sends, by sendto and sendmsg) here, on the socket and
      * address inspected, so another thread cannot swap the descriptor in between; the rest
      * (sendmmsg, a sendmsg with control data) go on. */
-    if (connecting && pinned) reply(n->id, connect(fd, (struct sockaddr *)&ss, len) < 0 ? errno : 0, 0);
-    else if (pinned && (n->data.nr == __NR_sendto || n->data.nr == __NR_sendmsg)) send_here(n, fd, &ss, len);
+    if (connecting && pinned) reply(n->id, connect(fd, to, c->to_len) < 0 ? errno : 0, 0);
+    else if (pinned && (n->data.nr == __NR_sendto || n->data.nr == __NR_sendmsg)) send_here(n, fd, &c->to, c->to_len);
     else reply(n->id, 0, 1);
   }
   close(fd);
 }
 
-/* A CAPA answer may be slow: calls that may need one go to a pool of workers, so that no call
- * waits for another's. The pool grows, a thread at a time, when a call finds no worker idle, to
- * WORKERS (a program that never connects out pays no thread); more waiting calls queue. */
+/* Our copy of the call's socket into c->fd (0), or -1 when the call is answered (or its target
+ * gone) already. */
+static int take_socket(struct call *c) {
+  int fd = target_fd(c->n.pid, (int)c->n.data.args[0]);
+  if (fd >= 0 && still_valid(c->n.id)) {
+    c->fd = fd;
+    return 0;
+  }
+  if (fd == -EBADF) reply(c->n.id, EBADF, 0);
+  else if (fd < 0) refuse(capa_config(), &c->n, -fd);
+  else close(fd);
+  return -1;
+}
+
+/* Whether the call needs no worker: its socket is pinned already (no CAPA answer to wait for)
+ * and non-blocking (the connect or send made here returns at once). */
+static int answers_at_once(const struct call *c) {
+  struct stat st;
+  struct pinned entry;
+  int flags = fcntl(c->fd, F_GETFL);
+  return flags >= 0 && (flags & O_NONBLOCK) && identity(c->fd, &st) && live_pin(c->fd, &st, &entry);
+}
+
+/* A CAPA answer may be slow, and so may a blocking connect: such calls go to a pool of workers,
+ * so that no call waits for another's. The pool grows, a thread at a time, when a call finds no
+ * worker idle, to WORKERS (a program whose connects the library judges pays no thread); more
+ * waiting calls queue. */
 #define WORKERS 8
 
 static struct {
   pthread_mutex_t lock;
   pthread_cond_t ready;
-  struct seccomp_notif *items;
+  struct call *items;
   size_t head, count, capacity;
   int workers, idle;
 } queue = {.lock = PTHREAD_MUTEX_INITIALIZER, .ready = PTHREAD_COND_INITIALIZER};
@@ -407,11 +495,11 @@ static void *worker(void *unused) {
     queue.idle++;
     while (queue.count == 0) pthread_cond_wait(&queue.ready, &queue.lock);
     queue.idle--;
-    struct seccomp_notif n = queue.items[queue.head];
+    struct call c = queue.items[queue.head];
     queue.head = (queue.head + 1) % queue.capacity;
     queue.count--;
     pthread_mutex_unlock(&queue.lock);
-    handle_socket_call(&n);
+    handle_socket_call(&c);
   }
   return NULL;
 }
@@ -427,12 +515,12 @@ static int add_worker(void) {
 }
 
 /* 0, or -1 when the call cannot be queued (the caller handles it itself). */
-static int enqueue(const struct seccomp_notif *n) {
+static int enqueue(const struct call *c) {
   int rc = 0;
   pthread_mutex_lock(&queue.lock);
   if (queue.count == queue.capacity) {
     size_t capacity = queue.capacity ? queue.capacity * 2 : 64;
-    struct seccomp_notif *items = malloc(capacity * sizeof *items);
+    struct call *items = malloc(capacity * sizeof *items);
     if (items == NULL) {
       rc = -1;
     } else {
@@ -443,7 +531,7 @@ static int enqueue(const struct seccomp_notif *n) {
   }
   if (rc == 0 && queue.idle <= (int)queue.count) rc = add_worker();
   if (rc == 0) {
-    queue.items[(queue.head + queue.count) % queue.capacity] = *n;
+    queue.items[(queue.head + queue.count) % queue.capacity] = *c;
     queue.count++;
     pthread_cond_signal(&queue.ready);
   }
@@ -461,19 +549,21 @@ static int is_wildcard_any_port(const struct sockaddr_storage *ss) {
   return a->sin6_port == 0 && memcmp(&a->sin6_addr, zero, 16) == 0;
 }
 
-/* Binds, and calls whose destination never needs CAPA, are answered here at once; the
- * rest go to the workers. */
+/* Binds, calls whose destination never needs CAPA and calls on pinned non-blocking sockets are
+ * answered here at once; the rest go to the workers. */
 static void dispatch(const struct seccomp_notif *n) {
-  struct sockaddr_storage ss;
-  socklen_t len = 0;
+  struct call c = {.n = *n, .fd = -1};
+  int rc = destination_of(n, &c.to, &c.to_len);
   if (n->data.nr == __NR_bind) {
     /* Only a bind of the wildcard address and port 0 is ours (deferred); the rest go on. */
-    if (destination_of(n, &ss, &len) == 0 && is_wildcard_any_port(&ss)) handle_socket_call(n);
-    else reply(n->id, 0, 1);
-  } else if (destination_of(n, &ss, &len) == 1 || (len > 0 && capa_destination_needs_no_capa((struct sockaddr *)&ss, len))) {
+    if (rc != 0 || !is_wildcard_any_port(&c.to)) reply(n->id, 0, 1);
+    else if (take_socket(&c) == 0) handle_socket_call(&c);
+  } else if (rc < 0) {
+    refuse(capa_config(), n, -rc);
+  } else if (rc == 1 || (c.to_len > 0 && capa_destination_needs_no_capa((const struct sockaddr *)&c.to, c.to_len))) {
     reply(n->id, 0, 1);
-  } else if (enqueue(n) < 0) {
-    handle_socket_call(n);
+  } else if (take_socket(&c) == 0 && (answers_at_once(&c) || enqueue(&c) < 0)) {
+    handle_socket_call(&c);
   }
 }
 
@@ -488,22 +578,27 @@ static void release_all(void) {
   pthread_mutex_unlock(&table.lock);
 }
 
-/* In the child: no-new-privs, the filter, the listener to the parent, exec. Never returns. */
-static void run_child(const char *path, char *const argv[], const sigset_t *mask, const char *link, int ready, int go) {
-  struct sock_fprog prog = {.len = sizeof filter / sizeof filter[0], .filter = filter};
-  char c;
+/* In the child, which shares the supervisor's descriptor table until its exec (CLONE_FILES): so
+ * the listener the filter makes is the supervisor's too, and the child only says its number
+ * and goes on to exec (which unshares the table and closes the listener on the child's side).
+ * No-new-privs, the filter, the number, exec. Never returns. */
+static void run_child(const char *path, char *const argv[], const sigset_t *mask, const char *link, const uint64_t token[2],
+                      int ready) {
+  struct sock_filter filter[FILTER_LEN];
+  struct sock_fprog prog = {.len = FILTER_LEN, .filter = filter};
+  char token_text[33];
+  make_filter(filter, token);
+  snprintf(token_text, sizeof token_text, "%016llx%016llx", (unsigned long long)token[0], (unsigned long long)token[1]);
   sigprocmask(SIG_SETMASK, mask, NULL);
-  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) _exit(CAPA_EXIT_FAILED);
-  int fd = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+  int fd = prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ? -1 : (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
                         SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, &prog);
-  if (fd < 0 || write(ready, &fd, sizeof fd) != (ssize_t)sizeof fd || read(go, &c, 1) != 1) _exit(CAPA_EXIT_FAILED);
-  /* The listener (the kernel makes it close-on-exec) and the pipes close as the exec succeeds:
-   * a close() here would already be a notification each. */
+  if (write(ready, &fd, sizeof fd) != (ssize_t)sizeof fd || fd < 0) _exit(CAPA_EXIT_FAILED);
   /* The library for the program, which the supervisor itself must not load (capa-run passes it
    * as CAPA_PRELOAD, not LD_PRELOAD). */
   /* Only the tree is told where the supervisor listens: the supervisor's own socket step must
    * not take itself for a library. */
   setenv("CAPA_SUPERVISOR", link, 1);
+  setenv("CAPA_SUPERVISOR_TOKEN", token_text, 1);
   const char *preload = getenv("CAPA_PRELOAD");
   if (preload != NULL) {
     setenv("LD_PRELOAD", preload, 1);
@@ -517,38 +612,6 @@ static void run_child(const char *path, char *const argv[], const sigset_t *mask
 
 static int status_code(int status) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? 128 + WTERMSIG(status) : CAPA_EXIT_FAILED;
-}
-
-/* One note of the preload library (supervisor_link.h), if one waits: a socket it pinned, with
- * its descriptor number and allocation; acknowledged once recorded, before the library lets its
- * connect go. */
-static void hear_library(int s) {
-  struct capa_supervisor_note note;
-  struct sockaddr_un from;
-  char control[CMSG_SPACE(sizeof(int))];
-  struct iovec iov = {.iov_base = &note, .iov_len = sizeof note};
-  struct msghdr msg = {.msg_name = &from, .msg_namelen = sizeof from, .msg_iov = &iov, .msg_iovlen = 1,
-                       .msg_control = control, .msg_controllen = sizeof control};
-  ssize_t n = recvmsg(s, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-  if (n < 0) return;
-  struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-  int fd = -1;
-  if (c != NULL && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) memcpy(&fd, CMSG_DATA(c), sizeof fd);
-  struct stat st;
-  if (fd >= 0 && n == (ssize_t)sizeof note && identity(fd, &st)) {
-    struct capa_pin pin;
-    memset(&pin, 0, sizeof pin);
-    pin.alloc.record.family = note.family;
-    memcpy(pin.alloc.record.addr, note.addr, sizeof note.addr);
-    pin.alloc.record.port = note.port;
-    pin.alloc.record.proto = note.proto;
-    pin.dest.family = note.family;
-    memcpy(pin.dest.addr, note.dest_addr, sizeof note.dest_addr);
-    pin.dest_port = note.dest_port;
-    add_pinned(&st, &pin, 1);
-    sendto(s, "k", 1, 0, (struct sockaddr *)&from, msg.msg_namelen);
-  }
-  if (fd >= 0) close(fd);
 }
 
 /* The abstract socket the library talks to, its name (CAPA_SUPERVISOR of the tree) into name;
@@ -568,7 +631,6 @@ static int open_library_link(char *name, size_t len) {
 struct watch {
   pid_t child;
   int sigfd;
-  int link; /* the library's socket */
 };
 
 /* Reaps the tree (a subreaper: its orphans are ours, so their filter references end), hears the
@@ -577,11 +639,20 @@ struct watch {
 static void *watch_tree(void *arg) {
   const struct watch *w = arg;
   int status = -1;
+  long long due = -1; /* when the next sweep is due; -1 while nothing is pinned */
   for (;;) {
     /* No events asked of the listener: only its hang-up (no process of the tree left) wakes us. */
-    struct pollfd p[3] = {{.fd = listener, .events = 0}, {.fd = w->sigfd, .events = POLLIN}, {.fd = w->link, .events = POLLIN}};
-    if (poll(p, 3, -1) < 0 && errno != EINTR) break;
-    if (p[2].revents & POLLIN) hear_library(w->link);
+    struct pollfd p[4] = {{.fd = listener, .events = 0}, {.fd = w->sigfd, .events = POLLIN},
+                          {.fd = notes.fd, .events = POLLIN}, {.fd = table.wake, .events = POLLIN}};
+    long long left = due < 0 ? -1 : due - now_ms();
+    if (poll(p, 4, due < 0 ? -1 : left > 0 ? (int)left : 0) < 0 && errno != EINTR) break;
+    if (p[2].revents & POLLIN) hear_library();
+    eventfd_t first;
+    if ((p[3].revents & POLLIN) && eventfd_read(table.wake, &first) == 0 && due < 0) due = now_ms() + SWEEP_MS;
+    if (due >= 0 && now_ms() >= due) {
+      sweep();
+      due = pinned_count() > 0 ? now_ms() + SWEEP_MS : -1;
+    }
     if (p[1].revents & POLLIN) {
       struct signalfd_siginfo info;
       if (read(w->sigfd, &info, sizeof info) == (ssize_t)sizeof info && info.ssi_signo != SIGCHLD) {
@@ -614,17 +685,20 @@ static int tree_gone(void) {
   return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR));
 }
 
-/* Takes the listener from the child (pidfd_getfd: a parent may), then answers the tree's calls
- * until watch_tree ends the process. The main thread waits in the receive itself: with
- * SYNC_WAKE_UP the target and this thread then switch on one CPU. */
-static int serve(const struct watch *tree, int ready, int go) {
-  int number;
+/* Learns the listener's number from the child (the descriptor is already ours: one table), then
+ * answers the tree's calls until watch_tree ends the process. The main thread waits in the
+ * receive itself: with SYNC_WAKE_UP the target and this thread then switch on one CPU. */
+static int serve(const struct watch *tree, const int ready[2]) {
   pthread_t watcher;
+  /* The pipe's write end is ours too: a child killed before it writes shows as its pidfd. */
   int pidfd = (int)syscall(SYS_pidfd_open, tree->child, 0);
-  if (pidfd < 0 || read(ready, &number, sizeof number) != (ssize_t)sizeof number) return CAPA_EXIT_FAILED;
-  listener = (int)syscall(SYS_pidfd_getfd, pidfd, number, 0);
+  struct pollfd p[2] = {{.fd = ready[0], .events = POLLIN}, {.fd = pidfd, .events = POLLIN}};
+  while (pidfd >= 0 && poll(p, 2, -1) < 0 && errno == EINTR) continue;
+  int got = pidfd >= 0 && (p[0].revents & POLLIN) && read(ready[0], &listener, sizeof listener) == (ssize_t)sizeof listener;
   close(pidfd);
-  if (listener < 0 || write(go, "g", 1) != 1) return CAPA_EXIT_FAILED;
+  close(ready[0]);
+  close(ready[1]);
+  if (!got || listener < 0) return CAPA_EXIT_FAILED;
   /* Target and supervisor switch on one CPU (Linux 6.6+): a wake-up across CPUs costs this VM
    * about 4x the whole notification. Without it the notifications still work, slower. */
   ioctl(listener, SECCOMP_IOCTL_NOTIF_SET_FLAGS, SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP); /* the flags by value */
@@ -642,7 +716,8 @@ static int serve(const struct watch *tree, int ready, int go) {
 int capa_supervise(const char *path, char *const argv[], const sigset_t *program_mask) {
   static const int handled[] = {SIGCHLD, SIGINT, SIGTERM, SIGHUP, SIGQUIT};
   static struct watch tree;
-  int ready[2], go[2];
+  int ready[2];
+  uint64_t token[2];
   sigset_t mask;
   program_invocation_short_name = basename((char *)argv[0]);
   sigemptyset(&mask);
@@ -650,19 +725,19 @@ int capa_supervise(const char *path, char *const argv[], const sigset_t *program
   sigprocmask(SIG_BLOCK, &mask, NULL);
   tree.sigfd = signalfd(-1, &mask, SFD_CLOEXEC);
   char link[64];
-  tree.link = open_library_link(link, sizeof link);
-  if (tree.sigfd < 0 || tree.link < 0 || pipe2(ready, O_CLOEXEC) < 0 || pipe2(go, O_CLOEXEC) < 0 ||
+  notes.fd = open_library_link(link, sizeof link);
+  table.wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (tree.sigfd < 0 || notes.fd < 0 || table.wake < 0 || getrandom(token, sizeof token, 0) != (ssize_t)sizeof token || pipe2(ready, O_CLOEXEC) < 0 ||
       prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) {
     perror("capa-run: supervisor");
     return CAPA_EXIT_FAILED;
   }
-  tree.child = fork();
+  /* fork(), but sharing the descriptor table: the supervisor is single-threaded here. */
+  tree.child = (pid_t)syscall(SYS_clone, CLONE_FILES | SIGCHLD, NULL, NULL, NULL, 0);
   if (tree.child < 0) {
     perror("capa-run: supervisor: fork");
     return CAPA_EXIT_FAILED;
   }
-  if (tree.child == 0) run_child(path, argv, program_mask, link, ready[1], go[0]);
-  close(ready[1]);
-  close(go[0]);
-  return serve(&tree, ready[0], go[1]);
+  if (tree.child == 0) run_child(path, argv, program_mask, link, token, ready[1]);
+  return serve(&tree, ready);
 }

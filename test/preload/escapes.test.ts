@@ -30,6 +30,32 @@ describe('capa-run: execs the library cannot follow', function () {
     });
   }
 
+  for (const [what, how] of [['drops', ['-u', 'CAPA_SUPERVISOR_TOKEN']], ['forges', [`CAPA_SUPERVISOR_TOKEN=${'0'.repeat(32)}`]]] as const) {
+    it(`a child that ${what} the supervisor's token keeps the library: the supervisor hears its note and lets the pinned connect by`, async function () {
+      const curl = requireTool(this, 'curl', 'exec tests');
+      const env = requireTool(this, 'env', 'exec tests');
+      const log = lab.newLog();
+      const result = await capaRun(lab.gateway.server, log, [env, ...how, curl, '-sS', `http://outside.test:${lab.tcp.port}/`]);
+      expect(result.code, result.stderr).to.equal(0);
+      expect(result.stderr).to.equal('');
+      const peer = JSON.parse(result.stdout) as Peer;
+      expect(inPool(peer.address), `${peer.address} is a pool address`).to.equal(true);
+      // Pinned once, by name: the library's pin, not a second one by the supervisor.
+      expect(pins(readCapaLog(log)).map((p) => p.qname)).to.deep.equal([`_${lab.tcp.port}._tcp.outside.test`]);
+      expect(lab.tcp.peers).to.deep.include({ address: peer.address, port: peer.port });
+    });
+  }
+
+  it('a malformed token is a configuration error: the library says so and connects nothing', async function () {
+    const curl = requireTool(this, 'curl', 'exec tests');
+    const env = requireTool(this, 'env', 'exec tests');
+    const before = lab.tcp.peers.length;
+    const result = await capaRun(lab.gateway.server, lab.newLog(), [env, 'CAPA_SUPERVISOR_TOKEN=xyz', curl, '-sS', `http://outside.test:${lab.tcp.port}/`]);
+    expect(result.code).to.not.equal(0);
+    expect(result.stderr).to.include('CAPA_SUPERVISOR_TOKEN must be 32 hex digits, got "xyz"');
+    expect(lab.tcp.peers.length, 'no connection reached the server').to.equal(before);
+  });
+
   it('a statically linked program started by a shell is pinned', async function () {
     requireTool(this, 'cc', 'the static test program');
     const source = lab.ws.file('static-exec.c');

@@ -7,6 +7,30 @@
       "native/core/pin.c",
       "native/core/netlink.c"
     ],
+    # capa-run: launcher, supervisor, and the library's socket step they run on the target's sockets.
+    "capa_run_sources": [
+      "native/launcher/capa_run.c",
+      "native/launcher/program.c",
+      "native/launcher/settle.c",
+      "native/supervisor/supervise.c",
+      "native/preload/allocations.c",
+      "native/preload/config.c",
+      "native/preload/dns_client.c",
+      "native/preload/ledger.c",
+      "native/preload/log.c",
+      "native/preload/lookup.c",
+      "native/preload/pins.c",
+      "native/preload/release.c",
+      "native/preload/supervisor_link.c",
+      "native/preload/terminal.c",
+      "native/preload/update.c",
+      "native/core/capa_judge.c",
+      "native/core/address_sweep.c",
+      "native/core/socket_table.c",
+      "native/core/capa_codec.c",
+      "native/core/pin.c",
+      "native/core/netlink.c"
+    ],
     # Tidying an interface's idle CAPA addresses: capa-socket (through the addon) and capa-run.
     "capa_sweep_sources": [
       "native/core/address_sweep.c",
@@ -63,36 +87,18 @@
     {
       # capa-run itself (build/Release/capa-run): the launcher, and the seccomp supervisor it
       # forks for what the LD_PRELOAD library cannot reach (the library's socket step, run on
-      # the target's sockets).
+      # the target's sockets). Linked statically, with musl where it is installed
+      # (cc-static.sh): the dynamic loader and glibc's start cost every run about 1 ms.
       "target_name": "capa_run",
-      "product_name": "capa-run",
-      "type": "executable",
-      "sources": [
-        "native/launcher/capa_run.c",
-        "native/launcher/program.c",
-        "native/launcher/settle.c",
-        "native/supervisor/supervise.c",
-        "native/preload/allocations.c",
-        "native/preload/config.c",
-        "native/preload/dns_client.c",
-        "native/preload/ledger.c",
-        "native/preload/log.c",
-        "native/preload/lookup.c",
-        "native/preload/pins.c",
-        "native/preload/release.c",
-        "native/preload/supervisor_link.c",
-        "native/preload/terminal.c",
-        "native/preload/update.c",
-        "native/core/capa_judge.c",
-        "native/core/address_sweep.c",
-        "native/core/socket_table.c",
-        "native/core/capa_codec.c",
-        "<@(capa_core_sources)"
-      ],
-      # Linked statically: the dynamic loader would cost every run about 0.5 ms, a quarter of
-      # what capa-run may add to a program's start.
-      "ldflags": ["-static"],
-      "libraries": ["-lpthread"]
+      "type": "none",
+      "actions": [
+        {
+          "action_name": "link_capa_run",
+          "inputs": ["native/launcher/cc-static.sh", "<@(capa_run_sources)", "<!@(ls native/*/*.h)"],
+          "outputs": ["<(PRODUCT_DIR)/capa-run"],
+          "action": ["sh", "native/launcher/cc-static.sh", "<(PRODUCT_DIR)/capa-run", "<@(capa_run_sources)"]
+        }
+      ]
     }
   ]
 }

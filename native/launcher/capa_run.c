@@ -238,6 +238,21 @@ static const char *runtime_folder(void) {
   return tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp";
 }
 
+/* SIGKILL and the others that end a process, by name (sigabbrev_np is glibc's alone). */
+static const char *signal_name(int sig) {
+  static const struct { int sig; const char *name; } names[] = {
+      {SIGKILL, "SIGKILL"}, {SIGTERM, "SIGTERM"}, {SIGSEGV, "SIGSEGV"}, {SIGABRT, "SIGABRT"}, {SIGBUS, "SIGBUS"},
+      {SIGILL, "SIGILL"},   {SIGFPE, "SIGFPE"},   {SIGINT, "SIGINT"},   {SIGHUP, "SIGHUP"},   {SIGQUIT, "SIGQUIT"},
+      {SIGSYS, "SIGSYS"},   {SIGPIPE, "SIGPIPE"}, {SIGALRM, "SIGALRM"}, {SIGUSR1, "SIGUSR1"}, {SIGUSR2, "SIGUSR2"},
+  };
+  static char other[24];
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    if (names[i].sig == sig) return names[i].name;
+  }
+  snprintf(other, sizeof other, "signal %d", sig);
+  return other;
+}
+
 /* Forks the supervisor and waits for it, passing capa-run's signals on; its status. */
 static int supervise(const char *path, char **argv) {
   static const int forwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
@@ -281,8 +296,8 @@ int main(int argc, char **argv) {
   set_environment(&l, how == CAPA_REACH_PRELOAD ? preload : NULL, ledger);
   int status = supervise(path, command);
   if (WIFSIGNALED(status)) {
-    fprintf(stderr, "capa-run: the CAPA supervisor of %s died (SIG%s); the program's further connects fail, none goes out unpinned\n",
-            command[0], sigabbrev_np(WTERMSIG(status)));
+    fprintf(stderr, "capa-run: the CAPA supervisor of %s died (%s); the program's further connects fail, none goes out unpinned\n",
+            command[0], signal_name(WTERMSIG(status)));
   }
   /* The last resort against leaks: what a killed program (or its children) still held goes
    * back, and addresses nothing uses any more come off the interface. */

@@ -107,18 +107,20 @@ export class StateJournal {
     const problems: string[] = [];
     const files = [...(snapshots.length > 0 ? [`snapshot.${base}`] : []), ...journals.map((g) => `journal.${g}`)];
     let lastTorn = 0;
+    let folded = 0; /* the snapshot's records */
     for (const file of files) {
-      const decoded = decodeRecords(await readFile(join(dir, file), 'utf8'));
+      const decoded = decodeRecords(await readFile(join(dir, file)));
       for (const record of decoded.records) records.push(record); // not push(...): a million records overflow the stack
       problems.push(...describe(join(dir, file), decoded.problems, decoded.tornBytes));
       lastTorn = decoded.tornBytes;
+      if (SNAPSHOT.test(file)) folded = records.length;
     }
     const gen = journals.length > 0 ? journals[journals.length - 1]! : base;
     const journal = new StateJournal(dir, options.fsync ?? false, gen);
     journal.sinceSnapshot = records.length;
     // A torn last record is cut off, so the next append starts a line of its own.
     await journal.openGeneration(-lastTorn);
-    return { journal, states: foldRecords(records), problems };
+    return { journal, states: foldRecords(records, folded), problems };
   }
 
   /** Records appended since the newest snapshot (what compaction would fold away). */

@@ -35,7 +35,7 @@ type TupleFields = [ProtoNumber, string, number | null, string, number];
 const tupleFields = (t: OutsideTuple): TupleFields => [t.proto, t.remoteAddress, t.remotePort ?? null, t.localAddress, t.localPort];
 
 function tupleOf(fields: readonly unknown[], at: number): OutsideTuple {
-  const [proto, remoteAddress, remotePort, localAddress, localPort] = fields.slice(at, at + 5);
+  const proto = fields[at], remoteAddress = fields[at + 1], remotePort = fields[at + 2], localAddress = fields[at + 3], localPort = fields[at + 4];
   if ((proto !== 6 && proto !== 17) || typeof remoteAddress !== 'string' || typeof localAddress !== 'string'
     || (remotePort !== null && !isPort(remotePort)) || !isPort(localPort)) {
     throw new RangeError('bad outside tuple');
@@ -100,35 +100,54 @@ export interface DecodedRecords {
   tornBytes: number;
 }
 
-/** The records of one file's text, in order. */
-export function decodeRecords(text: string): DecodedRecords {
+const NEWLINE = 0x0a;
+const SPACE = 0x20;
+
+/** The number that 8 lowercase hex digits at bytes[at..at+8) spell, or -1. */
+function hexAt(bytes: Buffer, at: number): number {
+  let value = 0;
+  for (let i = at; i < at + 8; i++) {
+    const c = bytes[i]!;
+    const digit = c >= 0x30 && c <= 0x39 ? c - 0x30 : c >= 0x61 && c <= 0x66 ? c - 0x57 : -1;
+    if (digit < 0) return -1;
+    value = value * 16 + digit;
+  }
+  return value;
+}
+
+/**
+ * The records of one file, in order. Works on the bytes: the checksum is taken of each line in
+ * place and only its JSON becomes a string (a million-line snapshot is read in about a second).
+ */
+export function decodeRecords(data: Buffer | string): DecodedRecords {
+  const bytes = typeof data === 'string' ? Buffer.from(data) : data;
   const out: DecodedRecords = { records: [], problems: [], tornBytes: 0 };
   let offset = 0;
-  let nextByte = 0;
-  while (offset < text.length) {
-    const end = text.indexOf('\n', offset);
+  while (offset < bytes.length) {
+    const start = offset;
+    const end = bytes.indexOf(NEWLINE, start);
     if (end < 0) {
-      out.tornBytes = Buffer.byteLength(text.slice(offset));
+      out.tornBytes = bytes.length - start;
       break;
     }
-    const line = text.slice(offset, end);
-    const byteOffset = nextByte;
-    nextByte += Buffer.byteLength(line) + 1;
     offset = end + 1;
-    const json = line.slice(9);
-    if (line.length < 10 || line[8] !== ' ' || line.slice(0, 8) !== hex8(crc32(json))) {
-      out.problems.push({ offset: byteOffset, why: 'checksum mismatch' });
+    if (end - start < 10 || bytes[start + 8] !== SPACE || hexAt(bytes, start) !== crc32(bytes.subarray(start + 9, end))) {
+      out.problems.push({ offset: start, why: 'checksum mismatch' });
       continue;
     }
     try {
-      const fields: unknown = JSON.parse(json);
+      const fields: unknown = JSON.parse(bytes.toString('utf8', start + 9, end));
       if (!Array.isArray(fields)) throw new RangeError('not a record');
       out.records.push(recordOf(fields));
     } catch (err) {
-      out.problems.push({ offset: byteOffset, why: (err as Error).message });
+      out.problems.push({ offset: start, why: (err as Error).message });
     }
   }
   return out;
+}
+
+function tupleOfRecord(record: StateRecord): OutsideTuple {
+  return record.kind === 'state' ? record.state.tuple : record.kind === 'hold' ? record.hold.tuple : record.tuple;
 }
 
 const keyOf = (t: OutsideTuple): string => `${t.proto} ${t.remoteAddress} ${t.remotePort ?? '*'} ${t.localAddress} ${t.localPort}`;
@@ -142,9 +161,16 @@ export interface FoldedStates {
 /**
  * What the records leave, applied in order: the live states (oldest first) and the
  * hold-downs. A confirm with pB fills a partial state's port; an allocation of a tuple ends its
- * earlier hold-down (it could only be reissued once that was over).
+ * earlier hold-down (it could only be reissued once that was over). The first `folded` records
+ * may be a snapshot (what compaction wrote: states and hold-downs, each tuple once): those on a
+ * port no later record names are taken as they are, unkeyed (keying a million of them was most
+ * of a restart).
  */
-export function foldRecords(records: Iterable<StateRecord>): FoldedStates {
+export function foldRecords(records: readonly StateRecord[], folded = 0): FoldedStates {
+  const tailPorts = new Set<number>();
+  for (let i = folded; i < records.length; i++) tailPorts.add(tupleOfRecord(records[i]!).localPort);
+  const unkeyed: JournaledState[] = [];
+  const unkeyedHolds: JournaledHold[] = [];
   const live = new Map<string, JournaledState>();
   const holds = new Map<string, JournaledHold>();
   const add = (state: JournaledState): void => {
@@ -152,7 +178,13 @@ export function foldRecords(records: Iterable<StateRecord>): FoldedStates {
     holds.delete(key);
     live.set(key, state);
   };
-  for (const record of records) {
+  for (let i = 0; i < records.length; i++) {
+    const record = records[i]!;
+    if (i < folded && (record.kind === 'state' || record.kind === 'hold') && !tailPorts.has(tupleOfRecord(record).localPort)) {
+      if (record.kind === 'state') unkeyed.push(record.state);
+      else unkeyedHolds.push(record.hold);
+      continue;
+    }
     switch (record.kind) {
       case 'allocate':
         add({ terminal: record.terminal, tuple: record.tuple, createdAt: record.createdAt, complete: false });
@@ -187,7 +219,7 @@ export function foldRecords(records: Iterable<StateRecord>): FoldedStates {
   }
   const byTime = <T>(time: (x: T) => number) => (a: T, b: T): number => time(a) - time(b);
   return {
-    live: [...live.values()].sort(byTime((s) => s.createdAt)),
-    holds: [...holds.values()].sort(byTime((h) => h.releasedAt)),
+    live: [...unkeyed, ...live.values()].sort(byTime((s) => s.createdAt)),
+    holds: [...unkeyedHolds, ...holds.values()].sort(byTime((h) => h.releasedAt)),
   };
 }

@@ -5,7 +5,7 @@
  * size, and the errors seen (target: none). The peer is the gateway's own start: memory after the
  * warm-up is what the end is compared with.
  *
- *   node dist/bench/soak.js [--minutes 10] [--warmup-s 30]
+ *   node dist/bench/soak.js [--minutes 10] [--warmup-s 90]
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -23,16 +23,20 @@ const OUTSIDE = '127.1.20.1';
 const TERMINALS = ['127.10.20.1', '127.10.20.2', '127.10.20.3', '127.10.20.4'];
 const TARGET_RSS_CHANGE = 0.05;
 /**
- * The churn hands out a few thousand tuples a second to one destination; each ends in a hold-down.
- * With 60 s of it the pool (4 x 64512 tuples) runs out, as it should, and the soak measured
- * ERR_CAPA_EXHAUSTED instead of leaks: 5 s keeps the held tuples well within the pool.
+ * A hold-down as long as TIME_WAIT (60 s), as a gateway runs: shorter, a reissued (aOG, pA) can
+ * meet its last flow's socket still in TIME_WAIT (EADDRINUSE). The churn hands out a few
+ * thousand tuples a second, each held down after; one destination's 4 x 64512 tuples would run
+ * out (ERR_CAPA_EXHAUSTED), so the answers left to expire go round DESTINATIONS - 1 ports of the
+ * outside host. The flows all go to the first one: the terminals share this host, and two of
+ * its sockets cannot both bind one (aOG, pA), which the GRM rightly gives to two destinations.
  */
-const HOLD_DOWN_S = 5;
+const HOLD_DOWN_S = 60;
+const DESTINATIONS = 16;
 
 const argv = benchCommandLine('soak', (y) => y
   .usage('$0 [options]\n\nChurn against capa-gateway with its state journal: resident memory after the warm-up and at the end, errors.')
   .option('minutes', { type: 'number', default: 10, describe: 'how long the churn runs after the warm-up' })
-  .option('warmup-s', { type: 'number', default: 30, describe: 'churn before the first memory reading' })
+  .option('warmup-s', { type: 'number', default: 90, describe: 'churn before the first memory reading (longer than the hold-down, so the held tuples are at their steady number)' })
   .check((a) => {
     if (!(a.minutes > 0) || !(a['warmup-s'] >= 0)) throw new Error('--minutes must be > 0 and --warmup-s >= 0');
     return true;
@@ -64,15 +68,16 @@ async function folderBytes(dir: string): Promise<number> {
 
 async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'capa-soak-'));
-  const outside = net.createServer((s) => { s.on('error', () => s.destroy()); s.end('hi\n'); }).listen(0, OUTSIDE);
-  await once(outside, 'listening');
-  const port = (outside.address() as net.AddressInfo).port;
+  const servers = Array.from({ length: DESTINATIONS }, () => net.createServer((s) => { s.on('error', () => s.destroy()); s.end('hi\n'); }).listen(0, OUTSIDE));
+  await Promise.all(servers.map((o) => once(o, 'listening')));
+  const ports = servers.map((o) => (o.address() as net.AddressInfo).port);
   const { child, server } = await startGateway(dir);
   const counts = { answers: 0, flows: 0, releases: 0, errors: 0 };
   const errors = new Map<string, number>();
   let running = true;
   const churn = async (terminal: string, i: number): Promise<void> => {
-    while (running) {
+    for (let turn = 0; running; turn++) {
+      const port = i % 2 === 0 ? ports[0]! : ports[1 + (turn % (ports.length - 1))]!;
       try {
         const r = await resolve({ host: OUTSIDE, port, protocol: 'tcp', servers: [server], localAddress: terminal, deadline: 2000 });
         counts.answers++;
@@ -101,7 +106,7 @@ async function main(): Promise<void> {
     running = false;
     await Promise.all(workers);
     const change = (end.rss - warm.rss) / warm.rss;
-    console.log(`soak: ${argv.minutes} min of churn after ${argv['warmup-s']} s of warm-up, lease 2 s, hold-down ${HOLD_DOWN_S} s, ${TERMINALS.length} terminals (half connect and release, half let leases expire)`);
+    console.log(`soak: ${argv.minutes} min of churn after ${argv['warmup-s']} s of warm-up, lease 2 s, hold-down ${HOLD_DOWN_S} s, ${DESTINATIONS} destination ports, ${TERMINALS.length} terminals (half connect and release, half let leases expire)`);
     console.log(table([
       ['', 'gateway RSS KiB', 'answers', 'flows', 'releases', 'errors'],
       ['after warm-up (peer)', String(warm.rss), String(warm.counts.answers), String(warm.counts.flows), String(warm.counts.releases), String(warm.counts.errors)],
@@ -114,7 +119,7 @@ async function main(): Promise<void> {
     running = false;
     child.kill('SIGTERM');
     await once(child, 'exit');
-    outside.close();
+    for (const o of servers) o.close();
     await rm(dir, { recursive: true, force: true });
   }
 }

@@ -109,14 +109,10 @@ static long judged(long nr, long a0, const void *a1, long a2) {
   return capa_real()->syscall(nr, a0, (long)a1, a2, 0L, (long)cfg->supervisor_token[0], (long)cfg->supervisor_token[1]);
 }
 
-static int judged_connect(int fd, const struct sockaddr *addr, socklen_t len) {
-  if (!capa_config()->has_token) return capa_real()->connect(fd, addr, len);
-  return (int)judged(SYS_connect, fd, addr, len);
-}
-
-static int judged_bind(int fd, const struct sockaddr *addr, socklen_t len) {
-  if (!capa_config()->has_token) return capa_real()->bind(fd, addr, len);
-  return (int)judged(SYS_bind, fd, addr, len);
+/* connect or bind (nr), or without a supervisor the libc function real. */
+static int judged_address_call(long nr, int (*real)(int, const struct sockaddr *, socklen_t), int fd,
+                               const struct sockaddr *addr, socklen_t len) {
+  return capa_config()->has_token ? (int)judged(nr, fd, addr, len) : real(fd, addr, len);
 }
 
 static ssize_t judged_sendmsg(int fd, const struct msghdr *msg, int flags) {
@@ -133,19 +129,21 @@ static ssize_t judged_sendto(int fd, const void *buf, size_t n, int flags, const
 }
 
 EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len) {
-  if (capa_guarded()) return judged_connect(fd, addr, len);
+  const struct capa_real *real = capa_real();
+  if (capa_guarded()) return judged_address_call(SYS_connect, real->connect, fd, addr, len);
   capa_guard_enter();
   int rc = capa_before_connect(fd, addr, len);
   capa_guard_leave();
-  return refused(rc) ? -1 : judged_connect(fd, addr, len);
+  return refused(rc) ? -1 : judged_address_call(SYS_connect, real->connect, fd, addr, len);
 }
 
 EXPORT int bind(int fd, const struct sockaddr *addr, socklen_t len) {
-  if (capa_guarded()) return judged_bind(fd, addr, len);
+  const struct capa_real *real = capa_real();
+  if (capa_guarded()) return judged_address_call(SYS_bind, real->bind, fd, addr, len);
   capa_guard_enter();
   int deferred = capa_bind_deferred(fd, addr, len);
   capa_guard_leave();
-  return deferred ? 0 : judged_bind(fd, addr, len);
+  return deferred ? 0 : judged_address_call(SYS_bind, real->bind, fd, addr, len);
 }
 
 EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *to, socklen_t tolen) {

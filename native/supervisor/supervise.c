@@ -416,20 +416,26 @@ struct call {
   struct sockaddr_storage to;
   socklen_t to_len;
   int fd;
+  /* What inspect() found: whether fd is a socket (its identity in st), and its live pin. */
+  int is_socket, pinned;
+  struct stat st;
+  struct pinned entry;
 };
 
-/* connect, bind and the sends: the library's socket step on our copy of the socket, closed after. */
+static void inspect(struct call *c) {
+  c->is_socket = identity(c->fd, &c->st);
+  c->pinned = c->is_socket && live_pin(c->fd, &c->st, &c->entry);
+}
+
+/* connect, bind and the sends, inspected: the library's socket step on our copy of the socket,
+ * closed after. */
 static void handle_socket_call(const struct call *c) {
   const struct seccomp_notif *n = &c->n;
   const struct sockaddr *to = (const struct sockaddr *)&c->to;
-  int fd = c->fd, rc;
-  struct stat st;
+  int fd = c->fd, rc, pinned = c->pinned;
   struct capa_pin pin;
-  int is_socket = identity(fd, &st);
-  struct pinned entry;
-  int pinned = is_socket && live_pin(fd, &st, &entry);
   int connecting = n->data.nr == __NR_connect;
-  if (!is_socket) {
+  if (!c->is_socket) {
     reply(n->id, 0, 1);
   } else if (n->data.nr == __NR_bind) {
     /* A bind of the wildcard address and port 0 is deferred: the connect pins the socket. */
@@ -437,10 +443,10 @@ static void handle_socket_call(const struct call *c) {
     else reply(n->id, 0, 1);
   } else if (!pinned && (rc = connecting ? capa_before_connect(fd, to, c->to_len) : capa_before_send(fd, to, c->to_len)) < 0) {
     reply(n->id, -rc, 0);
-  } else if (pinned && (rc = admitted(n, fd, &entry.pin, &c->to, c->to_len)) < 0) {
+  } else if (pinned && (rc = admitted(n, fd, &c->entry.pin, &c->to, c->to_len)) < 0) {
     reply(n->id, -rc, 0); /* another destination than the allocation's */
   } else {
-    if (capa_take_pin(fd, &pin)) add_pinned(&st, &pin, 0), pinned = 1;
+    if (capa_take_pin(fd, &pin)) add_pinned(&c->st, &pin, 0), pinned = 1;
     /* A pinned socket connects (and sends, by sendto and sendmsg) here, on the socket and
      * address inspected, so another thread cannot swap the descriptor in between; the rest
      * (sendmmsg, a sendmsg with control data) go on. */
@@ -465,13 +471,11 @@ static int take_socket(struct call *c) {
   return -1;
 }
 
-/* Whether the call needs no worker: its socket is pinned already (no CAPA answer to wait for)
- * and non-blocking (the connect or send made here returns at once). */
+/* Whether the inspected call needs no worker: its socket is pinned already (no CAPA answer to
+ * wait for) and non-blocking (the connect or send made here returns at once). */
 static int answers_at_once(const struct call *c) {
-  struct stat st;
-  struct pinned entry;
   int flags = fcntl(c->fd, F_GETFL);
-  return flags >= 0 && (flags & O_NONBLOCK) && identity(c->fd, &st) && live_pin(c->fd, &st, &entry);
+  return c->pinned && flags >= 0 && (flags & O_NONBLOCK);
 }
 
 /* A CAPA answer may be slow, and so may a blocking connect: such calls go to a pool of workers,
@@ -499,6 +503,7 @@ static void *worker(void *unused) {
     queue.head = (queue.head + 1) % queue.capacity;
     queue.count--;
     pthread_mutex_unlock(&queue.lock);
+    inspect(&c); /* again: another call may have pinned the socket while this one waited */
     handle_socket_call(&c);
   }
   return NULL;
@@ -557,13 +562,17 @@ static void dispatch(const struct seccomp_notif *n) {
   if (n->data.nr == __NR_bind) {
     /* Only a bind of the wildcard address and port 0 is ours (deferred); the rest go on. */
     if (rc != 0 || !is_wildcard_any_port(&c.to)) reply(n->id, 0, 1);
-    else if (take_socket(&c) == 0) handle_socket_call(&c);
+    else if (take_socket(&c) == 0) {
+      inspect(&c);
+      handle_socket_call(&c);
+    }
   } else if (rc < 0) {
     refuse(capa_config(), n, -rc);
   } else if (rc == 1 || (c.to_len > 0 && capa_destination_needs_no_capa((const struct sockaddr *)&c.to, c.to_len))) {
     reply(n->id, 0, 1);
-  } else if (take_socket(&c) == 0 && (answers_at_once(&c) || enqueue(&c) < 0)) {
-    handle_socket_call(&c);
+  } else if (take_socket(&c) == 0) {
+    inspect(&c);
+    if (answers_at_once(&c) || enqueue(&c) < 0) handle_socket_call(&c);
   }
 }
 

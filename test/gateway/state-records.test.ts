@@ -5,7 +5,10 @@
  */
 import { expect } from 'chai';
 import fc from 'fast-check';
+import { crc32 } from 'node:zlib';
 import { Allocator } from '../../gateway-ref/lib/grm/allocator.js';
+import { crc32Of } from '../../gateway-ref/lib/grm/checksum.js';
+import { readFlatArray, StringCache } from '../../gateway-ref/lib/grm/flat-json.js';
 import { decodeRecords, encodeRecord, foldRecords, type StateRecord } from '../../gateway-ref/lib/grm/state-records.js';
 import type { AllocationEvent, OutsideTuple } from '../../gateway-ref/lib/grm/types.js';
 
@@ -51,6 +54,35 @@ describe('state journal records', () => {
       const decoded = decodeRecords(changed);
       return decoded.records.length === 0 && decoded.problems.length === 1;
     }), { seed: 42, numRuns: 500 });
+  });
+
+  it('checks a line in place with the CRC-32 zlib computes (fuzzed)', () => {
+    fc.assert(fc.property(fc.uint8Array({ maxLength: 100 }), fc.nat(), fc.nat(), (bytes, a, b) => {
+      const start = bytes.length === 0 ? 0 : a % bytes.length;
+      const end = start + (bytes.length === start ? 0 : b % (bytes.length - start + 1));
+      return crc32Of(bytes, start, end) === crc32(bytes.subarray(start, end));
+    }), { seed: 7, numRuns: 1000 });
+  });
+
+  it('reads the fields of a record as JSON.parse does, or leaves the line to it (fuzzed)', () => {
+    const value = fc.oneof(fc.string({ unit: 'binary', maxLength: 12 }), fc.stringMatching(/^[0-9a-f.:]{0,15}$/), fc.double({ noNaN: true, noDefaultInfinity: true }),
+      fc.integer({ min: -(2 ** 40), max: 2 ** 40 }), fc.constant(null), fc.constant([1]), fc.constant({}));
+    fc.assert(fc.property(fc.array(value, { maxLength: 10 }), fc.boolean(), (values, spaced) => {
+      const json = JSON.stringify(values, null, spaced ? 1 : undefined);
+      const bytes = Buffer.from(`x${json}y`);
+      const read = readFlatArray(bytes, 1, bytes.length - 1, new StringCache());
+      const plain = !spaced && values.every((v) => v === null || (typeof v === 'number' && Number.isSafeInteger(v) && !Object.is(v, -0))
+        || (typeof v === 'string' && /^[\x20-\x7e]*$/.test(v) && !/["\\]/.test(v)));
+      if (plain) expect(read, json).to.deep.equal(JSON.parse(json));
+      else if (read !== undefined) expect(read, json).to.deep.equal(JSON.parse(json));
+    }), { seed: 11, numRuns: 2000 });
+    const strings = new StringCache();
+    const line = Buffer.from('["s","100.64.0.6","100.64.0.6","100.64.0.7"]');
+    expect(readFlatArray(line, 0, line.length, strings)).to.deep.equal(['s', '100.64.0.6', '100.64.0.6', '100.64.0.7']);
+    for (const bad of ['["a",]', '[01]', '[nul]', '["a"', '[1 ]', '["a"x]', '[-]', '[1234567890123456]']) {
+      const b = Buffer.from(bad);
+      expect(readFlatArray(b, 0, b.length, strings), bad).to.equal(undefined);
+    }
   });
 
   it('folds to the live states and hold-downs: a confirm fills a partial state, an end starts a hold-down, a reallocation ends it', () => {

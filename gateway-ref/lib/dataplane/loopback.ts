@@ -69,7 +69,8 @@ export class LoopbackDataPlane implements DataPlane {
    * its lease, long enough for the young generation to copy and promote whatever it holds.
    */
   private readonly watches = new Map<number, Watch>();
-  private readonly started = new Set<Watch>();
+  /** Watches whose flow has been seen (a count: each read walks every watch anyway). */
+  private startedCount = 0;
   /** Address parts of the keys, by aOG: the pool is small and fixed. */
   private readonly addressKeys = new Map<string, number | string>();
   /** Watches each of TABLES can show. */
@@ -89,11 +90,12 @@ export class LoopbackDataPlane implements DataPlane {
   async start(events: FlowEvents, restored: readonly Allocation[] = []): Promise<void> {
     this.events = events;
     this.stopped = false;
-    for (const allocation of restored) this.watch(allocation, allocation.state === 'complete');
+    const since = Math.floor(performance.now());
+    for (const allocation of restored) this.watch(allocation, allocation.state === 'complete', since);
   }
 
   async install(allocation: Allocation): Promise<void> {
-    this.watch(allocation, false);
+    this.watch(allocation, false, Math.floor(performance.now()));
   }
 
   /** One read of the socket tables now (a restart's first look at the flows it took over). */
@@ -114,11 +116,11 @@ export class LoopbackDataPlane implements DataPlane {
     await this.reader.close();
   }
 
-  private watch(allocation: Allocation, started: boolean): void {
+  private watch(allocation: Allocation, started: boolean, since: number): void {
     // The allocator hands out fresh objects, so the tuple is ours to keep (and to fill pB into).
-    const watch: Watch = { id: allocation.id, tuple: allocation.tuple, since: Math.floor(performance.now()), started };
+    const watch: Watch = { id: allocation.id, tuple: allocation.tuple, since, started };
     this.watches.set(watch.id, watch);
-    if (started) this.started.add(watch);
+    if (started) this.startedCount++;
     this.count(watch, 1);
     this.arm(this.delay);
   }
@@ -146,7 +148,7 @@ export class LoopbackDataPlane implements DataPlane {
     const watch = this.watches.get(id);
     if (watch === undefined) return;
     this.watches.delete(id);
-    this.started.delete(watch);
+    if (watch.started) this.startedCount--;
     this.count(watch, -1);
     if (this.watches.size === 0) this.delay = this.pollMs;
   }
@@ -159,7 +161,7 @@ export class LoopbackDataPlane implements DataPlane {
 
   /** Milliseconds until a read can tell something: 0 while flows run or a state has waited pollMs. */
   private untilDue(): number {
-    if (this.started.size > 0) return 0;
+    if (this.startedCount > 0) return 0;
     // No flow seen, so the oldest watch is the oldest unseen one.
     const oldest = this.watches.values().next().value;
     return oldest === undefined ? 0 : Math.max(0, oldest.since + this.pollMs - performance.now());
@@ -219,14 +221,14 @@ export class LoopbackDataPlane implements DataPlane {
           if (watch.started) continue;
           watch.started = true;
           changed = true;
-          this.started.add(watch);
+          this.startedCount++;
           if (watch.tuple.remotePort === undefined && socket.remotePort !== 0) watch.tuple.remotePort = socket.remotePort;
           events.flowStarted({ ...watch.tuple });
         }
       }
     });
-    for (const watch of [...this.started]) {
-      if (present.has(watch)) continue;
+    for (const watch of this.watches.values()) {
+      if (!watch.started || present.has(watch)) continue;
       changed = true;
       this.forget(watch.id);
       events.flowEnded({ ...watch.tuple });

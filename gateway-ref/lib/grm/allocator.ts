@@ -149,6 +149,12 @@ export class Allocator {
     return this.emit('allocate', now, this.view(slot));
   }
 
+  /** Makes room for `n` more live states at once, before a restore puts them back. */
+  reserve(n: number): void {
+    this.slots.reserve(this.slots.live + n);
+    this.index.reserve(this.slots.live + n);
+  }
+
   /**
    * Puts back a live state the state journal remembers, as it was; no event (nothing changed).
    * Its quota is not checked again. Undefined when its aOG is no longer in the pool, or its

@@ -104,7 +104,8 @@ export class GrmService implements ResponderContext {
     }, restored);
     if (restored.length > 0) await this.dataPlane.reconcile?.();
     await this.expire();
-    if (this.options.state) await this.compact();
+    // The restored journal folds into a fresh generation behind the serving (a million states take a second to write).
+    if (this.options.state) this.compactBehind();
   }
 
   /** Stops serving; with `keepStates`, the data plane keeps the kernel's states for the next start. */
@@ -220,6 +221,7 @@ export class GrmService implements ResponderContext {
     const { live, holds } = state.restored;
     for (const hold of holds) this.allocator.restoreHoldDown(hold);
     const restored: Allocation[] = [];
+    this.allocator.reserve(live.length);
     for (const s of live) {
       const allocation = this.allocator.restore(s);
       if (allocation) restored.push(allocation);
@@ -232,6 +234,11 @@ export class GrmService implements ResponderContext {
     const journal = this.options.state?.journal;
     if (journal === undefined || this.compacting !== undefined) return;
     if (journal.tail < COMPACT_MIN_RECORDS || journal.tail < 2 * this.allocator.stats().live) return;
+    this.compactBehind();
+  }
+
+  private compactBehind(): void {
+    if (this.compacting !== undefined) return;
     this.compacting = this.compact()
       .catch((err: unknown) => this.log(`capa-gateway: state journal compaction failed (the journal keeps growing): ${(err as Error).message}`))
       .finally(() => { this.compacting = undefined; });

@@ -48,7 +48,7 @@ export class SlotTable {
       this.freeHead = this.next[slot]!;
     } else {
       if (this.used === SLOT_LIMIT) throw new RangeError(`more than ${SLOT_LIMIT} live allocations`);
-      if (this.used === this.flags.length) this.grow();
+      if (this.used === this.flags.length) this.grow(this.flags.length * 2);
       slot = this.used++;
     }
     this.generation[slot] = (this.generation[slot]! % (SLOT_LIMIT - 1)) + 1;
@@ -114,8 +114,14 @@ export class SlotTable {
     for (let slot = 0; slot < this.used; slot++) if ((this.flags[slot]! & LIVE) !== 0) yield slot;
   }
 
-  private grow(): void {
-    const capacity = this.flags.length * 2;
+  /** Room for `n` slots in all, made at once (a restart knows how many states come back). */
+  reserve(n: number): void {
+    let capacity = this.flags.length;
+    while (capacity < Math.min(n, SLOT_LIMIT)) capacity *= 2;
+    if (capacity > this.flags.length) this.grow(capacity);
+  }
+
+  private grow(capacity: number): void {
     const widen = <T extends Uint8Array | Uint16Array | Uint32Array | Int32Array | Float64Array>(
       old: T,
       make: (n: number) => T,

@@ -40,6 +40,13 @@ export class TupleIndex {
     this.count++;
   }
 
+  /** Room for `n` entries in all without a resize on the way. */
+  reserve(n: number): void {
+    let capacity = this.table.length;
+    while (n * 2 > capacity) capacity *= 2;
+    if (capacity > this.table.length) this.resize(capacity);
+  }
+
   /** Removes a slot (indexed under its current columns). */
   remove(slot: number): void {
     const { table, mask } = this;

@@ -22,9 +22,9 @@ function fail(err: unknown): never {
 
 function describePlan(plan: LabPlan): string {
   const rows = [
-    `gateway   ${plan.gateway.netns}  ${plan.gateway.outsideAddress} (DNS front end on port ${plan.dnsPort}, pool ${plan.poolPrefix}, data plane nftables)`,
-    `outside   ${plan.outside.netns}  ${plan.outside.address} (out.${plan.zone}: HTTP ports ${plan.outside.httpPorts.join(', ')}, UDP echo port ${plan.outside.udpPort})`,
-    ...plan.terminals.map((t) => `${t.name.padEnd(9)} ${t.netns}  ${t.address} on ${t.ifname} (${t.name}.${plan.zone}, DNS ${t.gatewayAddress})`),
+    `gateway   ${plan.gateway.netns}  ${plan.gateway.outsideAddress} (DNS front end on port ${plan.dnsPort}, pool ${plan.poolPrefix} and ${plan.poolPrefix6}, data plane nftables)`,
+    `outside   ${plan.outside.netns}  ${plan.outside.address} (out.${plan.zone}; ${plan.outside.address6}, out6.${plan.zone}: HTTP ports ${plan.outside.httpPorts.join(', ')}, UDP echo port ${plan.outside.udpPort})`,
+    ...plan.terminals.map((t) => `${t.name.padEnd(9)} ${t.netns}  ${t.address} on ${t.ifname} (${t.name}.${plan.zone}, DNS ${t.gatewayAddress}; ${t.address6})`),
   ];
   return `${rows.join('\n')}\n`;
 }
@@ -41,16 +41,16 @@ function run(action: () => Promise<number>): void {
 void commandLine('capa-lab', process.argv.slice(2), usageError, (y) => y
   .usage('$0 <command> [options]')
   .epilog('Builds a CAPA lab in network namespaces (needs root): a gateway running the reference GRM with the nftables '
-    + 'data plane and its DNS front end, N terminals each on its own veth link (100.64.0.0/10), and an outside host '
-    + '(203.0.113.10) with HTTP and UDP echo servers that report the peer address and port; the pool 198.51.100.0/24 '
-    + 'is routed to the gateway. No traffic leaves these namespaces. State (pids, logs, zone, journal) is kept in '
+    + 'data plane and its DNS front end, N terminals each on its own veth link (100.64.0.0/10 and 2001:db8:100::/48), and an outside host '
+    + '(203.0.113.10 and 2001:db8:203::10) with HTTP and UDP echo servers that report the peer address and port; the pool '
+    + 'prefixes 198.51.100.0/24 and 2001:db8:198::/64 are routed to the gateway. No traffic leaves these namespaces. State (pids, logs, zone, journal) is kept in '
     + `${stateDirOf({ prefix: DEFAULT_PREFIX })} unless --state-dir says otherwise. `
     + 'Exit codes: 0 success, 1 failure (status: lab not fully up), 2 bad usage; exec: the command\'s own.')
   .option('prefix', { type: 'string', default: DEFAULT_PREFIX, describe: 'Name prefix of the lab\'s namespaces (<prefix>gw, <prefix>out, <prefix>t1, ...); use another to run several labs' })
   .option('state-dir', { type: 'string', describe: 'Directory for pids, logs, the zone file and the allocation journal (default /run/capa-lab/<prefix>)' })
   .command('up', 'Build the lab and start its gateway and outside host', (y) => y
     .option('terminals', { type: 'number', default: 2, describe: `Number of terminals (1-${MAX_TERMINALS}), each in its own namespace and on its own link` })
-    .option('pool', { type: 'string', describe: 'Pool addresses to hand out, within 198.51.100.0/24: a-b ranges, CIDR blocks or addresses (default 198.51.100.1-198.51.100.254)' })
+    .option('pool', { type: 'string', describe: 'Pool addresses to hand out, within 198.51.100.0/24 and 2001:db8:198::/64: a-b ranges, CIDR blocks or addresses, comma-separated (default 198.51.100.1-198.51.100.254,2001:db8:198::1-2001:db8:198::fe)' })
     .option('port-strategy', { choices: ['random', 'sequential'] as const, default: 'random' as const, describe: 'How the GRM picks source ports: random or sequential (first free)' })
     .option('lease', { type: 'number', default: 30, describe: 'Seconds a terminal has to start its flow (the CAPA TTL)' })
     .option('hold-down', { type: 'number', default: 60, describe: 'Seconds before a released (address, port) is reissued for the same destination' })

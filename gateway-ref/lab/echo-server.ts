@@ -19,11 +19,11 @@ export interface PeerReport {
 }
 
 const argv = commandLine('echo-server', process.argv.slice(2), usageExit('echo-server', 2), (y) => y
-  .usage('$0 [--http ip:port ...] [--udp ip:port]')
+  .usage('$0 [--http ip:port ...] [--udp ip:port ...]')
   .epilog('Answers every HTTP request and every UDP datagram with one JSON line naming the peer address and port '
-    + 'it came from. Prints "echo-server ready ..." when both listen; stops on SIGINT/SIGTERM.')
+    + 'it came from. Prints "echo-server ready ..." when all listen; stops on SIGINT/SIGTERM.')
   .option('http', { type: 'string', array: true, default: ['0.0.0.0:80'], describe: 'Address and port of an HTTP server; repeat for more' })
-  .option('udp', { type: 'string', default: '0.0.0.0:7', describe: 'Address and port of the UDP echo server' }))
+  .option('udp', { type: 'string', array: true, default: ['0.0.0.0:7'], describe: 'Address and port of a UDP echo server ([ipv6]:port for IPv6); repeat for more' }))
   .parseSync();
 
 function report(protocol: 'tcp' | 'udp', remote: { address: string; port: number }, local: AddressInfo): string {
@@ -37,19 +37,22 @@ function listen(server: http.Server, at: ServerAddress): Promise<void> {
 
 async function main(): Promise<void> {
   const httpAt = argv.http.map((text) => parseServer(text));
-  const udpAt = parseServer(argv.udp);
+  const udpAt = argv.udp.map((text) => parseServer(text));
   const servers = httpAt.map(() => http.createServer((req, res) => {
     const socket = req.socket;
     const text = report('tcp', { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 }, socket.address() as AddressInfo);
     res.writeHead(200, { 'content-type': 'application/json', connection: 'close' }).end(text);
   }));
-  const udp = dgram.createSocket(udpAt.address.includes(':') ? 'udp6' : 'udp4');
-  udp.on('message', (_msg, rinfo) => udp.send(report('udp', rinfo, udp.address()), rinfo.port, rinfo.address));
+  const udps = udpAt.map((at) => {
+    const udp = dgram.createSocket(at.address.includes(':') ? 'udp6' : 'udp4');
+    udp.on('message', (_msg, rinfo) => udp.send(report('udp', rinfo, udp.address()), rinfo.port, rinfo.address));
+    return udp;
+  });
   await Promise.all(servers.map((server, i) => listen(server, httpAt[i]!)));
-  await new Promise<void>((resolve, reject) => { udp.once('error', reject).bind(udpAt.port, udpAt.address, resolve); });
-  process.stdout.write(`echo-server ready: http ${httpAt.map(formatServer).join(' ')}, udp ${formatServer(udpAt)}\n`);
+  await Promise.all(udps.map((udp, i) => new Promise<void>((resolve, reject) => { udp.once('error', reject).bind(udpAt[i]!.port, udpAt[i]!.address, resolve); })));
+  process.stdout.write(`echo-server ready: http ${httpAt.map(formatServer).join(' ')}, udp ${udpAt.map(formatServer).join(' ')}\n`);
   const stop = (): void => {
-    udp.close();
+    for (const udp of udps) udp.close();
     for (const server of servers) { server.close(); server.closeAllConnections(); }
     process.exit(0);
   };

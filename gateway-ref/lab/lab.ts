@@ -132,7 +132,7 @@ export async function up(settings: UpSettings): Promise<LabPlan> {
     await writeFile(zoneFile, renderZone(plan));
     const gateway = [
       process.execPath, distFile('../bin/capa-gateway.js'),
-      '--listen', `0.0.0.0:${plan.dnsPort}`, '--pool', plan.pool, '--inside', plan.inside, '--zone', zoneFile,
+      '--listen', `0.0.0.0:${plan.dnsPort}`, '--pool', plan.pool, '--inside', plan.inside, '--inside', plan.inside6, '--zone', zoneFile,
       '--port-strategy', settings.portStrategy ?? 'random', '--lease', String(settings.leaseSeconds ?? 30),
       '--hold-down', String(settings.holdDownSeconds ?? 60), '--log', join(stateDir, 'journal.jsonl'),
       '--data-plane', 'nftables', ...linkSpecs(plan).flatMap((spec) => ['--nft-link', spec]),
@@ -144,7 +144,8 @@ export async function up(settings: UpSettings): Promise<LabPlan> {
     await startProcess(stateDir, {
       name: 'echo',
       netns: out.netns,
-      argv: [process.execPath, distFile('./echo-server.js'), ...out.httpPorts.flatMap((port) => ['--http', `${out.address}:${port}`]), '--udp', `${out.address}:${out.udpPort}`],
+      argv: [process.execPath, distFile('./echo-server.js'), ...out.httpPorts.flatMap((port) => ['--http', `${out.address}:${port}`]), ...out.httpPorts.flatMap((port) => ['--http', `[${out.address6}]:${port}`]),
+        '--udp', `${out.address}:${out.udpPort}`, '--udp', `[${out.address6}]:${out.udpPort}`],
       ready: /echo-server ready/,
     });
     return plan;

@@ -2,13 +2,17 @@
  * The capa-lab topology as data, and the commands and files that build it. Pure.
  *
  *   terminal t<i> (netns <prefix>t<i>)  gw0 100.64.x.(4i+2)/30 ── t<i> 100.64.x.(4i+1)/30 ┐
+ *                                            2001:db8:100:<i>::2/64    2001:db8:100:<i>::1/64 │
  *                                                                                        gateway (netns <prefix>gw)
  *   outside host (netns <prefix>out)    gw0 203.0.113.10/24 ──── out0 203.0.113.1/24    ┘  pool 198.51.100.0/24
+ *                                            2001:db8:203::10/64     2001:db8:203::1/64        and 2001:db8:198::/64
  *
  * Each terminal has its own point-to-point link; the outside host routes the pool to the
- * gateway. Nothing connects to the host's own interfaces.
+ * gateway. Every link has both families (IPv6 in 2001:db8::/32, <i> in hex); the outside host
+ * is `out` (A) and `out6` (AAAA) in the zone. Nothing connects to the host's own interfaces.
  */
 import { CapaError } from '../../resolver/lib/errors.js';
+import { Realm } from '../lib/dns/realm.js';
 import { parsePool } from '../lib/grm/pool.js';
 
 export interface LabTerminal {
@@ -18,20 +22,25 @@ export interface LabTerminal {
   /** Interface in the terminal's namespace. */
   ifname: string;
   address: string;
-  /** The gateway's end of the link: interface name (in the gateway namespace) and address. */
+  address6: string;
+  /** The gateway's end of the link: interface name (in the gateway namespace) and addresses. */
   gatewayIfname: string;
   gatewayAddress: string;
+  gatewayAddress6: string;
 }
 
 export interface LabPlan {
   prefix: string;
-  gateway: { netns: string; outsideIfname: string; outsideAddress: string };
-  outside: { netns: string; ifname: string; address: string; httpPorts: number[]; udpPort: number };
+  gateway: { netns: string; outsideIfname: string; outsideAddress: string; outsideAddress6: string };
+  outside: { netns: string; ifname: string; address: string; address6: string; httpPorts: number[]; udpPort: number };
   terminals: LabTerminal[];
-  /** Pool addresses handed out, and the prefix routed to the gateway. */
+  /** Pool addresses handed out, and the prefixes routed to the gateway. */
   pool: string;
   poolPrefix: string;
+  poolPrefix6: string;
+  /** The inside realm, per family. */
   inside: string;
+  inside6: string;
   /** Zone of the lab's names: out.<zone>, t1.<zone>, ... */
   zone: string;
   dnsPort: number;
@@ -54,9 +63,11 @@ export function checkPrefix(prefix: string): void {
   }
 }
 
-/** 198.51.100.0/24 is routed to the gateway; the pool is any part of it. */
+/** 198.51.100.0/24 and 2001:db8:198::/64 are routed to the gateway; the pool is any part of them. */
 const POOL_PREFIX = '198.51.100.0/24';
-const DEFAULT_POOL = '198.51.100.1-198.51.100.254';
+const POOL_PREFIX6 = '2001:db8:198::/64';
+const DEFAULT_POOL = '198.51.100.1-198.51.100.254,2001:db8:198::1-2001:db8:198::fe';
+const INSIDE6 = '2001:db8:100::/48';
 
 function checkPool(pool: string): void {
   let addresses: string[];
@@ -65,8 +76,9 @@ function checkPool(pool: string): void {
   } catch (err) {
     throw new CapaError('ERR_CAPA_INVALID_ARG', `--pool: ${(err as Error).message}`);
   }
-  const outside = addresses.find((a) => !a.startsWith('198.51.100.'));
-  if (outside !== undefined) throw new CapaError('ERR_CAPA_INVALID_ARG', `--pool: ${outside} is not in the lab's pool prefix ${POOL_PREFIX}`);
+  const prefixes = new Realm([POOL_PREFIX, POOL_PREFIX6]);
+  const outside = addresses.find((a) => !prefixes.contains(a));
+  if (outside !== undefined) throw new CapaError('ERR_CAPA_INVALID_ARG', `--pool: ${outside} is not in the lab's pool prefixes ${POOL_PREFIX} and ${POOL_PREFIX6}`);
 }
 
 export function planLab(prefix: string, terminals: number, pool = DEFAULT_POOL): LabPlan {
@@ -77,8 +89,8 @@ export function planLab(prefix: string, terminals: number, pool = DEFAULT_POOL):
   }
   return {
     prefix,
-    gateway: { netns: `${prefix}gw`, outsideIfname: 'out0', outsideAddress: '203.0.113.1' },
-    outside: { netns: `${prefix}out`, ifname: 'gw0', address: '203.0.113.10', httpPorts: [80, 8080], udpPort: 7 },
+    gateway: { netns: `${prefix}gw`, outsideIfname: 'out0', outsideAddress: '203.0.113.1', outsideAddress6: '2001:db8:203::1' },
+    outside: { netns: `${prefix}out`, ifname: 'gw0', address: '203.0.113.10', address6: '2001:db8:203::10', httpPorts: [80, 8080], udpPort: 7 },
     terminals: Array.from({ length: terminals }, (_, k) => {
       const i = k + 1;
       const base = INSIDE_BASE + 4 * i;
@@ -87,13 +99,17 @@ export function planLab(prefix: string, terminals: number, pool = DEFAULT_POOL):
         netns: `${prefix}t${i}`,
         ifname: 'gw0',
         address: ipv4(base + 2),
+        address6: `2001:db8:100:${i.toString(16)}::2`,
         gatewayIfname: `t${i}`,
         gatewayAddress: ipv4(base + 1),
+        gatewayAddress6: `2001:db8:100:${i.toString(16)}::1`,
       };
     }),
     pool,
     poolPrefix: POOL_PREFIX,
+    poolPrefix6: POOL_PREFIX6,
     inside: '100.64.0.0/10',
+    inside6: INSIDE6,
     zone: 'lab.example',
     dnsPort: 53,
   };
@@ -139,8 +155,13 @@ export function renderLinks(plan: LabPlan): IpBatch[] {
     lines: [
       'link set lo up',
       `address add ${gw.outsideAddress}/${OUTSIDE_PREFIX_LENGTH} dev ${gw.outsideIfname}`,
+      `address add ${gw.outsideAddress6}/64 dev ${gw.outsideIfname} nodad`,
       `link set ${gw.outsideIfname} up`,
-      ...plan.terminals.flatMap((t) => [`address add ${t.gatewayAddress}/${LINK_PREFIX_LENGTH} dev ${t.gatewayIfname}`, `link set ${t.gatewayIfname} up`]),
+      ...plan.terminals.flatMap((t) => [
+        `address add ${t.gatewayAddress}/${LINK_PREFIX_LENGTH} dev ${t.gatewayIfname}`,
+        `address add ${t.gatewayAddress6}/64 dev ${t.gatewayIfname} nodad`,
+        `link set ${t.gatewayIfname} up`,
+      ]),
     ],
   };
   const outside: IpBatch = {
@@ -148,8 +169,10 @@ export function renderLinks(plan: LabPlan): IpBatch[] {
     lines: [
       'link set lo up',
       `address add ${out.address}/${OUTSIDE_PREFIX_LENGTH} dev ${out.ifname}`,
+      `address add ${out.address6}/64 dev ${out.ifname} nodad`,
       `link set ${out.ifname} up`,
       `route add ${plan.poolPrefix} via ${gw.outsideAddress}`,
+      `route add ${plan.poolPrefix6} via ${gw.outsideAddress6}`,
     ],
   };
   const terminals: IpBatch[] = plan.terminals.map((t) => ({
@@ -157,8 +180,10 @@ export function renderLinks(plan: LabPlan): IpBatch[] {
     lines: [
       'link set lo up',
       `address add ${t.address}/${LINK_PREFIX_LENGTH} dev ${t.ifname}`,
+      `address add ${t.address6}/64 dev ${t.ifname} nodad`,
       `link set ${t.ifname} up`,
       `route add default via ${t.gatewayAddress}`,
+      `route add ::/0 via ${t.gatewayAddress6}`,
     ],
   }));
   return [pairs, gateway, outside, ...terminals];
@@ -171,6 +196,7 @@ export function renderLinks(plan: LabPlan): IpBatch[] {
  */
 export const GATEWAY_SYSCTLS = [
   'net.ipv4.ip_forward=1',
+  'net.ipv6.conf.all.forwarding=1',
   'net.netfilter.nf_conntrack_tcp_timeout_time_wait=1',
   'net.netfilter.nf_conntrack_tcp_timeout_close=1',
 ];
@@ -181,6 +207,7 @@ export function renderZone(plan: LabPlan): string {
     `$ORIGIN ${plan.zone}.`,
     '$TTL 60',
     `out A ${plan.outside.address}`,
+    `out6 AAAA ${plan.outside.address6}`,
     `gw A ${plan.gateway.outsideAddress}`,
     ...plan.terminals.map((t) => `${t.name} A ${t.address}`),
     '',
@@ -189,7 +216,7 @@ export function renderZone(plan: LabPlan): string {
 
 /** `--nft-link` specifications: each terminal's address on its gateway-side interface. */
 export function linkSpecs(plan: LabPlan): string[] {
-  return plan.terminals.map((t) => `${t.address}=${t.gatewayIfname}`);
+  return plan.terminals.flatMap((t) => [`${t.address}=${t.gatewayIfname}`, `${t.address6}=${t.gatewayIfname}`]);
 }
 
 /** /etc/netns/<ns>/resolv.conf, which `ip netns exec` shows the namespace's programs as /etc/resolv.conf. */

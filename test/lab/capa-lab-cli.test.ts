@@ -24,7 +24,7 @@ describe('capa-lab command line', () => {
       [['frob'], /Unknown argument: frob/],
       [['up', '--terminals', '0'], /--terminals must be a whole number from 1 to 1000, got 0/],
       [['up', '--lease', '0'], /--lease must be a whole number of seconds >= 1/],
-      [['up', '--pool', '203.0.113.7'], /not in the lab's pool prefix 198\.51\.100\.0\/24/],
+      [['up', '--pool', '203.0.113.7'], /not in the lab's pool prefixes 198\.51\.100\.0\/24 and 2001:db8:198::\/64/],
       [['status', '--prefix', 'Bad_Prefix'], /namespace prefix "Bad_Prefix" must be lower-case/],
     ] as [string[], RegExp][]) {
       const result = await lab(args);

@@ -13,6 +13,7 @@ import { type CommandResult, runCommand } from '../../gateway-ref/lib/dataplane/
 import { CAPA_DIG, CAPA_LAB, ECHO_SERVER, NsProcess, PinnedClient, counters, reapConntrack, requireNetns, sleep, testPrefix, waitFor } from './helpers.js';
 
 const AOG = '198.51.100.7';
+const AOG6 = '2001:db8:198::7';
 const OUTSIDE = '203.0.113.10';
 const HOLD_DOWN_S = 10;
 
@@ -60,7 +61,7 @@ describe('capa-lab (network namespaces, root)', function () {
     await requireNetns(this);
     stateDir = await mkdtemp(join(tmpdir(), 'capa-lab-'));
     await lab(['down']);
-    const result = await lab(['up', '--terminals', '2', '--pool', AOG, '--port-strategy', 'sequential', '--hold-down', String(HOLD_DOWN_S)]);
+    const result = await lab(['up', '--terminals', '2', '--pool', `${AOG},${AOG6}`, '--port-strategy', 'sequential', '--hold-down', String(HOLD_DOWN_S)]);
     expect(result.code, result.stderr).to.equal(0);
   });
 
@@ -86,6 +87,16 @@ describe('capa-lab (network namespaces, root)', function () {
     const allocated = await waitFor('the allocation in the journal', () => journal().find((l) => l.event === 'allocate' && l.terminal === '100.64.0.10'), 5000);
     expect([seen.remoteAddress, seen.remotePort, allocated.pB]).to.deep.equal([allocated.aOG, allocated.pA, 80]);
     expect(await addresses('t2')).to.contain(`${AOG}/32`);
+  });
+
+  it('carries an IPv6 flow end to end: capa-run curl to an AAAA-only host leaves from the IPv6 pool address the GRM assigned', async () => {
+    const result = await inHost('t1', ['capa-run', '--', 'curl', '-s', '-m', '10', 'http://out6.lab.example/']);
+    expect(result.code, result.stderr).to.equal(0);
+    const seen = JSON.parse(result.stdout) as { remoteAddress: string; remotePort: number; localAddress: string };
+    const allocated = await waitFor('the allocation in the journal', () => journal().find((l) => l.event === 'allocate' && l.aOG === AOG6), 5000);
+    expect([seen.remoteAddress, seen.remotePort, seen.localAddress]).to.deep.equal([AOG6, allocated.pA, '2001:db8:203::10']);
+    expect(allocated.terminal).to.equal('100.64.0.6');
+    expect(await addresses('t1')).to.contain(`${AOG6}/128`);
   });
 
   it('lets two terminals with the same pool address reach the same outside host and port at the same time, each with its own replies', async () => {

@@ -65,10 +65,15 @@ describe('nft-rules: ruleset', () => {
     expect(text).to.match(/chain outbound \{\n\s+type filter hook prerouting priority raw;/);
     expect(text).to.match(/chain route_inbound \{\n\s+type filter hook prerouting priority mangle;/);
     expect(text).to.match(/chain drop_unmatched \{\n\s+type filter hook prerouting priority dstnat \+ 10;/);
-    expect(text).to.contain('meta l4proto tcp meta mark set ip daddr . th dport . ip saddr . th sport map @state_tcp4 meta mark . iifname @owners meta mark set 0 accept');
+    expect(text).to.contain('meta l4proto tcp meta mark set ip daddr . th dport . ip saddr . th sport map @state_tcp4 meta mark . iifname @owners meta mark set meta mark | 0x80000000 accept');
     expect(text).to.contain('meta l4proto udp meta mark set ip6 saddr . ip6 daddr . th dport map @partial_udp6 accept');
     expect(text).to.contain('meta mark 0 ip daddr @pool4 counter name unmatched drop');
     expect(text).to.contain('iifname != @links meta mark 0 dnat ip to ip saddr . ip daddr map @inbound4');
+  });
+
+  it('sends a flow\'s ICMP errors to its terminal: a new flow\'s conntrack entry keeps its link\'s mark, and related errors take it', () => {
+    expect(text).to.contain('ct state new ct mark set meta mark & 0x7fffffff');
+    expect(text).to.match(/chain route_inbound \{\n.*\n\s+iifname @links return\n\s+meta l4proto \{ icmp, ipv6-icmp \} ct state related ct mark != 0 meta mark set ct mark accept\n/);
   });
 
   it('lists every chain it declares by name', () => {
@@ -115,10 +120,10 @@ describe('nft-rules: routing', () => {
   it('gives each link a fwmark rule and a default route via its terminal, per family', () => {
     const routes = renderRoutes(parseLinkSpecs(['100.64.0.6=t1', '2001:db8::6=t1', '100.64.0.10=t2']), 1000);
     expect(routes[4]).to.deep.equal([
-      'rule add fwmark 1000 table 1000 priority 1000', 'route replace default via 100.64.0.6 dev t1 table 1000',
-      'rule add fwmark 1001 table 1001 priority 1000', 'route replace default via 100.64.0.10 dev t2 table 1001',
+      'rule add fwmark 1000 table 1000 priority 1000', 'rule add iif lo fwmark 0x800003e8 table 1000 priority 1000', 'route replace default via 100.64.0.6 dev t1 table 1000',
+      'rule add fwmark 1001 table 1001 priority 1000', 'rule add iif lo fwmark 0x800003e9 table 1001 priority 1000', 'route replace default via 100.64.0.10 dev t2 table 1001',
     ]);
-    expect(routes[6]).to.deep.equal(['rule add fwmark 1000 table 1000 priority 1000', 'route replace default via 2001:db8::6 dev t1 table 1000']);
+    expect(routes[6]).to.deep.equal(['rule add fwmark 1000 table 1000 priority 1000', 'rule add iif lo fwmark 0x800003e8 table 1000 priority 1000', 'route replace default via 2001:db8::6 dev t1 table 1000']);
   });
 
   it('removes every rule at its priority and flushes the tables they used, nothing else', () => {

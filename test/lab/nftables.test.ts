@@ -16,10 +16,14 @@ import type { Allocation, OutsideTuple } from '../../gateway-ref/lib/grm/types.j
 import { buildNetwork, down } from '../../gateway-ref/lab/lab.js';
 import { linkSpecs, planLab } from '../../gateway-ref/lab/topology.js';
 import { isCapaError } from '../../resolver/lib/errors.js';
-import { NsProcess, PinnedClient, counters, reapConntrack, requireNetns, startEcho, testPrefix, waitFor } from './helpers.js';
+import { ECHO_SERVER, NsProcess, PinnedClient, counters, reapConntrack, requireNetns, startEcho, testPrefix, waitFor } from './helpers.js';
 
 const AOG = '198.51.100.7';
+/** Per link: inside-bound packets by their mark; the gateway's own ICMP errors by the mark they reflect. */
+const RULES = ['0x3e8 -> 1000', 'iif lo 0x800003e8 -> 1000', '0x3e9 -> 1001', 'iif lo 0x800003e9 -> 1001'];
 const OUTSIDE = '203.0.113.10';
+const AOG6 = '2001:db8:198::7';
+const OUTSIDE6 = '2001:db8:203::10';
 
 describe('nftables data plane (network namespaces, root)', function () {
   this.timeout(120_000);
@@ -61,7 +65,7 @@ describe('nftables data plane (network namespaces, root)', function () {
 
   async function fwmarkRules(): Promise<string[]> {
     const { stdout } = await runCommand(['ip', '-j', 'rule', 'show', 'pref', '1000'], { netns: gw });
-    return (JSON.parse(stdout || '[]') as { fwmark?: string; table?: string }[]).map((r) => `${r.fwmark} -> ${r.table}`);
+    return (JSON.parse(stdout || '[]') as { fwmark?: string; table?: string; iif?: string }[]).map((r) => `${r.iif === undefined ? '' : `iif ${r.iif} `}${r.fwmark} -> ${r.table}`);
   }
 
   before(async function () {
@@ -69,8 +73,11 @@ describe('nftables data plane (network namespaces, root)', function () {
     stateDir = await mkdtemp(join(tmpdir(), 'capa-dp-'));
     await down({ prefix, stateDir });
     await buildNetwork(plan);
-    for (const t of plan.terminals) await runCommand(['ip', 'address', 'add', `${AOG}/32`, 'dev', t.ifname], { netns: t.netns });
-    echo = await startEcho(plan.outside.netns, [`${OUTSIDE}:80`], `${OUTSIDE}:7`);
+    for (const t of plan.terminals) {
+      await runCommand(['ip', 'address', 'add', `${AOG}/32`, 'dev', t.ifname], { netns: t.netns });
+      await runCommand(['ip', 'address', 'add', `${AOG6}/128`, 'dev', t.ifname, 'nodad'], { netns: t.netns });
+    }
+    echo = await NsProcess.start(plan.outside.netns, [process.execPath, ECHO_SERVER, '--http', `${OUTSIDE}:80`, '--udp', `${OUTSIDE}:7`, '--udp', `[${OUTSIDE6}]:7`], /echo-server ready/);
   });
 
   after(async () => {
@@ -89,13 +96,13 @@ describe('nftables data plane (network namespaces, root)', function () {
     driver = newDriver();
     await driver.start({ flowStarted: (t) => started.push(t), flowEnded: (t) => ended.push(t) });
     expect(await hasElement(stale)).to.equal(false);
-    expect(await fwmarkRules()).to.deep.equal(['0x3e8 -> 1000', '0x3e9 -> 1001']);
+    expect(await fwmarkRules()).to.deep.equal(RULES);
     expect((await runCommand(['ip', 'route', 'show', 'table', '77'], { netns: gw, allowFailure: true })).stdout.trim()).to.equal('');
 
     await driver.stop();
     driver = newDriver();
     await driver.start({ flowStarted: (t) => started.push(t), flowEnded: (t) => ended.push(t) });
-    expect(await fwmarkRules()).to.deep.equal(['0x3e8 -> 1000', '0x3e9 -> 1001']);
+    expect(await fwmarkRules()).to.deep.equal(RULES);
     const tables = (await runCommand(['nft', 'list', 'tables'], { netns: gw })).stdout;
     expect(tables.match(/table inet capa\b/g)).to.have.length(1);
     expect((await runCommand(['ip', 'route', 'show', 'table', '1000'], { netns: gw })).stdout).to.contain(`default via ${t1.address} dev ${t1.gatewayIfname}`);
@@ -205,6 +212,67 @@ describe('nftables data plane (network namespaces, root)', function () {
     await driver.remove(y);
   });
 
+  /**
+   * Runs a UDP probe in t1 from (AOG or AOG6, localPort) to the outside host, and returns what it
+   * saw: with `size`, don't-fragment datagrams of that size (the path MTU the kernel then knows,
+   * and whether a second send is refused); without, one small datagram and the error a
+   * reply-less receive ends with.
+   */
+  async function udpProbe(family: 4 | 6, localPort: number, port: number, size?: number): Promise<{ mtu?: number; second?: string; error?: string }> {
+    // (level, IP_MTU_DISCOVER, IP_PMTUDISC_DO, IP_MTU) of linux/in.h and in6.h; Python's socket lacks them.
+    const [level, discover, always, mtu] = family === 4 ? ['socket.IPPROTO_IP', 10, 2, 14] : ['socket.IPPROTO_IPV6', 23, 2, 24];
+    const script = [
+      'import json, socket, time',
+      `s = socket.socket(socket.AF_INET${family === 6 ? '6' : ''}, socket.SOCK_DGRAM)`,
+      `s.bind((${JSON.stringify(family === 4 ? AOG : AOG6)}, ${localPort}))`,
+      `s.connect((${JSON.stringify(family === 4 ? OUTSIDE : OUTSIDE6)}, ${port}))`,
+      's.settimeout(2)',
+      size === undefined ? [
+        's.send(b"probe")',
+        'try:',
+        '    s.recv(100); print(json.dumps({"error": "none"}))',
+        'except OSError as e:',
+        '    print(json.dumps({"error": type(e).__name__}))',
+      ].join('\n') : [
+        `s.setsockopt(${level}, ${discover}, ${always})`,
+        `s.send(b"x" * ${size})`,
+        'time.sleep(0.5)',
+        `mtu = s.getsockopt(${level}, ${mtu})`,
+        'try:',
+        `    s.send(b"x" * ${size}); second = "sent"`,
+        'except OSError as e:',
+        '    second = e.strerror',
+        'print(json.dumps({"mtu": mtu, "second": second}))',
+      ].join('\n'),
+    ].join('\n');
+    const { stdout } = await runCommand(['python3', '-c', script], { netns: t1.netns });
+    return JSON.parse(stdout) as { mtu?: number; second?: string; error?: string };
+  }
+
+  it('passes an outside host\'s ICMP port unreachable for a live flow on to its terminal', async () => {
+    const a = allocation(t1.address, { proto: 17, remotePort: 9, localPort: 40060 });
+    await driver.install(a);
+    expect(await udpProbe(4, 40060, 9)).to.deep.equal({ error: 'ConnectionRefusedError' });
+    await driver.remove(a);
+  });
+
+  it('tells a terminal the path MTU when the outside link is narrower (the gateway\'s own ICMP error reaches it), IPv4 and IPv6', async () => {
+    const a4 = allocation(t1.address, { proto: 17, remotePort: 7, localPort: 40061 });
+    const a6 = allocation(t1.address6, { proto: 17, remotePort: 7, localPort: 40062, localAddress: AOG6, remoteAddress: OUTSIDE6 });
+    await driver.install(a4);
+    await driver.install(a6);
+    const out = plan.gateway.outsideIfname;
+    await runCommand(['ip', 'link', 'set', out, 'mtu', '1280'], { netns: gw });
+    try {
+      expect(await udpProbe(4, 40061, 7, 1400)).to.deep.equal({ mtu: 1280, second: 'Message too long' });
+      expect(await udpProbe(6, 40062, 7, 1400)).to.deep.equal({ mtu: 1280, second: 'Message too long' });
+    } finally {
+      await runCommand(['ip', 'link', 'set', out, 'mtu', '1500'], { netns: gw });
+    }
+    await driver.remove(a4);
+    await driver.remove(a6);
+  });
+
   it('renders an IPv6 ruleset the kernel accepts', async () => {
     const v6 = renderRuleset({ table: 'capa6check', links: parseLinkSpecs(['2001:db8:1::6=t1', '100.64.0.6=t1']), pool: ['2001:db8:ff::1', '2001:db8:ff::2'] });
     await runCommand(['nft', '-c', '-f', '-'], { netns: gw, input: v6 });
@@ -222,7 +290,7 @@ describe('nftables data plane (network namespaces, root)', function () {
     await driver.start({ flowStarted: (t) => started.push(t), flowEnded: (t) => ends.push(t) }, [kept]);
     expect(await hasElement(kept.tuple), 'restored').to.equal(true);
     expect(await hasElement(gone.tuple), 'not restored: removed').to.equal(false);
-    expect(await fwmarkRules()).to.deep.equal(['0x3e8 -> 1000', '0x3e9 -> 1001']);
+    expect(await fwmarkRules()).to.deep.equal(RULES);
     // Its flow does not run (no conntrack entry): the first reconcile ends it.
     await driver.reconcile();
     expect(ends).to.deep.include(kept.tuple);

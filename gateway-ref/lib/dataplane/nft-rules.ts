@@ -8,6 +8,13 @@
  * routing table); outside-bound packets look the same maps up with the tuple reversed and must
  * find the mark of the link they arrived on (anti-spoofing), so no second set is needed.
  * Separate maps per protocol because nft 1.0.x mangles concatenations of more than five fields.
+ *
+ * ICMP errors about a flow go to its terminal too. One from outside is RELATED to the flow's
+ * conntrack entry, which took its link's mark when the flow began. One the gateway sends itself
+ * (fragmentation needed, PMTU discovery) carries the mark of the packet it answers (the data
+ * plane sets fwmark_reflect): outside-bound packets keep their link's mark with FROM_TERMINAL
+ * set, which no inside-bound fwmark rule matches (they route by the main table), while a
+ * locally sent packet with that mark routes by its link's table (`iif lo` rule).
  */
 import { CapaError } from '../../../resolver/lib/errors.js';
 import { type Family, canonicalIp, ipFamily, ipToBytes } from '../../../resolver/lib/ip.js';
@@ -34,6 +41,12 @@ export interface NftLayout {
 export const DEFAULT_TABLE = 'capa';
 /** First link mark / routing table; tables below 256 include the kernel's own (local, main, default). */
 export const DEFAULT_MARK_BASE = 1000;
+
+/** Set on an outside-bound packet's mark (its link's mark) once its state is checked. */
+export const FROM_TERMINAL = 0x80000000;
+
+/** The gateway's ICMP errors and resets take the mark of the packet they answer (see FROM_TERMINAL). */
+export const REFLECT_SYSCTLS = ['net.ipv4.fwmark_reflect=1', 'net.ipv6.fwmark_reflect=1'];
 
 const PROTO_NAMES: Record<ProtoNumber, 'tcp' | 'udp'> = { 6: 'tcp', 17: 'udp' };
 const FAMILIES: Family[] = [4, 6];
@@ -138,6 +151,8 @@ function elements(items: readonly string[]): string {
   return items.length === 0 ? '' : ` elements = { ${items.join(', ')} };`;
 }
 
+const hex = (n: number): string => `0x${n.toString(16)}`;
+
 function quoted(ifname: string): string {
   return `"${ifname}"`;
 }
@@ -182,7 +197,7 @@ function outboundRules(family: Family): string[] {
   const rules: string[] = [];
   for (const proto of [6, 17] as const) {
     const l4 = `meta l4proto ${PROTO_NAMES[proto]}`;
-    const check = 'meta mark . iifname @owners meta mark set 0 accept';
+    const check = `meta mark . iifname @owners meta mark set meta mark | ${hex(FROM_TERMINAL)} accept`;
     rules.push(`    ${l4} meta mark set ${ip} daddr . th dport . ${ip} saddr . th sport map @${stateMapName(proto, family)} ${check}`);
     rules.push(`    ${l4} meta mark set ${ip} daddr . ${ip} saddr . th sport map @${partialMapName(proto, family)} ${check}`);
   }
@@ -195,6 +210,7 @@ export function renderChains(): string[] {
     '  chain route_inbound {',
     '    type filter hook prerouting priority mangle; policy accept;',
     '    iifname @links return',
+    '    meta l4proto { icmp, ipv6-icmp } ct state related ct mark != 0 meta mark set ct mark accept',
     ...FAMILIES.flatMap(inboundRules),
     '  }',
     // Only a new connection that matches no state takes the inbound path (a state's own traffic never does).
@@ -216,8 +232,10 @@ export function renderChains(): string[] {
     // The terminal's own inside address: DNS to the gateway, inside-to-inside, inbound-path replies.
     '    iifname . ip saddr @terminals4 accept',
     '    iifname . ip6 saddr @terminals6 accept',
-    // IPv6 neighbour discovery and MLD on the link itself; never forwarded.
+    // IPv6 neighbour discovery and MLD on the link itself; never forwarded. A terminal resolving
+    // the gateway for a packet from its pool address sends its solicitation from that address.
     '    ip6 saddr { ::, fe80::/10 } accept',
+    '    icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } ip6 hoplimit 255 accept',
     ...FAMILIES.flatMap(outboundRules),
     '    counter name spoofed drop',
     '  }',
@@ -229,6 +247,7 @@ export function renderChains(): string[] {
     '  chain from_terminal {',
     '    oifname @links accept',
     '    ct status dnat accept',
+    `    ct state new ct mark set meta mark & ${hex(~FROM_TERMINAL >>> 0)}`,
     '    ip saddr @pool4 accept',
     '    ip6 saddr @pool6 accept',
     // An inside address may not leave for the outside realm: only pool sources are relayed.
@@ -342,6 +361,7 @@ export function renderRoutes(links: readonly NftLink[], priority: number): Recor
       const hop = link.terminals.find((t) => ipFamily(t) === family);
       if (hop === undefined) continue;
       out[family].push(`rule add fwmark ${link.mark} table ${link.mark} priority ${priority}`);
+      out[family].push(`rule add iif lo fwmark ${hex((link.mark | FROM_TERMINAL) >>> 0)} table ${link.mark} priority ${priority}`);
       out[family].push(`route replace default via ${hop} dev ${link.ifname} table ${link.mark}`);
     }
   }
@@ -352,6 +372,9 @@ export function renderRoutes(links: readonly NftLink[], priority: number): Recor
 export interface RuleEntry {
   priority?: number;
   table?: string;
+  /** `0x3e8` */
+  fwmark?: string;
+  iif?: string;
 }
 
 /** `ip -batch -force` lines removing every rule at `priority` and flushing the tables they pointed to. */

@@ -13,7 +13,7 @@ import { type ConntrackEvent, ConntrackWatch, listFlows } from './conntrack.js';
 import { BatchWriter, DEFAULT_MAX_BATCH_OPS } from './nft-batch.js';
 import {
   DEFAULT_TABLE, type ElementOp, type MapElement, type NftLayout, type NftLink, type RuleEntry,
-  checkLayout, inboundElement, partialMapName, renderElementOps, renderRouteCleanup, renderRoutes, renderRuleset, renderTeardown, stateElement, stateMapName,
+  checkLayout, REFLECT_SYSCTLS, inboundElement, partialMapName, renderElementOps, renderRouteCleanup, renderRoutes, renderRuleset, renderTeardown, stateElement, stateMapName,
 } from './nft-rules.js';
 import { NftSession } from './nft-session.js';
 
@@ -53,8 +53,11 @@ const EXISTS = /File exists/;
 
 /** Whether the rules at `priority` are exactly the `rule add` lines of `wanted` (their tables). */
 function rulesInPlace(rules: readonly RuleEntry[], wanted: readonly string[], priority: number): boolean {
-  const have = rules.filter((r) => r.priority === priority).map((r) => r.table ?? '').sort();
-  const want = wanted.filter((l) => l.startsWith('rule ')).map((l) => / table (\d+) /.exec(l)?.[1] ?? '').sort();
+  const have = rules.filter((r) => r.priority === priority).map((r) => `${r.iif ?? ''} ${Number(r.fwmark ?? -1)} ${r.table ?? ''}`).sort();
+  const want = wanted.filter((l) => l.startsWith('rule ')).map((l) => {
+    const [, iif, fwmark, table] = /^rule add (?:iif (\S+) )?fwmark (\S+) table (\d+) /.exec(l) ?? [];
+    return `${iif ?? ''} ${Number(fwmark ?? -1)} ${table ?? ''}`;
+  }).sort();
   return have.length === want.length && have.every((t, i) => t === want[i]);
 }
 
@@ -133,6 +136,7 @@ export class NftablesDataPlane implements DataPlane {
     try {
       await session.run(renderRuleset(this.layout) + renderElementOps(this.layout.table, this.restoredOps(restored)));
       await this.resetRoutes(true);
+      await runCommand(['sysctl', '-q', '-w', ...REFLECT_SYSCTLS], { netns: this.options.netns });
       const every = this.options.reconcileMs ?? DEFAULT_RECONCILE_MS;
       if (every > 0) {
         this.reconcileTimer = setInterval(() => {

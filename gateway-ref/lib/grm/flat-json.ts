@@ -1,30 +1,12 @@
 /**
  * A reader for the JSON the state journal writes: one flat array of ASCII strings without
  * escapes, integers and null. It works on the bytes of the line and hands out each distinct
- * string once (a million states name a few terminals and addresses), which is what makes a
- * restart's read cheap: JSON.parse made three fresh strings per state for the collector to
- * carry. Anything else (an escape, a fraction, a nested value) is left to JSON.parse.
+ * string once (string-cache.ts), where JSON.parse made three fresh strings per state for the
+ * collector to carry. Anything else (an escape, a fraction, a nested value) is left to JSON.parse.
  */
+import type { StringCache } from './string-cache.js';
+
 const QUOTE = 0x22, COMMA = 0x2c, OPEN = 0x5b, CLOSE = 0x5d, MINUS = 0x2d, ZERO = 0x30, NINE = 0x39, N = 0x6e, BACKSLASH = 0x5c;
-
-/** Strings already seen, by a hash of their bytes; one per decode. */
-export class StringCache {
-  private readonly byHash = new Map<number, string>();
-
-  /** bytes[start..end) as a string, the same string each time those bytes come. */
-  get(bytes: Uint8Array, start: number, end: number, hash: number): string {
-    const known = this.byHash.get(hash);
-    if (known !== undefined && known.length === end - start && sameBytes(known, bytes, start)) return known;
-    const s = String.fromCharCode.apply(null, bytes.subarray(start, end) as unknown as number[]);
-    if (known === undefined) this.byHash.set(hash, s);
-    return s;
-  }
-}
-
-function sameBytes(s: string, bytes: Uint8Array, start: number): boolean {
-  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) !== bytes[start + i]) return false;
-  return true;
-}
 
 /** The values of the array in bytes[start..end), or undefined when it is not of the journal's plain kind. */
 export function readFlatArray(bytes: Uint8Array, start: number, end: number, strings: StringCache): unknown[] | undefined {

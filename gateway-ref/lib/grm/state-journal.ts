@@ -18,6 +18,7 @@ import { type FileHandle, mkdir, open, readdir, readFile, rename, rm, unlink, wr
 import { join } from 'node:path';
 import { CapaError } from '../../../resolver/lib/errors.js';
 import { isRunning } from '../pids.js';
+import { SNAPSHOT_MAGIC, SnapshotEncoder } from './snapshot-records.js';
 import { decodeRecords, encodeRecord, foldRecords, type FoldedStates, type RecordProblem, type StateRecord } from './state-records.js';
 
 export interface StateJournalOptions {
@@ -35,7 +36,7 @@ export interface RestoredJournal {
 
 const SNAPSHOT = /^snapshot\.(\d+)$/;
 const JOURNAL = /^journal\.(\d+)$/;
-/** Snapshot lines written per write call: the snapshot of a million states is never one string. */
+/** Snapshot records written per write call: the snapshot of a million states is never one buffer. */
 const SNAPSHOT_CHUNK = 8192;
 
 const generation = (name: string, pattern: RegExp): number | undefined => {
@@ -164,9 +165,9 @@ export class StateJournal {
     const path = join(this.dir, `snapshot.${gen}`);
     const file = await open(`${path}.tmp`, 'w', 0o600);
     try {
-      for (let i = 0; i < snapshot.length; i += SNAPSHOT_CHUNK) {
-        await file.write(snapshot.slice(i, i + SNAPSHOT_CHUNK).map(encodeRecord).join(''));
-      }
+      const encoder = new SnapshotEncoder();
+      await file.write(SNAPSHOT_MAGIC);
+      for (let i = 0; i < snapshot.length; i += SNAPSHOT_CHUNK) await file.write(encoder.encode(snapshot.slice(i, i + SNAPSHOT_CHUNK)));
       await file.datasync();
     } finally {
       await file.close();

@@ -6,7 +6,9 @@
  */
 import { crc32 } from 'node:zlib';
 import { crc32Of } from './checksum.js';
-import { readFlatArray, StringCache } from './flat-json.js';
+import { readFlatArray } from './flat-json.js';
+import { decodeSnapshotRecords, isSnapshot } from './snapshot-records.js';
+import { StringCache } from './string-cache.js';
 import type { OutsideTuple, ProtoNumber } from './types.js';
 
 /** A live allocation as the journal remembers it. */
@@ -118,11 +120,13 @@ function hexAt(bytes: Buffer, at: number): number {
 }
 
 /**
- * The records of one file, in order. Works on the bytes: the checksum is taken of each line in
+ * The records of one file, in order: a binary snapshot (snapshot-records.ts) or journal lines,
+ * as a snapshot also was before. Lines are read on the bytes: the checksum is taken of each line in
  * place and its fields are read there too, each distinct string made once.
  */
 export function decodeRecords(data: Buffer | string): DecodedRecords {
   const bytes = typeof data === 'string' ? Buffer.from(data) : data;
+  if (isSnapshot(bytes)) return decodeSnapshotRecords(bytes);
   const out: DecodedRecords = { records: [], problems: [], tornBytes: 0 };
   const strings = new StringCache();
   let offset = 0;

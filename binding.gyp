@@ -45,7 +45,7 @@
   "targets": [
     {
       "target_name": "capa",
-      "sources": ["native/addon/addon.cc", "<@(capa_core_sources)", "<@(capa_sweep_sources)"],
+      "sources": ["native/addon/addon.cc", "native/core/nft_set.c", "<@(capa_core_sources)", "<@(capa_sweep_sources)"],
       "dependencies": [
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"
       ],

@@ -1,5 +1,5 @@
 // Node binding of the CAPA C core (native/core): pinned sockets and interface
-// addresses; and the file-capability check of capa-run. Argument checking lives here so the C core can trust its input;
+// addresses, nf_tables set elements in bulk; and the file-capability check of capa-run. Argument checking lives here so the C core can trust its input;
 // failures become Node-style errors (.code, .errno, .syscall) as libuv's are.
 #include <napi.h>
 #include <uv.h>
@@ -15,6 +15,7 @@
 extern "C" {
 #include "../core/address_sweep.h"
 #include "../core/netlink.h"
+#include "../core/nft_set.h"
 #include "../core/pin.h"
 }
 
@@ -288,6 +289,170 @@ Napi::Value IsLocalAddress(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), rc == 1);
 }
 
+// nftOpen([netns]) -> fd of a NETLINK_NETFILTER socket, in network namespace /run/netns/<netns> if given.
+Napi::Value NftOpen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path;
+  if (!info[0].IsUndefined()) {
+    std::string name = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
+    if (name.empty() || name.find('/') != std::string::npos || name.find('\0') != std::string::npos || name[0] == '.') {
+      ThrowArg(env, "ERR_INVALID_ARG_VALUE", "The \"netns\" argument must be a network namespace name, got " + Quoted(info[0]));
+    }
+    path = "/run/netns/" + name;
+  }
+  int fd = capa_nft_open(path.empty() ? nullptr : path.c_str());
+  if (fd < 0) {
+    throw SystemError(env, fd, "netlink", "cannot open an nf_tables netlink socket" + (path.empty() ? "" : " in " + path) + ": " + ErrnoText(fd));
+  }
+  return Napi::Number::New(env, fd);
+}
+
+// The set argument of nftApply / nftDump: { table, name, keyLength, map }.
+struct NftSet {
+  std::string table, name;
+  uint32_t key_len = 0;
+  bool is_map = false;
+
+  NftSet(Napi::Env env, const Napi::Value& value) {
+    if (!value.IsObject()) ThrowArg(env, "ERR_INVALID_ARG_TYPE", "The \"set\" argument must be an object");
+    Napi::Object o = value.As<Napi::Object>();
+    Napi::Value table_value = o.Get("table"), name_value = o.Get("name");
+    if (!table_value.IsString() || !name_value.IsString()) {
+      ThrowArg(env, "ERR_INVALID_ARG_TYPE", "The \"set.table\" and \"set.name\" arguments must be strings");
+    }
+    table = table_value.As<Napi::String>().Utf8Value();
+    name = name_value.As<Napi::String>().Utf8Value();
+    key_len = ParseInteger(env, o.Get("keyLength"), "set.keyLength", 64);
+    is_map = o.Get("map").ToBoolean();
+    if (key_len == 0 || key_len % 4 != 0) {
+      ThrowArg(env, "ERR_INVALID_ARG_VALUE", "The \"set.keyLength\" argument must be a multiple of 4 from 4 to 64");
+    }
+  }
+
+  capa_nft_set View() const { return {table.c_str(), name.c_str(), key_len, is_map ? 1 : 0}; }
+  std::string Described() const { return "inet " + table + " " + name; }
+};
+
+// Runs one bulk call off the JavaScript thread; the records buffer is held until it is done.
+class NftWorker : public Napi::AsyncWorker {
+ public:
+  NftWorker(Napi::Env env, int fd, NftSet set) : Napi::AsyncWorker(env), fd_(fd), set_(std::move(set)), deferred_(env) {}
+  Napi::Promise Promise() const { return deferred_.Promise(); }
+
+ protected:
+  void OnOK() override {
+    if (rc_ < 0) {
+      Napi::Error err = SystemError(Env(), rc_, "netlink", What() + " " + set_.Described() + ": " + ErrnoText(rc_));
+      Decorate(err);
+      deferred_.Reject(err.Value());
+      return;
+    }
+    deferred_.Resolve(Result());
+  }
+  void OnError(const Napi::Error& err) override { deferred_.Reject(err.Value()); }
+  virtual std::string What() const = 0;
+  virtual void Decorate(Napi::Error&) const {}
+  virtual Napi::Value Result() = 0;
+
+  int fd_;
+  NftSet set_;
+  int rc_ = 0;
+  Napi::Promise::Deferred deferred_;
+};
+
+class NftApplyWorker : public NftWorker {
+ public:
+  NftApplyWorker(Napi::Env env, int fd, NftSet set, capa_nft_op op, Napi::Buffer<uint8_t> records, bool skip)
+      : NftWorker(env, fd, std::move(set)), op_(op), data_(records.Data()), count_(records.Length() / capa_nft_record_len(&view_)),
+        skip_(skip), keep_(Napi::Persistent(records.As<Napi::Object>())) {}
+
+ private:
+  void Execute() override {
+    capa_nft_set s = set_.View();
+    rc_ = capa_nft_apply(fd_, &s, op_, data_, count_, skip_ ? 1 : 0, &result_);
+  }
+  std::string What() const override { return op_ == CAPA_NFT_ADD ? "adding elements to" : "deleting elements from"; }
+  void Decorate(Napi::Error& err) const override { err.Set("applied", Napi::Number::New(Env(), static_cast<double>(result_.applied))); }
+  Napi::Value Result() override {
+    Napi::Object o = Napi::Object::New(Env());
+    o.Set("applied", Napi::Number::New(Env(), static_cast<double>(result_.applied)));
+    o.Set("conflicts", Napi::Number::New(Env(), static_cast<double>(result_.conflicts)));
+    return o;
+  }
+
+  capa_nft_set view_ = set_.View();
+  capa_nft_op op_;
+  const uint8_t* data_;
+  size_t count_;
+  bool skip_;
+  Napi::ObjectReference keep_;
+  capa_nft_apply_result result_{};
+};
+
+class NftDumpWorker : public NftWorker {
+ public:
+  using NftWorker::NftWorker;
+  ~NftDumpWorker() override { free(records_); }
+
+ private:
+  void Execute() override {
+    capa_nft_set s = set_.View();
+    rc_ = capa_nft_dump(fd_, &s, &records_, &count_);
+  }
+  std::string What() const override { return "reading the elements of"; }
+  Napi::Value Result() override {
+    capa_nft_set s = set_.View();
+    return Napi::Buffer<uint8_t>::Copy(Env(), records_ == nullptr ? reinterpret_cast<const uint8_t*>("") : records_, count_ * capa_nft_record_len(&s));
+  }
+
+  uint8_t* records_ = nullptr;
+  size_t count_ = 0;
+};
+
+int ParseFd(Napi::Env env, const Napi::Value& value) { return static_cast<int>(ParseInteger(env, value, "fd", INT32_MAX)); }
+
+// nftTableComment(fd, table) -> the comment of inet table `table`; undefined when it has none or does not exist.
+Napi::Value NftTableComment(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ParseFd(env, info[0]);
+  if (!info[1].IsString()) ThrowArg(env, "ERR_INVALID_ARG_TYPE", "The \"table\" argument must be a string");
+  std::string table = info[1].As<Napi::String>().Utf8Value();
+  char comment[256];
+  int rc = capa_nft_table_comment(fd, table.c_str(), comment, sizeof comment);
+  if (rc == -ENOENT || rc == -ENODATA) return env.Undefined();
+  if (rc < 0) throw SystemError(env, rc, "netlink", "reading table inet " + table + ": " + ErrnoText(rc));
+  return Napi::String::New(env, comment);
+}
+
+// nftApply(fd, set, 'add' | 'delete', records, skipConflicts) -> Promise<{ applied, conflicts }>.
+Napi::Value NftApply(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ParseFd(env, info[0]);
+  NftSet set(env, info[1]);
+  std::string op = info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : "";
+  if (op != "add" && op != "delete") ThrowArg(env, "ERR_INVALID_ARG_VALUE", "The \"op\" argument must be 'add' or 'delete', got " + Quoted(info[2]));
+  if (!info[3].IsBuffer()) ThrowArg(env, "ERR_INVALID_ARG_TYPE", "The \"records\" argument must be a Buffer");
+  Napi::Buffer<uint8_t> records = info[3].As<Napi::Buffer<uint8_t>>();
+  capa_nft_set view = set.View();
+  if (records.Length() % capa_nft_record_len(&view) != 0) {
+    ThrowArg(env, "ERR_INVALID_ARG_VALUE", "The \"records\" argument must hold whole records of " + std::to_string(capa_nft_record_len(&view)) + " bytes");
+  }
+  auto* worker = new NftApplyWorker(env, fd, std::move(set), op == "add" ? CAPA_NFT_ADD : CAPA_NFT_DELETE, records, info[4].ToBoolean());
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
+}
+
+// nftDump(fd, set) -> Promise<Buffer> of every element's record. The kernel's cost grows with the square of the set's size.
+Napi::Value NftDump(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ParseFd(env, info[0]);
+  auto* worker = new NftDumpWorker(env, fd, NftSet(env, info[1]));
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("pinSocket", Napi::Function::New(env, PinSocket, "pinSocket"));
   exports.Set("openPinnable", Napi::Function::New(env, OpenPinnable, "openPinnable"));
@@ -297,6 +462,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("addressCheck", Napi::Function::New(env, AddressCheck, "addressCheck"));
   exports.Set("isLocalAddress", Napi::Function::New(env, IsLocalAddress, "isLocalAddress"));
   exports.Set("sweepAddresses", Napi::Function::New(env, SweepAddresses, "sweepAddresses"));
+  exports.Set("nftOpen", Napi::Function::New(env, NftOpen, "nftOpen"));
+  exports.Set("nftApply", Napi::Function::New(env, NftApply, "nftApply"));
+  exports.Set("nftDump", Napi::Function::New(env, NftDump, "nftDump"));
+  exports.Set("nftTableComment", Napi::Function::New(env, NftTableComment, "nftTableComment"));
   return exports;
 }
 

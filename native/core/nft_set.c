@@ -148,7 +148,8 @@ static size_t message_head_bytes(const struct capa_nft_set *set) {
          NLA_HDRLEN + NLA_ALIGN(strlen(set->name) + 1) + NLA_HDRLEN;
 }
 
-/* Fills one transaction from records[*next..count); returns the number of element messages in it. */
+/* Fills one transaction from records[*next..count); returns the number of element messages in it.
+ * The writer's sequence numbers run on across transactions. */
 static int fill_transaction(struct writer *w, const struct capa_nft_set *set, enum capa_nft_op op,
                             const uint8_t *records, size_t count, size_t *next) {
   const size_t record_len = capa_nft_record_len(set), one = element_bytes(set, op);
@@ -205,23 +206,56 @@ static int read_acks(int fd, uint8_t *buf, int expected) {
   return first;
 }
 
-int capa_nft_apply(int fd, const struct capa_nft_set *set, enum capa_nft_op op,
-                   const uint8_t *records, size_t count, size_t *done) {
-  if (!valid_set(set)) return -EINVAL;
-  struct writer *w = malloc(sizeof *w);
-  uint8_t *acks = malloc(RECV_BYTES);
-  size_t next = 0, committed = 0;
-  int rc = w == NULL || acks == NULL ? -ENOMEM : 0;
-  if (w != NULL) w->seq = 0;
-  while (rc == 0 && next < count) {
-    int messages = fill_transaction(w, set, op, records, count, &next);
-    rc = send_all(fd, w->buf, w->len);
-    if (rc == 0) rc = read_acks(fd, acks, messages);
-    if (rc == 0) committed = next;
+struct applier {
+  int fd;
+  const struct capa_nft_set *set;
+  enum capa_nft_op op;
+  const uint8_t *records;
+  int skip_conflicts;
+  struct writer *w;
+  uint8_t *acks;
+  struct capa_nft_apply_result *out;
+};
+
+static int is_conflict(int rc) { return rc == -EEXIST || rc == -EBUSY || rc == -ENOENT; }
+
+/* Applies records[from..to) in transactions; a transaction refused for a conflict is halved until
+ * the conflicting records stand alone, and those are skipped (when the applier says so). */
+static int apply_range(struct applier *a, size_t from, size_t to) {
+  size_t next = from;
+  while (next < to) {
+    size_t first = next;
+    int messages = fill_transaction(a->w, a->set, a->op, a->records, to, &next);
+    int rc = send_all(a->fd, a->w->buf, a->w->len);
+    if (rc == 0) rc = read_acks(a->fd, a->acks, messages);
+    if (rc == 0) {
+      a->out->applied += next - first;
+      continue;
+    }
+    if (!a->skip_conflicts || !is_conflict(rc)) return rc;
+    if (next - first == 1) {
+      a->out->conflicts++;
+      continue;
+    }
+    size_t mid = first + (next - first) / 2;
+    if ((rc = apply_range(a, first, mid)) < 0 || (rc = apply_range(a, mid, next)) < 0) return rc;
   }
-  free(w);
-  free(acks);
-  if (done != NULL) *done = committed;
+  return 0;
+}
+
+int capa_nft_apply(int fd, const struct capa_nft_set *set, enum capa_nft_op op, const uint8_t *records,
+                   size_t count, int skip_conflicts, struct capa_nft_apply_result *out) {
+  if (!valid_set(set)) return -EINVAL;
+  struct capa_nft_apply_result result = {0};
+  struct applier a = {fd, set, op, records, skip_conflicts, malloc(sizeof(struct writer)), malloc(RECV_BYTES), &result};
+  int rc = a.w == NULL || a.acks == NULL ? -ENOMEM : 0;
+  if (rc == 0) {
+    a.w->seq = 0;
+    rc = apply_range(&a, 0, count);
+  }
+  free(a.w);
+  free(a.acks);
+  if (out != NULL) *out = result;
   return rc;
 }
 
@@ -297,11 +331,40 @@ static int read_elements(const struct nlmsghdr *nh, const struct capa_nft_set *s
   return 0;
 }
 
+typedef int (*reply_fn)(const struct nlmsghdr *nh, void *ctx);
+
+/* Sends the request in w, then reads replies into buf (RECV_BYTES) until NLMSG_DONE or
+ * NLMSG_ERROR (an ack, or the failure returned); every other message goes to on_reply. */
+static int talk(int fd, const struct writer *w, uint8_t *buf, reply_fn on_reply, void *ctx) {
+  int rc = send_all(fd, w->buf, w->len);
+  for (int finished = 0; rc == 0 && !finished;) {
+    ssize_t n = recv(fd, buf, RECV_BYTES, 0);
+    if (n < 0) return errno == EAGAIN ? -ETIMEDOUT : -errno;
+    int len = (int)n;
+    for (struct nlmsghdr *nh = (struct nlmsghdr *)buf; rc == 0 && NLMSG_OK(nh, len); nh = NLMSG_NEXT(nh, len)) {
+      if (nh->nlmsg_type == NLMSG_DONE) finished = 1;
+      else if (nh->nlmsg_type == NLMSG_ERROR) rc = error_of(nh), finished = 1;
+      else rc = on_reply(nh, ctx);
+    }
+  }
+  return rc;
+}
+
+struct dump_ctx {
+  const struct capa_nft_set *set;
+  struct records out;
+};
+
+static int on_elements(const struct nlmsghdr *nh, void *ctx) {
+  struct dump_ctx *d = ctx;
+  return read_elements(nh, d->set, &d->out);
+}
+
 int capa_nft_dump(int fd, const struct capa_nft_set *set, uint8_t **records, size_t *count) {
   if (!valid_set(set)) return -EINVAL;
   struct writer *w = malloc(sizeof *w);
   uint8_t *buf = malloc(RECV_BYTES);
-  struct records out = {.record_len = capa_nft_record_len(set)};
+  struct dump_ctx d = {set, {.record_len = capa_nft_record_len(set)}};
   int rc = w == NULL || buf == NULL ? -ENOMEM : 0;
   if (rc == 0) {
     w->len = 0;
@@ -310,123 +373,78 @@ int capa_nft_dump(int fd, const struct capa_nft_set *set, uint8_t **records, siz
     put_attr(w, NFTA_SET_ELEM_LIST_TABLE, set->table, strlen(set->table) + 1);
     put_attr(w, NFTA_SET_ELEM_LIST_SET, set->name, strlen(set->name) + 1);
     end_message(w, msg);
-    rc = send_all(fd, w->buf, w->len);
-  }
-  for (int finished = 0; rc == 0 && !finished;) {
-    ssize_t n = recv(fd, buf, RECV_BYTES, 0);
-    if (n < 0) {
-      rc = errno == EAGAIN ? -ETIMEDOUT : -errno;
-      break;
-    }
-    int len = (int)n;
-    for (struct nlmsghdr *nh = (struct nlmsghdr *)buf; rc == 0 && NLMSG_OK(nh, len); nh = NLMSG_NEXT(nh, len)) {
-      if (nh->nlmsg_type == NLMSG_DONE) finished = 1;
-      else if (nh->nlmsg_type == NLMSG_ERROR) rc = error_of(nh), finished = 1;
-      else rc = read_elements(nh, set, &out);
-    }
+    rc = talk(fd, w, buf, on_elements, &d);
   }
   free(w);
   free(buf);
   if (rc < 0) {
-    free(out.data);
+    free(d.out.data);
     return rc;
   }
-  *records = out.data;
-  *count = out.count;
+  *records = d.out.data;
+  *count = d.out.count;
   return 0;
 }
 
-/* ---- reconciling ---- */
+/* ---- a table's comment ---- */
 
-static uint32_t key_hash(const uint8_t *key, uint32_t len) {
-  uint32_t h = 0x811c9dc5u;
-  for (uint32_t i = 0; i < len; i++) h = (h ^ key[i]) * 0x01000193u;
-  return h ^ (h >> 16);
+/* nftables keeps a table's comment in its user data: TLVs of u8 type, u8 length, value (libnftnl). */
+#define UDATA_TABLE_COMMENT 0
+
+static int comment_of(const struct nlattr *udata, char *out, size_t cap) {
+  const uint8_t *p = (const uint8_t *)udata + NLA_HDRLEN, *end = (const uint8_t *)udata + udata->nla_len;
+  while (p + 2 <= end && p + 2 + p[1] <= end) {
+    if (p[0] == UDATA_TABLE_COMMENT) {
+      size_t len = strnlen((const char *)p + 2, p[1]);
+      if (len + 1 > cap) return -ENOBUFS;
+      memcpy(out, p + 2, len);
+      out[len] = '\0';
+      return 0;
+    }
+    p += 2 + p[1];
+  }
+  return -ENODATA;
 }
 
-/* Open addressing over `wanted`'s records: slots hold index + 1, 0 is empty. */
-struct key_index {
-  uint32_t *slots;
-  size_t mask;
+static int table_comment_in(const struct nlmsghdr *nh, char *out, size_t cap) {
+  size_t offset = NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(struct nfgenmsg));
+  const uint8_t *p = (const uint8_t *)nh + offset, *end = (const uint8_t *)nh + nh->nlmsg_len;
+  while (p + NLA_HDRLEN <= end) {
+    const struct nlattr *a = (const struct nlattr *)p;
+    if (a->nla_len < NLA_HDRLEN || p + a->nla_len > end) return -EPROTO;
+    if ((a->nla_type & NLA_TYPE_MASK) == NFTA_TABLE_USERDATA) return comment_of(a, out, cap);
+    p += NLA_ALIGN(a->nla_len);
+  }
+  return -ENODATA;
+}
+
+struct comment_ctx {
+  char *out;
+  size_t cap;
+  int found;
 };
 
-static int index_build(struct key_index *ix, const uint8_t *records, size_t count, size_t record_len,
-                       uint32_t key_len, uint8_t *duplicate) {
-  size_t cap = 16;
-  while (cap < count * 2) cap *= 2;
-  ix->slots = calloc(cap, sizeof *ix->slots);
-  if (ix->slots == NULL) return -ENOMEM;
-  ix->mask = cap - 1;
-  for (size_t i = 0; i < count; i++) {
-    const uint8_t *key = records + i * record_len;
-    size_t s = key_hash(key, key_len) & ix->mask;
-    for (; ix->slots[s] != 0; s = (s + 1) & ix->mask) {
-      if (memcmp(records + (ix->slots[s] - 1) * record_len, key, key_len) == 0) break;
-    }
-    if (ix->slots[s] != 0) duplicate[i] = 1;
-    else ix->slots[s] = (uint32_t)(i + 1);
-  }
+static int on_table(const struct nlmsghdr *nh, void *ctx) {
+  struct comment_ctx *c = ctx;
+  c->found = table_comment_in(nh, c->out, c->cap);
   return 0;
 }
 
-/* Index in records of `key`, or -1. */
-static long index_find(const struct key_index *ix, const uint8_t *records, size_t record_len,
-                       const uint8_t *key, uint32_t key_len) {
-  for (size_t s = key_hash(key, key_len) & ix->mask; ix->slots[s] != 0; s = (s + 1) & ix->mask) {
-    size_t i = ix->slots[s] - 1;
-    if (memcmp(records + i * record_len, key, key_len) == 0) return (long)i;
-  }
-  return -1;
-}
-
-/* Copies the records i with pick[i] == want into a new array. */
-static uint8_t *select_records(const uint8_t *records, size_t count, size_t record_len,
-                               const uint8_t *pick, uint8_t want, size_t *selected) {
-  uint8_t *out = malloc(count * record_len + 1);
-  if (out == NULL) return NULL;
-  size_t n = 0;
-  for (size_t i = 0; i < count; i++) {
-    if (pick[i] != want) continue;
-    memcpy(out + n * record_len, records + i * record_len, record_len);
-    n++;
-  }
-  *selected = n;
-  return out;
-}
-
-int capa_nft_sync(int fd, const struct capa_nft_set *set, const uint8_t *wanted, size_t count,
-                  struct capa_nft_sync_result *out) {
-  if (!valid_set(set) || count >= UINT32_MAX) return -EINVAL;
-  const size_t record_len = capa_nft_record_len(set);
-  uint8_t *have = NULL, *present = NULL, *stale = NULL, *adds = NULL, *deletes = NULL;
-  size_t have_count = 0, add_count = 0, delete_count = 0;
-  struct key_index ix = {0};
-  int rc = capa_nft_dump(fd, set, &have, &have_count);
-  /* present[i]: 1 when wanted[i] is in the kernel already (or repeats an earlier key). */
-  if (rc == 0) rc = (present = calloc(count + 1, 1)) && (stale = calloc(have_count + 1, 1)) ? 0 : -ENOMEM;
-  if (rc == 0) rc = index_build(&ix, wanted, count, record_len, set->key_len, present);
+int capa_nft_table_comment(int fd, const char *table, char *out, size_t cap) {
+  if (table == NULL || strlen(table) >= 256 || cap == 0) return -EINVAL;
+  struct writer *w = malloc(sizeof *w);
+  uint8_t *buf = malloc(RECV_BYTES);
+  struct comment_ctx c = {out, cap, -ENODATA};
+  int rc = w == NULL || buf == NULL ? -ENOMEM : 0;
   if (rc == 0) {
-    for (size_t i = 0; i < have_count; i++) {
-      long at = index_find(&ix, wanted, record_len, have + i * record_len, set->key_len);
-      if (at < 0) stale[i] = 1;
-      else present[at] = 1;
-    }
-    deletes = select_records(have, have_count, record_len, stale, 1, &delete_count);
-    adds = select_records(wanted, count, record_len, present, 0, &add_count);
-    if (deletes == NULL || adds == NULL) rc = -ENOMEM;
+    w->len = 0;
+    w->seq = 0;
+    size_t msg = begin_message(w, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE, NLM_F_ACK, NFPROTO_INET, 0);
+    put_attr(w, NFTA_TABLE_NAME, table, strlen(table) + 1);
+    end_message(w, msg);
+    rc = talk(fd, w, buf, on_table, &c);
   }
-  if (rc == 0 && delete_count > 0) rc = capa_nft_apply(fd, set, CAPA_NFT_DELETE, deletes, delete_count, NULL);
-  if (rc == 0 && add_count > 0) rc = capa_nft_apply(fd, set, CAPA_NFT_ADD, adds, add_count, NULL);
-  if (rc == 0 && out != NULL) {
-    out->added = add_count;
-    out->deleted = delete_count;
-    out->kept = have_count - delete_count;
-  }
-  free(ix.slots);
-  free(have);
-  free(present);
-  free(stale);
-  free(adds);
-  free(deletes);
-  return rc;
+  free(w);
+  free(buf);
+  return rc < 0 ? rc : c.found;
 }

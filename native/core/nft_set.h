@@ -1,8 +1,9 @@
 /*
  * Bulk access to the elements of one nf_tables set or map (family inet)
- * through nfnetlink, for the gateway's state maps: a restart reads back a
- * million elements and loads or reconciles them in about a second, where the
- * nft language takes tens of seconds to parse and print them.
+ * through nfnetlink, and a table's comment, for the gateway's state maps: a restart loads a million
+ * elements in about a second, where the nft language takes twenty to parse
+ * them. (A dump costs the kernel O(n^2): every chunk walks the set from its
+ * start, about 50 s for a million elements; use it for small sets.)
  *
  * Elements are fixed-size records: the key as the kernel holds it (each field
  * of a concatenation padded to 4 bytes, addresses and ports in network
@@ -40,24 +41,24 @@ int capa_nft_dump(int fd, const struct capa_nft_set *set, uint8_t **records, siz
 
 enum capa_nft_op { CAPA_NFT_ADD, CAPA_NFT_DELETE };
 
-/* Adds or deletes `count` records, in transactions of at most about 128 KiB
- * each (an add of a key already there with the same data is no error). Stops
- * at the first failed transaction (which changed nothing) and returns its
- * -errno; *done (if given) says how many records went in before it. */
-int capa_nft_apply(int fd, const struct capa_nft_set *set, enum capa_nft_op op,
-                   const uint8_t *records, size_t count, size_t *done);
-
-struct capa_nft_sync_result {
-  size_t added;   /* wanted, not in the kernel */
-  size_t deleted; /* in the kernel, not wanted */
-  size_t kept;    /* in both (by key; the kernel's data stays) */
+struct capa_nft_apply_result {
+  size_t applied;   /* records that went in */
+  size_t conflicts; /* records skipped: an add of a key held with other data, a delete of an absent key */
 };
 
-/* Makes `set` hold exactly the keys of `wanted` (count records; a key given
- * twice counts once): reads it back, deletes what is not wanted, adds what
- * is missing. A key the kernel has with other data keeps the kernel's. */
-int capa_nft_sync(int fd, const struct capa_nft_set *set, const uint8_t *wanted, size_t count,
-                  struct capa_nft_sync_result *out);
+/* Adds or deletes `count` records, in transactions of at most about 128 KiB
+ * each (an add of a key already there with the same data is no error). A
+ * transaction that fails changes nothing: without skip_conflicts the first
+ * failure is returned (-errno; out says how many went in before it); with it,
+ * a transaction refused for a conflict (EEXIST, EBUSY, ENOENT) is retried in
+ * halves until the records in conflict stand alone, and those are skipped. */
+int capa_nft_apply(int fd, const struct capa_nft_set *set, enum capa_nft_op op, const uint8_t *records,
+                   size_t count, int skip_conflicts, struct capa_nft_apply_result *out);
+
+/* The comment of table `table` (family inet) into out (NUL-terminated): 0, or
+ * -ENOENT (no such table), -ENODATA (no comment), -ENOBUFS (longer than cap).
+ * One request: nft itself lists a table by reading every set's elements. */
+int capa_nft_table_comment(int fd, const char *table, char *out, size_t cap);
 
 #ifdef __cplusplus
 }

@@ -1,7 +1,8 @@
 /**
  * Typed access to the CAPA native addon (build/Release/capa.node, built from
  * binding.gyp by `npm install`): sockets pinned to an allocated (address, port),
- * the netlink calls that put that address on an interface, and capa-run's
+ * the netlink calls that put that address on an interface, nf_tables set
+ * elements in bulk (the gateway's nftables data plane), and capa-run's
  * file-capability check.
  *
  * System failures are Node-style errors (`.code` 'EADDRINUSE', 'EPERM', ...,
@@ -41,7 +42,27 @@ export interface NativeSystemError extends Error {
 /** What openPinnable takes: a pinned socket's settings but its address. */
 export type OpenOptions = Omit<PinOptions, 'address' | 'port'>;
 
+/** An nf_tables set or map of family inet, as nftApply and nftDump take it. */
+export interface NftSetRef {
+  table: string;
+  name: string;
+  /** Bytes of a key: each field of a concatenation padded to 4. */
+  keyLength: number;
+  /** A map: each record carries 4 bytes of data (host order) after its key. */
+  map: boolean;
+}
+
+export interface NftApplyResult {
+  applied: number;
+  /** Records skipped for a conflict (an add of a key held with other data, a delete of an absent key). */
+  conflicts: number;
+}
+
 interface CapaAddon {
+  nftOpen(netns?: string): number;
+  nftApply(fd: number, set: NftSetRef, op: 'add' | 'delete', records: Buffer, skipConflicts: boolean): Promise<NftApplyResult>;
+  nftDump(fd: number, set: NftSetRef): Promise<Buffer>;
+  nftTableComment(fd: number, table: string): string | undefined;
   pinSocket(options: PinOptions): number;
   openPinnable(options: OpenOptions): number;
   bindPinned(fd: number, address: string, port: number): void;
@@ -250,4 +271,32 @@ function pinOptions(family: Family, type: Protocol, options: PinnedUdpOptions): 
   if (options.device !== undefined) pin.device = options.device;
   if (options.mark !== undefined) pin.mark = options.mark;
   return pin;
+}
+
+/**
+ * A NETLINK_NETFILTER socket (its fd, the caller's to close), in the named network namespace
+ * when given (that needs CAP_SYS_ADMIN), for nftApply and nftDump.
+ */
+export function nftOpen(netns?: string): number {
+  return addon().nftOpen(netns);
+}
+
+/**
+ * Adds or deletes elements of `set`, given as packed records (key, then data for a map), in
+ * transactions of about 128 KiB on a thread of the pool. A transaction that fails changes
+ * nothing; with `skipConflicts`, one refused for a conflict is retried in halves and the records
+ * in conflict are skipped (counted). A failure rejects with `.applied`: how many went in before it.
+ */
+export function nftApply(fd: number, set: NftSetRef, op: 'add' | 'delete', records: Buffer, skipConflicts = false): Promise<NftApplyResult> {
+  return addon().nftApply(fd, set, op, records, skipConflicts);
+}
+
+/** Every element of `set` as packed records. The kernel walks the set anew for each chunk it returns: O(n^2), about 50 s for a million. */
+export function nftDump(fd: number, set: NftSetRef): Promise<Buffer> {
+  return addon().nftDump(fd, set);
+}
+
+/** The comment of inet table `table`, read in one request (nft lists a table by reading every set's elements); undefined without one or without the table. */
+export function nftTableComment(fd: number, table: string): string | undefined {
+  return addon().nftTableComment(fd, table);
 }

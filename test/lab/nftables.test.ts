@@ -8,7 +8,10 @@ import { expect } from 'chai';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { closeSync } from 'node:fs';
 import { runCommand } from '../../gateway-ref/lib/dataplane/command.js';
+import { ElementRecords, elementsOf, STATE_MAP_LAYOUTS } from '../../gateway-ref/lib/dataplane/nft-records.js';
+import { nftApply, nftDump, nftOpen, nftTableComment } from '../../socket-shim/lib/native.js';
 import { parseLinkSpecs, renderRuleset, stateElement } from '../../gateway-ref/lib/dataplane/nft-rules.js';
 import { NftablesDataPlane } from '../../gateway-ref/lib/dataplane/nftables.js';
 import { parsePool } from '../../gateway-ref/lib/grm/pool.js';
@@ -87,9 +90,10 @@ describe('nftables data plane (network namespaces, root)', function () {
     await down({ prefix, stateDir });
   });
 
-  it('replaces what an earlier run left (table, elements, fwmark rules, tables) and duplicates nothing on restart', async () => {
+  it('replaces what an earlier run of another layout left (table, elements, fwmark rules, tables) and duplicates nothing on restart', async () => {
     const stale = { proto: 6 as const, remoteAddress: OUTSIDE, remotePort: 80, localAddress: '198.51.100.99', localPort: 5555 };
-    await runCommand(['nft', '-f', '-'], { netns: gw, input: `${renderRuleset({ table: 'capa', links, pool })}add element inet capa state_tcp4 { ${stateElement(stale, 1000).key} : 1000 }\n` });
+    const older = { table: 'capa', links, pool: pool.slice(0, 3) };
+    await runCommand(['nft', '-f', '-'], { netns: gw, input: `${renderRuleset(older)}add element inet capa state_tcp4 { ${stateElement(stale, 1000).key} : 1000 }\n` });
     await runCommand(['ip', '-batch', '-'], { netns: gw, input: `rule add fwmark 77 table 77 priority 1000\nroute add default via ${t1.address} dev ${t1.gatewayIfname} table 77\n` });
     expect(await hasElement(stale)).to.equal(true);
 
@@ -196,13 +200,14 @@ describe('nftables data plane (network namespaces, root)', function () {
     }
   });
 
-  it('fails only the conflicting update of a batch, and refuses a terminal without a link', async () => {
+  it('takes over an element the kernel holds for a tuple the allocator handed out, and refuses a terminal without a link', async () => {
     const x1 = allocation(t1.address, { localPort: 40050 });
     const x2 = allocation(t2.address, { localPort: 40050 });
     const y = allocation(t2.address, { localPort: 40051 });
     const results = await Promise.allSettled([driver.install(x1), driver.install(x2), driver.install(y)]);
-    expect(results.map((r) => r.status)).to.deep.equal(['fulfilled', 'rejected', 'fulfilled']);
-    expect(String((results[1] as PromiseRejectedResult).reason)).to.match(/File exists/);
+    expect(results.map((r) => r.status)).to.deep.equal(['fulfilled', 'fulfilled', 'fulfilled']);
+    const { stdout } = await runCommand(['nft', 'get', 'element', 'inet', 'capa', 'state_tcp4', `{ ${stateElement(x2.tuple, 0).key} }`], { netns: gw });
+    expect(stdout, 'the later install (a stale element is the only way to meet one)').to.contain(': 0x000003e9');
     expect(await hasElement(y.tuple)).to.equal(true);
     let refused: unknown;
     await driver.install(allocation('100.64.9.9', { localPort: 40052 })).catch((err: unknown) => { refused = err; });
@@ -210,6 +215,41 @@ describe('nftables data plane (network namespaces, root)', function () {
     expect(String(refused)).to.match(/--nft-link 100\.64\.9\.9=/);
     await driver.remove(x1);
     await driver.remove(y);
+  });
+
+  it('loads, reads back and skips conflicts in bulk through the addon, and says what is wrong', async () => {
+    await runCommand(['nft', '-f', '-'], { netns: gw, input: 'table inet capa_bulk { comment "bulk test"; map m { typeof ip saddr . th sport . ip daddr . th dport : meta mark; }; }\n' });
+    const fd = nftOpen(gw);
+    try {
+      const set = { table: 'capa_bulk', name: 'm', keyLength: 16, map: true };
+      const layout = STATE_MAP_LAYOUTS.find((m) => m.name === 'state_tcp4')!;
+      const records = new ElementRecords();
+      for (let i = 0; i < 5000; i++) records.add({ proto: 6, remoteAddress: OUTSIDE, remotePort: 80, localAddress: AOG, localPort: 1024 + i }, 1000 + (i % 2));
+      const bytes = records.maps()[0]!.records;
+      expect(await nftApply(fd, set, 'add', bytes)).to.deep.equal({ applied: 5000, conflicts: 0 });
+      expect(await nftApply(fd, set, 'add', bytes), 'the same again: no error').to.deep.equal({ applied: 5000, conflicts: 0 });
+      const back = elementsOf(layout, await nftDump(fd, set));
+      expect(back).to.have.length(5000);
+      expect(back).to.deep.include({ tuple: { proto: 6, remoteAddress: OUTSIDE, remotePort: 80, localAddress: AOG, localPort: 1025 }, mark: 1001 });
+      // One key with another mark: refused as a whole without skipping, skipped alone with it.
+      const other = new ElementRecords();
+      other.add({ proto: 6, remoteAddress: OUTSIDE, remotePort: 80, localAddress: AOG, localPort: 1024 }, 1007);
+      other.add({ proto: 6, remoteAddress: OUTSIDE, remotePort: 80, localAddress: AOG, localPort: 9999 }, 1007);
+      const mixed = other.maps()[0]!.records;
+      const refused = await nftApply(fd, set, 'add', mixed).then(() => undefined, (err: unknown) => err as { code: string; applied: number });
+      expect([refused?.code, refused?.applied]).to.deep.equal(['EEXIST', 0]);
+      expect(await nftApply(fd, set, 'add', mixed, true)).to.deep.equal({ applied: 1, conflicts: 1 });
+      expect(nftTableComment(fd, 'capa_bulk')).to.equal('bulk test');
+      expect(nftTableComment(fd, 'no_such_table')).to.equal(undefined);
+      const missing = await nftDump(fd, { ...set, name: 'nope' }).then(() => undefined, (err: unknown) => err as Error & { code: string });
+      expect(missing?.code).to.equal('ENOENT');
+      expect(missing?.message).to.contain('reading the elements of inet capa_bulk nope');
+    } finally {
+      closeSync(fd);
+      await runCommand(['nft', 'delete', 'table', 'inet', 'capa_bulk'], { netns: gw });
+    }
+    expect(() => nftOpen('../etc')).to.throw(/must be a network namespace name/);
+    expect(() => nftOpen('capa-no-such-namespace')).to.throw(/cannot open an nf_tables netlink socket in \/run\/netns\/capa-no-such-namespace: ENOENT/);
   });
 
   /**
@@ -278,7 +318,7 @@ describe('nftables data plane (network namespaces, root)', function () {
     await runCommand(['nft', '-c', '-f', '-'], { netns: gw, input: v6 });
   });
 
-  it('a restart takes its states over: stop({ keepStates }) leaves them, start(restored) has them in place and nothing else', async () => {
+  it('a restart takes its states over: stop({ keepStates }) leaves the table, start(restored) keeps it, the first reconcile removes what no state owns', async () => {
     const kept = { ...allocation(t1.address, { localPort: 41001 }), state: 'complete' as const };
     const gone = allocation(t2.address, { localPort: 41002 });
     await driver.install(kept);
@@ -287,13 +327,18 @@ describe('nftables data plane (network namespaces, root)', function () {
     expect(await hasElement(kept.tuple), 'kept by a stop for a restart').to.equal(true);
     driver = newDriver();
     const ends: OutsideTuple[] = [];
-    await driver.start({ flowStarted: (t) => started.push(t), flowEnded: (t) => ends.push(t) }, [kept]);
+    const missing = { ...allocation(t2.address, { localPort: 41003 }), state: 'complete' as const };
+    await driver.start({
+      flowStarted: (t) => started.push(t), flowEnded: (t) => ends.push(t), known: (t) => t.localPort === kept.tuple.localPort || t.localPort === missing.tuple.localPort,
+    }, [kept, missing]);
     expect(await hasElement(kept.tuple), 'restored').to.equal(true);
-    expect(await hasElement(gone.tuple), 'not restored: removed').to.equal(false);
+    expect(await hasElement(missing.tuple), 'restored where the kernel had lost it').to.equal(true);
     expect(await fwmarkRules()).to.deep.equal(RULES);
-    // Its flow does not run (no conntrack entry): the first reconcile ends it.
+    expect(await hasElement(gone.tuple), 'the kept table holds it until the reconcile').to.equal(true);
+    // Their flows do not run (no conntrack entry), and nothing owns `gone`: the first reconcile ends and removes them.
     await driver.reconcile();
-    expect(ends).to.deep.include(kept.tuple);
+    expect(ends).to.deep.include.members([kept.tuple, missing.tuple]);
+    expect(await hasElement(gone.tuple), 'not restored: removed').to.equal(false);
   });
 
   it('a periodic reconcile ends a flow whose DESTROY was lost and removes an element no state owns', async () => {

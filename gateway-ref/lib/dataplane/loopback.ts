@@ -184,17 +184,27 @@ export class LoopbackDataPlane implements DataPlane {
   }
 
   /**
-   * Per protocol, (aOG, pA) as the tables show it -> its watches (usually one; several
-   * destinations may share it). Built for each read rather than kept up to date: reads are far
-   * fewer than states, and a read then costs O(lines + states), no parse per line.
+   * Per protocol, (aOG, pA) as the tables show it -> its watch, or its watches when several
+   * destinations share it (an array only then: a million restored states made a million). Built
+   * for each read rather than kept up to date: reads are far fewer than states, and a read then
+   * costs O(lines + states), no parse per line.
    */
-  private index(): Record<ProtoNumber, Map<EndpointKey, Watch[]>> {
-    const byKey: Record<ProtoNumber, Map<EndpointKey, Watch[]>> = { 6: new Map(), 17: new Map() };
+  private index(): Record<ProtoNumber, Map<EndpointKey, Watch | Watch[]>> {
+    const byKey: Record<ProtoNumber, Map<EndpointKey, Watch | Watch[]>> = { 6: new Map(), 17: new Map() };
+    let lastAddress = '';
+    let lastKey: number | string = 0;
     for (const watch of this.watches.values()) {
-      const key = endpointKey(this.addressKey(watch.tuple.localAddress), watch.tuple.localPort);
-      const sharing = byKey[watch.tuple.proto].get(key);
-      if (sharing === undefined) byKey[watch.tuple.proto].set(key, [watch]);
-      else sharing.push(watch);
+      const { localAddress, localPort, proto } = watch.tuple;
+      if (localAddress !== lastAddress) {
+        lastAddress = localAddress;
+        lastKey = this.addressKey(localAddress);
+      }
+      const key = endpointKey(lastKey, localPort);
+      const map = byKey[proto];
+      const sharing = map.get(key);
+      if (sharing === undefined) map.set(key, watch);
+      else if (Array.isArray(sharing)) sharing.push(watch);
+      else map.set(key, [sharing, watch]);
     }
     return byKey;
   }
@@ -215,7 +225,8 @@ export class LoopbackDataPlane implements DataPlane {
       const watched = byKey[table.proto];
       for (const { key, socket } of scanProcNet(bytes, table.proto, this.littleEndian, (k) => watched.has(k))) {
         if (socket.inode === 0 || (socket.proto === 6 && socket.state === TCP_LISTEN)) continue;
-        for (const watch of watched.get(key) ?? []) {
+        const found = watched.get(key);
+        for (const watch of found === undefined ? [] : Array.isArray(found) ? found : [found]) {
           if (!carries(watch.tuple, socket)) continue;
           present.add(watch);
           if (watch.started) continue;

@@ -16,6 +16,7 @@
  * set, which no inside-bound fwmark rule matches (they route by the main table), while a
  * locally sent packet with that mark routes by its link's table (`iif lo` rule).
  */
+import { createHash } from 'node:crypto';
 import { CapaError } from '../../../resolver/lib/errors.js';
 import { type Family, canonicalIp, ipFamily, ipToBytes } from '../../../resolver/lib/ip.js';
 import type { OutsideTuple, ProtoNumber } from '../grm/types.js';
@@ -264,27 +265,43 @@ export function renderChains(): string[] {
 /** Names of the chains renderChains() declares, e.g. to delete them. */
 export const CHAIN_NAMES = ['route_inbound', 'inbound_nat', 'drop_unmatched', 'outbound', 'forward', 'from_terminal', 'inside_bound'] as const;
 
-/**
- * The whole table, replacing any earlier copy in the same transaction (the leading
- * `table`+`delete table` pair makes the delete safe when there is none): leftovers of an earlier
- * run disappear and nothing is duplicated.
- */
-export function renderRuleset(layout: NftLayout): string {
+/** The table's sets, maps, counters and chains (no elements of the state maps). */
+function tableBody(layout: NftLayout): string[] {
   checkLayout(layout);
   const pool = poolRanges(layout.pool);
   const links = layout.links.map((l) => quoted(l.ifname));
   const owners = layout.links.map((l) => `${l.mark} . ${quoted(l.ifname)}`);
-  const t = layout.table;
   return [
-    `table inet ${t} {}`,
-    `delete table inet ${t}`,
-    `table inet ${t} {`,
     `  set links { type ifname;${elements(links)} }`,
     `  set owners { type mark . ifname;${elements(owners)} }`,
     ...FAMILIES.flatMap((f) => familyDeclarations(f, pool[f], terminalPairs(layout.links, f))),
     '  counter spoofed { comment "outside-bound packets from a terminal with no state of its own"; }',
     '  counter unmatched { comment "inside-bound packets matching no state"; }',
     ...renderChains(),
+  ];
+}
+
+/**
+ * What the table's comment says of its layout: a restart keeps a table whose comment is this
+ * layout's (its elements relay on), and replaces any other.
+ */
+export function layoutFingerprint(layout: NftLayout): string {
+  return `capa layout ${createHash('sha256').update(tableBody(layout).join('\n')).digest('hex').slice(0, 16)}`;
+}
+
+/**
+ * The whole table, replacing any earlier copy in the same transaction (the leading
+ * `table`+`delete table` pair makes the delete safe when there is none): leftovers of an earlier
+ * run disappear and nothing is duplicated. Its comment is the layout's fingerprint.
+ */
+export function renderRuleset(layout: NftLayout): string {
+  const t = layout.table;
+  return [
+    `table inet ${t} {}`,
+    `delete table inet ${t}`,
+    `table inet ${t} {`,
+    `  comment "${layoutFingerprint(layout)}";`,
+    ...tableBody(layout),
     '}',
     '',
   ].join('\n');

@@ -3,19 +3,25 @@
  * network namespace). States become elements of nftables maps (nft-rules.ts), written through
  * one long-lived libnftables worker with coalesced batches; `ip rule fwmark` sends each
  * terminal link's packets through its own routing table; conntrack events start and end flows.
+ * A restart's states go in through the addon in bulk (nft-records.ts), into the table an earlier
+ * run left when its layout is the same (flows never miss their element), else a new one.
  */
+import { closeSync } from 'node:fs';
 import { CapaError } from '../../../resolver/lib/errors.js';
 import { canonicalIp, ipFamily } from '../../../resolver/lib/ip.js';
 import { unmapIPv4 } from '../dns/realm.js';
-import type { Allocation, DataPlane, FlowEvents, InboundRoute, OutsideTuple, ProtoNumber } from '../grm/types.js';
-import { runCommand } from './command.js';
+import { execFileSync } from 'node:child_process';
+import type { Allocation, DataPlane, FlowEvents, InboundRoute, OutsideTuple, RestoringState } from '../grm/types.js';
+import { inNetns, runCommand } from './command.js';
 import { type ConntrackEvent, ConntrackWatch, listFlows } from './conntrack.js';
 import { BatchWriter, DEFAULT_MAX_BATCH_OPS } from './nft-batch.js';
 import {
   DEFAULT_TABLE, type ElementOp, type MapElement, type NftLayout, type NftLink, type RuleEntry,
-  checkLayout, REFLECT_SYSCTLS, inboundElement, partialMapName, renderElementOps, renderRouteCleanup, renderRoutes, renderRuleset, renderTeardown, stateElement, stateMapName,
+  checkLayout, REFLECT_SYSCTLS, inboundElement, layoutFingerprint, renderElementOps, renderRouteCleanup, renderRoutes, renderRuleset, renderTeardown, stateElement,
 } from './nft-rules.js';
+import { elementsOf, ElementRecords, setOf, STATE_MAP_LAYOUTS } from './nft-records.js';
 import { NftSession } from './nft-session.js';
+import { nftApply, nftDump, nftOpen, nftTableComment } from '../../../socket-shim/lib/native.js';
 
 export interface NftablesOptions {
   links: NftLink[];
@@ -47,6 +53,11 @@ export interface NftablesOptions {
 export const DEFAULT_RULE_PRIORITY = 1000;
 export const DEFAULT_DRAIN_MS = 30_000;
 export const DEFAULT_RECONCILE_MS = 30_000;
+/**
+ * Above this many states the reconcile does not read the maps back for elements no state owns:
+ * the kernel walks a set from its start for every chunk of a dump (O(n^2); 50 s for 1M here).
+ */
+export const ORPHAN_SCAN_MAX = 200_000;
 
 const MISSING = /No such file or directory/;
 const EXISTS = /File exists/;
@@ -61,25 +72,8 @@ function rulesInPlace(rules: readonly RuleEntry[], wanted: readonly string[], pr
   return have.length === want.length && have.every((t, i) => t === want[i]);
 }
 
-/** The complete and partial state maps, both protocols and families. */
-const STATE_MAPS: readonly string[] = ([6, 17] as const).flatMap((proto) => ([4, 6] as const).flatMap((family) => [stateMapName(proto, family), partialMapName(proto, family)]));
-
-/** The elements `nft -j list map` shows, as outside tuples and the elements to delete them by. */
-function elementsOf(json: string, map: string): { tuple: OutsideTuple; element: MapElement }[] {
-  const proto: ProtoNumber = map.includes('udp') ? 17 : 6;
-  const out: { tuple: OutsideTuple; element: MapElement }[] = [];
-  const parsed = JSON.parse(json) as { nftables?: { map?: { elem?: [{ concat: (string | number)[] }, number][] } }[] };
-  for (const item of parsed.nftables ?? []) {
-    for (const [key, mark] of item.map?.elem ?? []) {
-      const parts = key.concat;
-      const tuple: OutsideTuple = parts.length === 4
-        ? { proto, remoteAddress: String(parts[0]), remotePort: Number(parts[1]), localAddress: String(parts[2]), localPort: Number(parts[3]) }
-        : { proto, remoteAddress: String(parts[0]), remotePort: undefined, localAddress: String(parts[1]), localPort: Number(parts[2]) };
-      out.push({ tuple, element: stateElement(tuple, mark) });
-    }
-  }
-  return out;
-}
+const sameTuple = (a: OutsideTuple, b: OutsideTuple): boolean => a.localPort === b.localPort && a.remotePort === b.remotePort
+  && a.proto === b.proto && a.localAddress === b.localAddress && a.remoteAddress === b.remoteAddress;
 
 /** The DESTROY event of a complete state's key (`<map> <aOB> . <pB> . <aOG> . <pA>`). */
 function destroyOf(map: string, key: string): ConntrackEvent {
@@ -99,6 +93,10 @@ export class NftablesDataPlane implements DataPlane {
   private readonly poolSet: Set<string>;
   private readonly log: (message: string) => void;
   private session: NftSession | undefined;
+  /** The addon's nfnetlink socket, for bulk loads and read-backs. */
+  private nft: number | undefined;
+  /** preload()'s bulk load, which start() waits for. */
+  private loading: Promise<void> | undefined;
   private watch: ConntrackWatch | undefined;
   private events: FlowEvents | undefined;
   private readonly writer: BatchWriter;
@@ -109,9 +107,13 @@ export class NftablesDataPlane implements DataPlane {
   private readonly liveFlows = new Set<string>();
   /** Removed states waiting for their flow's end, by key. */
   private readonly draining = new Map<string, { element: MapElement; timer: NodeJS.Timeout }>();
-  /** Complete states a restart put back, by key, until reconcile() has seen whether their flow runs. */
-  private readonly restoredComplete = new Map<string, OutsideTuple>();
+  /** Complete states a restart put back, until reconcile() has seen whether their flow runs. */
+  private restoredComplete: OutsideTuple[] = [];
   private reconcileTimer: NodeJS.Timeout | undefined;
+  private reconciling = false;
+  /** About how many state elements the maps hold (installs less removals): whether a read-back is affordable. */
+  private elements = 0;
+  private toldScanSkipped = false;
 
   constructor(private readonly options: NftablesOptions) {
     this.layout = { table: options.table ?? DEFAULT_TABLE, links: options.links, pool: options.pool };
@@ -124,23 +126,60 @@ export class NftablesDataPlane implements DataPlane {
   }
 
   /**
-   * Replaces whatever an earlier run left with the table holding exactly `restored`, in one
-   * transaction (a flow a restart took over never misses its element), keeps fwmark rules that
-   * are already right, then watches conntrack.
+   * Keeps the table an earlier run left when its layout is this one (its elements go on relaying
+   * flows; a restored state's element is added where missing, one the kernel holds for another
+   * link is left as it is), else replaces it, and hands the states' elements to a thread of the
+   * pool to load. Synchronous up to that hand-off (a new table's ruleset goes in with nft -f), so
+   * the kernel's work overlaps whatever the caller does next.
+   */
+  preload(states: readonly RestoringState[]): void {
+    if (this.loading || this.session) throw new CapaError('ERR_CAPA_INVALID_ARG', 'the nftables data plane is already started');
+    this.nft = nftOpen(this.options.netns);
+    const kept = this.layoutInPlace();
+    if (!kept) {
+      const argv = inNetns(this.options.netns, ['nft', '-f', '-']);
+      try {
+        execFileSync(argv[0]!, argv.slice(1), { input: renderRuleset(this.layout), stdio: ['pipe', 'ignore', 'pipe'] });
+      } catch (err) {
+        const stderr = String((err as { stderr?: Buffer }).stderr ?? (err as Error).message).trim();
+        throw new CapaError(/Operation not permitted/.test(stderr) ? 'ERR_CAPA_PERMISSION' : 'ERR_CAPA_SERVER_FAILURE', `${argv.join(' ')} failed: ${stderr}`);
+      }
+    }
+    const records = new ElementRecords();
+    for (const state of states) {
+      const mark = this.markOf(state.terminal);
+      if (mark !== undefined) records.add(state.tuple, mark);
+    }
+    this.loading = Promise.all(records.maps().map(async ({ map, records: bytes }) => {
+      const { applied, conflicts } = await nftApply(this.nft!, setOf(this.layout.table, map), 'add', bytes, kept);
+      this.elements += applied + conflicts;
+      if (conflicts > 0) this.log(`${conflicts} restored states of ${map.name} are held in the kernel for another link; the kernel's elements kept`);
+    })).then(() => undefined);
+  }
+
+  /**
+   * Starts with `restored` in the kernel (loaded by preload(), or now), keeps fwmark rules that
+   * are already right, then watches conntrack. Kernel elements no state owns go at the first
+   * reconcile (reading a large map back is slow; an install takes such an element over).
    */
   async start(events: FlowEvents, restored: readonly Allocation[] = []): Promise<void> {
     if (this.session) throw new CapaError('ERR_CAPA_INVALID_ARG', 'the nftables data plane is already started');
     this.events = events;
-    const session = await NftSession.open(this.options.netns);
-    this.session = session;
     try {
-      await session.run(renderRuleset(this.layout) + renderElementOps(this.layout.table, this.restoredOps(restored)));
+      if (this.loading === undefined) this.preload(restored);
+      this.session = await NftSession.open(this.options.netns);
+      await this.loading;
+      this.track(restored);
       await this.resetRoutes(true);
       await runCommand(['sysctl', '-q', '-w', ...REFLECT_SYSCTLS], { netns: this.options.netns });
       const every = this.options.reconcileMs ?? DEFAULT_RECONCILE_MS;
       if (every > 0) {
         this.reconcileTimer = setInterval(() => {
-          this.reconcile().catch((err: unknown) => this.log(`periodic reconcile failed: ${(err as Error).message}`));
+          if (this.reconciling) return;
+          this.reconciling = true;
+          this.reconcile()
+            .catch((err: unknown) => this.log(`periodic reconcile failed: ${(err as Error).message}`))
+            .finally(() => { this.reconciling = false; });
         }, every);
         this.reconcileTimer.unref();
       }
@@ -167,9 +206,13 @@ export class NftablesDataPlane implements DataPlane {
     const drained = this.undrain(elementKey(element));
     const ops: ElementOp[] = drained ? [{ action: 'delete', element: drained }] : [];
     ops.push({ action: 'add', element });
+    this.elements++;
     try {
-      await this.writer.submit({ ops });
+      // The allocator found the tuple free, so an element the kernel still holds for it is stale
+      // (left by a run that did not journal it): the new state takes it over.
+      await this.writer.submit({ ops, fallback: { when: EXISTS, ops: [{ action: 'delete', element }, { action: 'add', element }] } });
     } catch (err) {
+      this.elements--;
       if (partial) this.untrackPartial(allocation.id);
       throw err;
     }
@@ -207,15 +250,23 @@ export class NftablesDataPlane implements DataPlane {
   async reconcile(): Promise<void> {
     this.requireStarted();
     const running = new Set<string>();
+    /** The running flows' tuples by pA: a restart's million restored states are looked up without a key string each. */
+    const runningAt = new Map<number, OutsideTuple[]>();
     const seen = new Set(this.liveFlows);
     for (const flow of await listFlows(this.options.netns)) {
       if (!this.poolSet.has(flow.src)) continue;
-      const key = elementKey(stateElement({ proto: flow.proto, remoteAddress: flow.dst, remotePort: flow.dport, localAddress: flow.src, localPort: flow.sport }, 0));
+      const tuple: OutsideTuple = { proto: flow.proto, remoteAddress: flow.dst, remotePort: flow.dport, localAddress: flow.src, localPort: flow.sport };
+      const key = elementKey(stateElement(tuple, 0));
       running.add(key);
+      const at = runningAt.get(tuple.localPort);
+      if (at === undefined) runningAt.set(tuple.localPort, [tuple]);
+      else at.push(tuple);
       if (!this.liveFlows.has(key)) this.onConntrack(flow);
     }
-    for (const [key, tuple] of this.restoredComplete) if (!running.has(key)) this.events?.flowEnded(tuple);
-    this.restoredComplete.clear();
+    for (const tuple of this.restoredComplete) {
+      if (!runningAt.get(tuple.localPort)?.some((f) => sameTuple(f, tuple))) this.events?.flowEnded(tuple);
+    }
+    this.restoredComplete = [];
     // Flows conntrack no longer has, whose DESTROY never came (the event buffer overflowed).
     for (const key of seen) {
       if (running.has(key) || !this.liveFlows.has(key)) continue;
@@ -226,34 +277,43 @@ export class NftablesDataPlane implements DataPlane {
     await this.removeOrphans();
   }
 
-  /** Elements of the state maps that no GRM state owns (a lost removal) go. */
+  /** Elements of the state maps that no GRM state owns (a lost removal, a run that did not journal them) go. */
   private async removeOrphans(): Promise<void> {
     const known = this.events?.known;
-    if (known === undefined) return;
+    if (known === undefined || this.nft === undefined) return;
+    if (this.elements > ORPHAN_SCAN_MAX) {
+      if (!this.toldScanSkipped) this.log(`about ${this.elements} states: too many to read the maps back for elements no state owns (over ${ORPHAN_SCAN_MAX}); an install takes such an element over`);
+      this.toldScanSkipped = true;
+      return;
+    }
     const orphans: ElementOp[] = [];
-    for (const map of this.layout.pool.length > 0 ? STATE_MAPS : []) {
-      const listed = await runCommand(['nft', '-j', 'list', 'map', 'inet', this.layout.table, map], { netns: this.options.netns, allowFailure: true });
-      if (listed.code !== 0) continue;
-      for (const { tuple, element } of elementsOf(listed.stdout, map)) {
+    for (const map of this.layout.pool.length > 0 ? STATE_MAP_LAYOUTS : []) {
+      for (const { tuple, mark } of elementsOf(map, await nftDump(this.nft, setOf(this.layout.table, map)))) {
+        const element = stateElement(tuple, mark);
         if (!known(tuple) && !this.draining.has(elementKey(element))) orphans.push({ action: 'delete', element });
       }
     }
     if (orphans.length === 0) return;
     await this.writer.submit({ ops: orphans, fallback: { when: MISSING, ops: [] } });
+    this.elements -= orphans.length;
     for (let i = 0; i < orphans.length; i++) this.events?.mended?.('orphan-element');
   }
 
   /** Removes everything start() installed, unless `keepStates`: then the kernel keeps relaying for the next start. */
   async stop(options: { keepStates?: boolean } = {}): Promise<void> {
     const session = this.session;
-    if (session === undefined) return;
+    if (session === undefined) {
+      await this.loading?.catch(() => undefined);
+      this.closeNft();
+      return;
+    }
     clearInterval(this.reconcileTimer);
     this.reconcileTimer = undefined;
     await this.watch?.stop();
     this.watch = undefined;
     for (const key of [...this.draining.keys()]) this.undrain(key);
     this.liveFlows.clear();
-    this.restoredComplete.clear();
+    this.restoredComplete = [];
     await this.writer.idle();
     try {
       if (!(options.keepStates ?? false)) {
@@ -262,31 +322,51 @@ export class NftablesDataPlane implements DataPlane {
       }
     } finally {
       this.session = undefined;
+      this.closeNft();
       this.partialById.clear();
       this.partialByKey.clear();
+      this.elements = 0;
       await session.close();
     }
   }
 
-  /** The restored states as element additions (those of a terminal without a link left out, and said). */
-  private restoredOps(restored: readonly Allocation[]): ElementOp[] {
-    const ops: ElementOp[] = [];
-    for (const allocation of restored) {
-      let element: MapElement;
-      try {
-        element = stateElement(allocation.tuple, this.linkOf(allocation.terminal).mark);
-      } catch (err) {
-        this.log(`restored state of ${allocation.terminal} not installed: ${(err as Error).message}`);
-        continue;
-      }
-      if (allocation.tuple.remotePort === undefined) this.trackPartial(allocation.id, element);
-      else if (allocation.state === 'complete') this.restoredComplete.set(elementKey(stateElement(allocation.tuple, 0)), allocation.tuple);
-      ops.push({ action: 'add', element });
+  private closeNft(): void {
+    if (this.nft !== undefined) closeSync(this.nft);
+    this.nft = undefined;
+    this.loading = undefined;
+  }
+
+  /** Is the table an earlier run left here of this layout (its fingerprint is its comment)? */
+  private layoutInPlace(): boolean {
+    return nftTableComment(this.nft!, this.layout.table) === layoutFingerprint(this.layout);
+  }
+
+  /** The mark of a restored state's terminal's link; undefined (and said) for a terminal without a link. */
+  private markOf(terminal: string): number | undefined {
+    try {
+      return this.linkOf(terminal).mark;
+    } catch (err) {
+      this.log(`restored state of ${terminal} not installed: ${(err as Error).message}`);
+      return undefined;
     }
-    return ops;
+  }
+
+  /** Restored partial states are tracked by id; complete ones wait for the first reconcile to see their flows. */
+  private track(restored: readonly Allocation[]): void {
+    for (const allocation of restored) {
+      let link: NftLink;
+      try {
+        link = this.linkOf(allocation.terminal);
+      } catch {
+        continue; // not loaded either; preload() said so
+      }
+      if (allocation.tuple.remotePort === undefined) this.trackPartial(allocation.id, stateElement(allocation.tuple, link.mark));
+      else if (allocation.state === 'complete') this.restoredComplete.push(allocation.tuple);
+    }
   }
 
   private delete(element: MapElement): Promise<void> {
+    this.elements--;
     // Already gone (never installed, or removed twice) is what a delete wants.
     return this.writer.submit({ ops: [{ action: 'delete', element }], fallback: { when: MISSING, ops: [] } });
   }

@@ -95,6 +95,9 @@ export class GrmService implements ResponderContext {
    * states whose lease ran out meanwhile, and starts a fresh journal generation.
    */
   async start(): Promise<void> {
+    // The kernel's load of the restored states runs on another thread while the allocator takes them back.
+    const live = this.options.state?.restored.live ?? [];
+    if (live.length > 0) this.dataPlane.preload?.(live);
     const restored = this.restore();
     await this.dataPlane.start({
       flowStarted: (tuple) => { this.allocator.confirm(tuple); },

@@ -77,6 +77,12 @@ export interface DataPlane {
    * flow believed running). Whatever an earlier run left that is not among them goes.
    */
   start(events: FlowEvents, restored?: readonly Allocation[]): Promise<void>;
+  /**
+   * Begins putting a restart's states into the kernel (synchronously handing the work to another
+   * thread) before the allocator takes them back, so the two overlap; start() waits for it and
+   * is then given the same states as allocations. Absent where there is nothing to load.
+   */
+  preload?(states: readonly RestoringState[]): void;
   install(allocation: Allocation): Promise<void>;
   remove(allocation: Allocation): Promise<void>;
   /** Stops; the kernel's states are removed unless `keepStates` (a restart will take them over). */
@@ -92,6 +98,12 @@ export interface DataPlane {
    * leaves. Absent where the kernel routes everything (loopback).
    */
   routeInbound?(route: InboundRoute): Promise<void>;
+}
+
+/** A state a restart puts back, as the state journal holds it. */
+export interface RestoringState {
+  terminal: string;
+  tuple: OutsideTuple;
 }
 
 /** One inbound binding as the data plane installs it. */

@@ -68,6 +68,30 @@ describe('gateway InboundBindings', () => {
     expect(bindings.lookup(Q1, address)).to.equal('100.64.0.3');
   });
 
+  it('gives back its live bindings for the state journal, and takes them back after a restart', () => {
+    const { bindings, c } = setup(1000);
+    const a1 = bindings.bind(Q1, '100.64.0.1');
+    c.t = 500;
+    const a2 = bindings.bind(Q1, '100.64.0.2');
+    const saved = [...bindings.bindings()];
+    expect(saved).to.deep.equal([
+      { querier: Q1, poolAddress: a1, terminal: '100.64.0.1', expiresAt: 1000 },
+      { querier: Q1, poolAddress: a2, terminal: '100.64.0.2', expiresAt: 1500 },
+    ]);
+    const later = setup(1000);
+    later.c.t = 999;
+    expect(saved.map((b) => later.bindings.restore(b))).to.deep.equal([true, true]);
+    expect(later.bindings.lookup(Q1, a1)).to.equal('100.64.0.1');
+    expect(later.bindings.bind(Q1, '100.64.0.2'), 'a renewal keeps the restored address').to.equal(a2);
+    expect(later.bindings.restore(saved[0]!), 'already there').to.equal(false);
+    later.c.t = 1000;
+    expect(later.bindings.lookup(Q1, a1), 'expires when it would have').to.equal(undefined);
+    expect(setup(1000).bindings.restore({ ...saved[0]!, poolAddress: '192.0.2.99' }), 'not in the pool').to.equal(false);
+    const expired = setup(1000);
+    expired.c.t = 2000;
+    expect(expired.bindings.restore(saved[1]!)).to.equal(false);
+  });
+
   it('refuses bad arguments and configuration', () => {
     const { bindings } = setup();
     const codeOf = (fn: () => unknown): unknown => {

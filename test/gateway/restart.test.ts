@@ -5,12 +5,14 @@
  * sockets closed meanwhile end, and a damaged journal is reported and read past.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { appendFile, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
+import { decodeMessage, encodeQuery } from '../../resolver/lib/message.js';
 import { resolve } from '../../resolver/lib/resolve.js';
 import { connect, type CapaSocket } from '../../socket-shim/index.js';
 import { repoRoot } from '../helpers/c-build.js';
@@ -74,6 +76,21 @@ describe('capa-gateway restart: the state journal and the data plane bring every
     const r = await resolve({ host: OUTSIDE, port: outside.port, protocol: 'tcp', servers: [server()], localAddress: TERMINAL });
     if (r.kind !== 'capa') throw new Error(`no CAPA answer: ${r.kind}`);
     return r.local.port;
+  }
+
+  /** An A query from `querier` (an outside host): the addresses answered, or the rcode. */
+  async function askA(querier: string, name: string): Promise<string[] | string> {
+    const socket = dgram.createSocket('udp4');
+    try {
+      await new Promise<void>((r) => socket.bind(0, querier, r));
+      const reply = once(socket, 'message');
+      socket.send(encodeQuery({ id: 7, name, type: 'A', rd: false }), port, '127.0.0.1');
+      const [message] = await Promise.race([reply, new Promise<never>((_, fail) => setTimeout(() => fail(new Error(`no answer to A ${name}`)), 3000))]);
+      const answer = decodeMessage(message as Buffer);
+      return answer.rcode === 'NOERROR' ? answer.answers.map((a) => String(a.data)) : answer.rcode;
+    } finally {
+      socket.close();
+    }
   }
 
   async function flow(): Promise<CapaSocket> {
@@ -166,6 +183,20 @@ describe('capa-gateway restart: the state journal and the data plane bring every
     const third = await ask();
     expect(third.address, 'the old zone still serves').to.equal('127.1.7.2');
     expect(third.port, 'the pending state of the same destination kept through both reloads').to.not.equal(second.port);
+  });
+
+  it('an inbound binding outlives a kill -9: the querier keeps its pool address, and it is not bound to another terminal', async () => {
+    const zone = join(dir, 'zone.txt');
+    await writeFile(zone, '$ORIGIN test.\n$TTL 60\nt1 A 127.10.7.1\nt2 A 127.10.7.2\n');
+    const querier = '127.1.7.9';
+    await start(['--zone', zone]);
+    expect(await askA(querier, 't1.test')).to.deep.equal([POOL]);
+    expect(await askA(querier, 't2.test'), 'the one pool address is bound to t1 for this querier').to.equal('SERVFAIL');
+    await kill9();
+    await start(['--zone', zone]);
+    expect(await askA(querier, 't2.test'), 'still bound to t1 after the restart').to.equal('SERVFAIL');
+    expect(await askA(querier, 't1.test')).to.deep.equal([POOL]);
+    expect(await askA('127.1.7.10', 't2.test'), 'another querier may share the address').to.deep.equal([POOL]);
   });
 
   it('a torn last record is ignored and a damaged one reported with its offset and skipped; the rest is restored', async () => {

@@ -29,6 +29,7 @@ describe('state journal records', () => {
       { kind: 'end', tuple: tuple(1024), at: 2000 },
       { kind: 'state', state: { terminal: 't', tuple: { ...tuple(2000), proto: 17, remoteAddress: '2001:db8::1', localAddress: '2001:db8::7' }, createdAt: 5, complete: true } },
       { kind: 'hold', hold: { tuple: tuple(3000), releasedAt: 7 } },
+      { kind: 'inbound', binding: { querier: '203.0.113.10', poolAddress: '198.51.100.1', terminal: '100.64.0.6', expiresAt: 9000 } },
     ];
     const text = records.map(encodeRecord).join('');
     expect(text.split('\n')).to.have.length(records.length + 1);
@@ -64,6 +65,7 @@ describe('state journal records', () => {
       { kind: 'state', state: { terminal: '100.64.0.6', tuple: tuple(1024), createdAt: 1000, complete: true } },
       { kind: 'state', state: { terminal: '100.64.0.6', tuple: { ...tuple(1025), remotePort: undefined }, createdAt: 1001, complete: false } },
       { kind: 'state', state: { terminal: 'tërminal', tuple: { ...tuple(2000), proto: 17, remoteAddress: '2001:db8::1', localAddress: '2001:db8::7' }, createdAt: 5, complete: true } },
+      { kind: 'inbound', binding: { querier: '203.0.113.99', poolAddress: '198.51.100.1', terminal: '100.64.0.6', expiresAt: 123.5 } },
     ];
     /** The file compaction writes, in two encode() calls as its chunks are. */
     const file = (): Buffer => {
@@ -88,16 +90,16 @@ describe('state journal records', () => {
       damaged[firstState + 6 + 10]! ^= 0x40;
       const decoded = decodeRecords(damaged);
       expect(decoded.problems).to.deep.equal([{ offset: firstState, why: 'checksum mismatch' }]);
-      expect(decoded.records).to.deep.equal([snapshot[0], snapshot[2], snapshot[3]]);
+      expect(decoded.records).to.deep.equal([snapshot[0], snapshot[2], snapshot[3], snapshot[4]]);
 
       const noString = Buffer.from(bytes);
       noString[SNAPSHOT_MAGIC.length + 8]! ^= 0x01; // inside "203.0.113.10", named by every record
       const lost = decodeRecords(noString);
-      expect(lost.records).to.deep.equal([snapshot[3]]);
+      expect(lost.records).to.deep.equal([snapshot[3], snapshot[4]]);
       expect(lost.problems.map((p) => p.why)).to.deep.equal(['checksum mismatch', 'names a string that was not read', 'names a string that was not read', 'names a string that was not read']);
 
       const cut = decodeRecords(bytes.subarray(0, bytes.length - 3));
-      expect(cut.records).to.deep.equal(snapshot.slice(0, 3));
+      expect(cut.records).to.deep.equal(snapshot.slice(0, 4));
       expect(cut.tornBytes).to.be.above(0);
       expect(cut.problems).to.deep.equal([]);
     });
@@ -167,6 +169,23 @@ describe('state journal records', () => {
       { terminal: 'e', tuple: tuple(1027), createdAt: 7, complete: false },
     ]);
     expect(folded.holds).to.deep.equal([{ tuple: tuple(1026), releasedAt: 4 }]);
+    expect(folded.bindings).to.deep.equal([]);
+  });
+
+  it('folds inbound bindings to the latest record of each (querier, pool address)', () => {
+    const binding = (querier: string, poolAddress: string, terminal: string, expiresAt: number): StateRecord => ({ kind: 'inbound', binding: { querier, poolAddress, terminal, expiresAt } });
+    const folded = foldRecords([
+      binding('q1', 'p1', 't1', 10),
+      binding('q1', 'p2', 't2', 11),
+      binding('q2', 'p1', 't3', 12),
+      binding('q1', 'p1', 't1', 20),
+      { kind: 'allocate', terminal: 'a', tuple: tuple(1024), createdAt: 1 },
+    ], 3);
+    expect(folded.bindings).to.deep.equal([
+      { querier: 'q1', poolAddress: 'p1', terminal: 't1', expiresAt: 20 },
+      { querier: 'q1', poolAddress: 'p2', terminal: 't2', expiresAt: 11 },
+      { querier: 'q2', poolAddress: 'p1', terminal: 't3', expiresAt: 12 },
+    ]);
   });
 
   it('a snapshot folds as the records it stands for: entries the tail never names are taken as they are, the rest meet the tail', () => {

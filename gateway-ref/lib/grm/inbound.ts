@@ -6,6 +6,7 @@
  */
 import { CapaError, invalidArg } from '../../../resolver/lib/errors.js';
 import { ipFamily } from '../../../resolver/lib/ip.js';
+import type { JournaledBinding } from './state-records.js';
 
 export interface InboundOptions {
   /** How long a binding lasts after its last query. */
@@ -66,11 +67,7 @@ export class InboundBindings {
       const address = members[this.cursor[family]]!;
       this.cursor[family] = (this.cursor[family] + 1) % members.length;
       if (this.live(this.byQuerier.get(querier)?.get(address), now)) continue;
-      const binding: Binding = { querier, terminal, family, address, expiresAt };
-      this.byPair.set(pairKey(querier, terminal, family), binding);
-      let addresses = this.byQuerier.get(querier);
-      if (!addresses) this.byQuerier.set(querier, (addresses = new Map()));
-      addresses.set(address, binding);
+      this.insert({ querier, terminal, family, address, expiresAt });
       return address;
     }
     throw new CapaError(
@@ -92,6 +89,31 @@ export class InboundBindings {
 
   get size(): number {
     return this.byPair.size;
+  }
+
+  /** The live bindings, as the state journal keeps them. */
+  *bindings(): IterableIterator<JournaledBinding> {
+    const now = this.options.now();
+    for (const b of this.byPair.values()) if (b.expiresAt > now) yield { querier: b.querier, poolAddress: b.address, terminal: b.terminal, expiresAt: b.expiresAt };
+  }
+
+  /**
+   * Puts back a binding the state journal remembers, with its expiry; false (nothing done) when
+   * it has expired, its address is not in the pool, or the querier's address is bound already.
+   */
+  restore(binding: JournaledBinding): boolean {
+    const family = ipFamily(binding.poolAddress);
+    if (family === 0 || binding.expiresAt <= this.options.now() || !this.pool[family].includes(binding.poolAddress)) return false;
+    if (this.byQuerier.get(binding.querier)?.has(binding.poolAddress) || this.byPair.has(pairKey(binding.querier, binding.terminal, family))) return false;
+    this.insert({ querier: binding.querier, terminal: binding.terminal, family, address: binding.poolAddress, expiresAt: binding.expiresAt });
+    return true;
+  }
+
+  private insert(binding: Binding): void {
+    this.byPair.set(pairKey(binding.querier, binding.terminal, binding.family), binding);
+    let addresses = this.byQuerier.get(binding.querier);
+    if (!addresses) this.byQuerier.set(binding.querier, (addresses = new Map()));
+    addresses.set(binding.address, binding);
   }
 
   /** The binding if still live; an expired one is forgotten on sight. */

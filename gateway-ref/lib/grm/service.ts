@@ -106,6 +106,7 @@ export class GrmService implements ResponderContext {
       mended: (kind) => this.options.metrics?.onMended(kind),
     }, restored);
     if (restored.length > 0) await this.dataPlane.reconcile?.();
+    await this.rerouteInbound();
     await this.expire();
     // The restored journal folds into a fresh generation behind the serving (a million states take a second to write).
     if (this.options.state) this.compactBehind();
@@ -179,12 +180,32 @@ export class GrmService implements ResponderContext {
     return 'absent';
   }
 
-  /** Binds a pool address to (querier, terminal) and has the data plane route it before the answer leaves. */
+  /**
+   * Binds a pool address to (querier, terminal) and has the data plane route it (and the state
+   * journal remember it) before the answer leaves.
+   */
   async bindInbound(querier: string, terminal: string, family: 4 | 6): Promise<string> {
     this.inbound.expire();
     const poolAddress = this.inbound.bind(querier, terminal, family);
-    await this.dataPlane.routeInbound?.({ querier, poolAddress, terminal, ttlMs: this.leaseMs });
+    const journal = this.options.state?.journal;
+    const written = journal?.append({ kind: 'inbound', binding: { querier, poolAddress, terminal, expiresAt: this.now() + this.leaseMs } });
+    const [routed, journaled] = await Promise.allSettled([this.dataPlane.routeInbound?.({ querier, poolAddress, terminal, ttlMs: this.leaseMs }), written]);
+    if (routed.status === 'rejected') throw routed.reason;
+    if (journaled.status === 'rejected') {
+      const err = journaled.reason as Error;
+      this.log(`capa-gateway: ${err.message}; answering SERVFAIL rather than hand out a binding a restart would forget`);
+      throw err;
+    }
+    this.maybeCompact();
     return poolAddress;
+  }
+
+  /** The restored inbound bindings go back into the data plane, for what is left of their TTL. */
+  private async rerouteInbound(): Promise<void> {
+    const route = this.dataPlane.routeInbound?.bind(this.dataPlane);
+    if (route === undefined) return;
+    const now = this.now();
+    for (const b of this.inbound.bindings()) await route({ querier: b.querier, poolAddress: b.poolAddress, terminal: b.terminal, ttlMs: b.expiresAt - now });
   }
 
   reportError(err: unknown): void {
@@ -221,8 +242,9 @@ export class GrmService implements ResponderContext {
   private restore(): Allocation[] {
     const state = this.options.state;
     if (state === undefined) return [];
-    const { live, holds } = state.restored;
+    const { live, holds, bindings } = state.restored;
     for (const hold of holds) this.allocator.restoreHoldDown(hold);
+    for (const binding of bindings) this.inbound.restore(binding);
     const restored: Allocation[] = [];
     this.allocator.reserve(live.length);
     for (const s of live) {
@@ -252,6 +274,7 @@ export class GrmService implements ResponderContext {
     return this.options.state!.journal.compact(() => {
       const records: StateRecord[] = [];
       for (const hold of this.allocator.holdDowns()) records.push({ kind: 'hold', hold });
+      for (const binding of this.inbound.bindings()) records.push({ kind: 'inbound', binding });
       for (const a of this.allocator.allocations()) {
         records.push({ kind: 'state', state: { terminal: a.terminal, tuple: a.tuple, createdAt: a.createdAt, complete: a.state === 'complete' } });
       }

@@ -12,15 +12,17 @@
  *        or u8 kind (1 state, 2 hold) | u8 proto | u8 flags (1 complete, 2 remote port known)
  *           | u16 remote port | u16 local port | f64 createdAt or releasedAt
  *           | u32 remote address | u32 local address | u32 terminal (states only): string indexes
+ *        or u8 kind = 4 (inbound binding) | f64 expiresAt | u32 querier | u32 pool address | u32 terminal
  * Numbers are little-endian.
  */
 import { crc32Of } from './checksum.js';
-import type { DecodedRecords, StateRecord } from './state-records.js';
+import type { DecodedRecords, JournaledBinding, StateRecord } from './state-records.js';
 import type { OutsideTuple, ProtoNumber } from './types.js';
 
 export const SNAPSHOT_MAGIC = Buffer.from('CAPA-SNAPSHOT 1\n');
 const HEAD = 6;
-const STATE = 1, HOLD = 2, STRING = 3;
+const STATE = 1, HOLD = 2, STRING = 3, INBOUND = 4;
+const INBOUND_BODY = 21;
 const COMPLETE = 1, REMOTE_PORT = 2;
 const TUPLE_BODY = 23; // kind .. local address
 const MAX_STRING = 255;
@@ -31,18 +33,22 @@ export function isSnapshot(bytes: Buffer): boolean {
   return bytes.length >= SNAPSHOT_MAGIC.length && bytes.subarray(0, SNAPSHOT_MAGIC.length).equals(SNAPSHOT_MAGIC);
 }
 
-interface Parts {
-  kind: number;
-  tuple: OutsideTuple;
-  time: number;
-  complete: boolean;
-  terminal?: string;
-}
+/** A record as its fields: a tuple's (state, hold) or a binding's. */
+type Parts =
+  | { kind: typeof STATE | typeof HOLD; tuple: OutsideTuple; time: number; complete: boolean; terminal?: string }
+  | { kind: typeof INBOUND; binding: JournaledBinding };
 
 function partsOf(r: StateRecord): Parts {
   if (r.kind === 'state') return { kind: STATE, tuple: r.state.tuple, time: r.state.createdAt, complete: r.state.complete, terminal: r.state.terminal };
   if (r.kind === 'hold') return { kind: HOLD, tuple: r.hold.tuple, time: r.hold.releasedAt, complete: false };
-  throw new RangeError(`a snapshot holds states and hold-downs, not "${r.kind}" records`);
+  if (r.kind === 'inbound') return { kind: INBOUND, binding: r.binding };
+  throw new RangeError(`a snapshot holds states, hold-downs and inbound bindings, not "${r.kind}" records`);
+}
+
+/** The strings a record names, in the order its body lists them. */
+function stringsOf(p: Parts): string[] {
+  if (p.kind === INBOUND) return [p.binding.querier, p.binding.poolAddress, p.binding.terminal];
+  return p.terminal === undefined ? [p.tuple.remoteAddress, p.tuple.localAddress] : [p.tuple.remoteAddress, p.tuple.localAddress, p.terminal];
 }
 
 /** Writes one snapshot's records; strings are numbered across all its encode() calls. */
@@ -63,10 +69,10 @@ export class SnapshotEncoder {
       }
       return i;
     };
-    const refs = parts.map(({ tuple, terminal }) => [index(tuple.remoteAddress), index(tuple.localAddress), terminal === undefined ? -1 : index(terminal)] as const);
+    const refs = parts.map((p) => stringsOf(p).map(index));
     let size = 0;
     for (const s of fresh) size += HEAD + 5 + Buffer.byteLength(s);
-    for (const p of parts) size += HEAD + TUPLE_BODY + (p.terminal === undefined ? 0 : 4);
+    for (const p of parts) size += HEAD + (p.kind === INBOUND ? INBOUND_BODY : TUPLE_BODY + (p.terminal === undefined ? 0 : 4));
     const out = Buffer.allocUnsafe(size);
     let at = 0;
     const seal = (start: number): void => {
@@ -80,21 +86,24 @@ export class SnapshotEncoder {
       at = start + HEAD + 5 + out.write(s, start + HEAD + 5, 'utf8');
       seal(start);
     }
-    parts.forEach(({ kind, tuple, time, complete }, i) => {
+    parts.forEach((p, i) => {
       const start = at;
       const b = start + HEAD;
-      out[b] = kind;
-      out[b + 1] = tuple.proto;
-      out[b + 2] = (complete ? COMPLETE : 0) | (tuple.remotePort === undefined ? 0 : REMOTE_PORT);
-      out.writeUInt16LE(tuple.remotePort ?? 0, b + 3);
-      out.writeUInt16LE(tuple.localPort, b + 5);
-      out.writeDoubleLE(time, b + 7);
-      const [remote, local, terminal] = refs[i]!;
-      out.writeUInt32LE(remote, b + 15);
-      out.writeUInt32LE(local, b + 19);
-      at = b + TUPLE_BODY;
-      if (terminal >= 0) {
-        out.writeUInt32LE(terminal, at);
+      out[b] = p.kind;
+      if (p.kind === INBOUND) {
+        out.writeDoubleLE(p.binding.expiresAt, b + 1);
+        at = b + 9;
+      } else {
+        const { tuple } = p;
+        out[b + 1] = tuple.proto;
+        out[b + 2] = (p.complete ? COMPLETE : 0) | (tuple.remotePort === undefined ? 0 : REMOTE_PORT);
+        out.writeUInt16LE(tuple.remotePort ?? 0, b + 3);
+        out.writeUInt16LE(tuple.localPort, b + 5);
+        out.writeDoubleLE(p.time, b + 7);
+        at = b + 15;
+      }
+      for (const ref of refs[i]!) {
+        out.writeUInt32LE(ref, at);
         at += 4;
       }
       seal(start);
@@ -121,6 +130,14 @@ function bodyAt(bytes: Buffer, at: number, end: number, strings: string[]): Stat
     if (end - at < 5) return 'record too short';
     strings[u32(bytes, at + 1)] = bytes.toString('utf8', at + 5, end);
     return undefined;
+  }
+  if (kind === INBOUND) {
+    if (end - at !== INBOUND_BODY) return 'bad record length';
+    const expiresAt = bytes.readDoubleLE(at + 1);
+    const querier = strings[u32(bytes, at + 9)], poolAddress = strings[u32(bytes, at + 13)], terminal = strings[u32(bytes, at + 17)];
+    if (querier === undefined || poolAddress === undefined || terminal === undefined) return 'names a string that was not read';
+    if (!Number.isFinite(expiresAt)) return 'bad time';
+    return { kind: 'inbound', binding: { querier, poolAddress, terminal, expiresAt } };
   }
   const proto = bytes[at + 1]!, flags = bytes[at + 2]!;
   if ((kind !== STATE && kind !== HOLD) || (proto !== 6 && proto !== 17) || flags > 3) return 'bad record header';

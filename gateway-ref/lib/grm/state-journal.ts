@@ -10,7 +10,8 @@
  *
  * Without fsync a batch is written with one synchronous write() once the event loop has read
  * what is waiting (setImmediate): a few microseconds into the page cache, which is all a kill -9
- * needs, where a write through the thread pool would add a round trip to every answer. With
+ * needs, where a write through the thread pool would add a round trip to every answer. When the
+ * journal has been idle for a millisecond, an append is written at once (no batch to wait for). With
  * fsync the batch goes through the thread pool, and what arrives during a flush waits for the next.
  */
 import { ftruncateSync, writeSync } from 'node:fs';
@@ -36,6 +37,8 @@ export interface RestoredJournal {
 
 const SNAPSHOT = /^snapshot\.(\d+)$/;
 const JOURNAL = /^journal\.(\d+)$/;
+/** A journal with no write for this long is idle: an append writes at once instead of batching. */
+const IDLE_MS = 1;
 /** Snapshot records written per write call: the snapshot of a million states is never one buffer. */
 const SNAPSHOT_CHUNK = 8192;
 
@@ -80,6 +83,8 @@ export class StateJournal {
   private waiters: Waiter[] = [];
   private writing: Promise<void> | undefined;
   private scheduled = false;
+  /** performance.now() of the latest write without fsync. */
+  private flushedAt = -Infinity;
   private handle: FileHandle | undefined;
   private handleGen = -1;
   /** Bytes of the open journal known to be whole records: a failed write is cut back to it. */
@@ -137,8 +142,13 @@ export class StateJournal {
     const done = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
     if (this.fsync) this.writing ??= this.drain();
     else if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(this.flushNow);
+      // Idle (no write for a while): nothing would join this record, so it goes at once, without
+      // the turn of the event loop a batch waits; busy: it waits for what the loop reads with it.
+      if (performance.now() - this.flushedAt > IDLE_MS) this.flushNow();
+      else {
+        this.scheduled = true;
+        setImmediate(this.flushNow);
+      }
     }
     return done;
   }
@@ -219,6 +229,7 @@ export class StateJournal {
   /** The synchronous write of everything queued (without fsync). */
   private readonly flushNow = (): void => {
     this.scheduled = false;
+    this.flushedAt = performance.now();
     if (this.queue.length === 0) return;
     const { bytes, waiters } = this.take();
     const handle = this.handle;

@@ -25,6 +25,14 @@ export interface JournaledHold {
   releasedAt: number;
 }
 
+/** An inbound binding (DESIGN.md "Inbound"): `querier`'s packets to `poolAddress` reach `terminal` until `expiresAt`. */
+export interface JournaledBinding {
+  querier: string;
+  poolAddress: string;
+  terminal: string;
+  expiresAt: number;
+}
+
 export type StateRecord =
   | { kind: 'allocate'; terminal: string; tuple: OutsideTuple; createdAt: number }
   | { kind: 'confirm'; tuple: OutsideTuple }
@@ -32,7 +40,9 @@ export type StateRecord =
   | { kind: 'end'; tuple: OutsideTuple; at: number }
   /** Snapshot records. */
   | { kind: 'state'; state: JournaledState }
-  | { kind: 'hold'; hold: JournaledHold };
+  | { kind: 'hold'; hold: JournaledHold }
+  /** A binding made or renewed (journal), or live (snapshot). */
+  | { kind: 'inbound'; binding: JournaledBinding };
 
 type TupleFields = [ProtoNumber, string, number | null, string, number];
 
@@ -68,6 +78,7 @@ function fieldsOf(record: StateRecord): unknown[] {
     case 'end': return ['e', ...tupleFields(record.tuple), record.at];
     case 'state': return ['s', record.state.terminal, ...tupleFields(record.state.tuple), record.state.createdAt, record.state.complete ? 1 : 0];
     case 'hold': return ['h', ...tupleFields(record.hold.tuple), record.hold.releasedAt];
+    case 'inbound': return ['i', record.binding.querier, record.binding.poolAddress, record.binding.terminal, record.binding.expiresAt];
   }
 }
 
@@ -78,6 +89,7 @@ function recordOf(fields: unknown[]): StateRecord {
     case 'e': return { kind: 'end', tuple: tupleOf(fields, 1), at: numberAt(fields, 6) };
     case 's': return { kind: 'state', state: { terminal: stringAt(fields, 1), tuple: tupleOf(fields, 2), createdAt: numberAt(fields, 7), complete: fields[8] === 1 } };
     case 'h': return { kind: 'hold', hold: { tuple: tupleOf(fields, 1), releasedAt: numberAt(fields, 6) } };
+    case 'i': return { kind: 'inbound', binding: { querier: stringAt(fields, 1), poolAddress: stringAt(fields, 2), terminal: stringAt(fields, 3), expiresAt: numberAt(fields, 4) } };
     default: throw new RangeError('unknown record kind');
   }
 }
@@ -153,8 +165,8 @@ export function decodeRecords(data: Buffer | string): DecodedRecords {
   return out;
 }
 
-function tupleOfRecord(record: StateRecord): OutsideTuple {
-  return record.kind === 'state' ? record.state.tuple : record.kind === 'hold' ? record.hold.tuple : record.tuple;
+function tupleOfRecord(record: StateRecord): OutsideTuple | undefined {
+  return record.kind === 'state' ? record.state.tuple : record.kind === 'hold' ? record.hold.tuple : record.kind === 'inbound' ? undefined : record.tuple;
 }
 
 const keyOf = (t: OutsideTuple): string => `${t.proto} ${t.remoteAddress} ${t.remotePort ?? '*'} ${t.localAddress} ${t.localPort}`;
@@ -163,6 +175,8 @@ export interface FoldedStates {
   live: JournaledState[];
   /** Oldest release first (the allocator's hold-down queue is in that order). */
   holds: JournaledHold[];
+  /** The latest record of each (querier, pool address), expired ones included (the restore drops them). */
+  bindings: JournaledBinding[];
 }
 
 /**
@@ -175,11 +189,15 @@ export interface FoldedStates {
  */
 export function foldRecords(records: readonly StateRecord[], folded = 0): FoldedStates {
   const tailPorts = new Set<number>();
-  for (let i = folded; i < records.length; i++) tailPorts.add(tupleOfRecord(records[i]!).localPort);
+  for (let i = folded; i < records.length; i++) {
+    const tuple = tupleOfRecord(records[i]!);
+    if (tuple !== undefined) tailPorts.add(tuple.localPort);
+  }
   const unkeyed: JournaledState[] = [];
   const unkeyedHolds: JournaledHold[] = [];
   const live = new Map<string, JournaledState>();
   const holds = new Map<string, JournaledHold>();
+  const bindings = new Map<string, JournaledBinding>();
   const add = (state: JournaledState): void => {
     const key = keyOf(state.tuple);
     holds.delete(key);
@@ -187,7 +205,7 @@ export function foldRecords(records: readonly StateRecord[], folded = 0): Folded
   };
   for (let i = 0; i < records.length; i++) {
     const record = records[i]!;
-    if (i < folded && (record.kind === 'state' || record.kind === 'hold') && !tailPorts.has(tupleOfRecord(record).localPort)) {
+    if (i < folded && (record.kind === 'state' || record.kind === 'hold') && !tailPorts.has(tupleOfRecord(record)!.localPort)) {
       if (record.kind === 'state') unkeyed.push(record.state);
       else unkeyedHolds.push(record.hold);
       continue;
@@ -222,11 +240,15 @@ export function foldRecords(records: readonly StateRecord[], folded = 0): Folded
       case 'hold':
         holds.set(keyOf(record.hold.tuple), record.hold);
         break;
+      case 'inbound':
+        bindings.set(`${record.binding.querier} ${record.binding.poolAddress}`, record.binding);
+        break;
     }
   }
   const byTime = <T>(time: (x: T) => number) => (a: T, b: T): number => time(a) - time(b);
   return {
     live: [...unkeyed, ...live.values()].sort(byTime((s) => s.createdAt)),
     holds: [...unkeyedHolds, ...holds.values()].sort(byTime((h) => h.releasedAt)),
+    bindings: [...bindings.values()],
   };
 }

@@ -21,7 +21,7 @@ const RCODE_NAMES = ['NOERROR', 'FORMERR', 'SERVFAIL', 'NXDOMAIN', 'NOTIMP', 'RE
 
 const EVENTS: readonly AllocationEvent['event'][] = ['allocate', 'confirm', 'release', 'expire'];
 const BLOCK_REASONS: readonly BlockReason[] = ['exhausted', 'quota'];
-const MEND_KINDS: readonly MendKind[] = ['flow-gone', 'orphan-element'];
+const MEND_KINDS: readonly MendKind[] = ['flow-gone', 'orphan-element', 'adopted-flow'];
 
 /**
  * The hot path only adds to plain numbers; prom-client's counters are set from them when
@@ -61,7 +61,7 @@ export class GatewayMetrics {
     });
     new Counter({
       name: 'capa_reconcile_mended_total',
-      help: 'What the data plane\'s periodic reconcile with the kernel put right: flow-gone (a flow ended without its event: the state ends), orphan-element (a kernel element no state owns: removed).',
+      help: 'What the data plane\'s reconcile with the kernel put right: flow-gone (a flow ended without its event: the state ends), orphan-element (a kernel element no state owns: removed), adopted-flow (a flow the kernel carries that no state named: adopted).',
       labelNames: ['kind'],
       registers,
       collect() {

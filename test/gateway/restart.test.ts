@@ -199,6 +199,17 @@ describe('capa-gateway restart: the state journal and the data plane bring every
     expect(await askA('127.1.7.10', 't2.test'), 'another querier may share the address').to.deep.equal([POOL]);
   });
 
+  it('a flow the kernel carries that no record names (the journal lost) is adopted: its (aOG, pA) is not handed out again', async () => {
+    await start();
+    const live = await flow();
+    await kill9();
+    await rm(join(dir, 'state'), { recursive: true, force: true });
+    const g = await start();
+    const next = await pending();
+    expect(next, 'a forgetful GRM would answer the live port again (sequential ports)').to.not.equal(live.capa!.local.port);
+    expect(g.output()).to.match(new RegExp(`adopted tcp ${POOL}:${live.capa!.local.port} -> ${OUTSIDE}:${outside.port}: the kernel carries it and no state named it`));
+  });
+
   it('a torn last record is ignored and a damaged one reported with its offset and skipped; the rest is restored', async () => {
     await start();
     await flow();

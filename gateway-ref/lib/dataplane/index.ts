@@ -24,7 +24,7 @@ const LOOPBACK_LEASE_SHARE = 4;
 export function createDataPlane(name: DataPlaneName, settings: DataPlaneSettings): DataPlane {
   switch (name) {
     case 'loopback':
-      return new LoopbackDataPlane({ maxPollMs: Math.min(LOOPBACK_MAX_POLL_MS, (settings.leaseMs ?? Infinity) / LOOPBACK_LEASE_SHARE) });
+      return new LoopbackDataPlane({ pool: settings.pool, maxPollMs: Math.min(LOOPBACK_MAX_POLL_MS, (settings.leaseMs ?? Infinity) / LOOPBACK_LEASE_SHARE) });
     case 'nftables':
       if (!settings.nftLinks?.length) {
         throw new CapaError('ERR_CAPA_CONFIG', '--data-plane nftables needs the terminal links: --nft-link <terminal address>=<gateway-side interface>, one per terminal');

@@ -16,6 +16,8 @@ import { addressKey, type EndpointKey, endpointKey, scanProcNet, type SocketEntr
 import { ProcNetReader } from './proc-net-reader.js';
 
 export interface LoopbackOptions {
+  /** Pool addresses: a reconcile adopts connected sockets bound to them that no state names. */
+  pool?: string[];
   /** How soon a new state is looked for, and how often the tables are read while flows change; default 200 ms. */
   pollMs?: number;
   /** The longest wait between reads while nothing changes; default 1 s. Keep it well under the lease. */
@@ -57,6 +59,12 @@ function carries(tuple: OutsideTuple, socket: SocketEntry): boolean {
   return socket.remoteAddress === tuple.remoteAddress && (tuple.remotePort === undefined || socket.remotePort === tuple.remotePort);
 }
 
+/** The watches an index holds at `key`. */
+function watchesAt(index: Map<EndpointKey, Watch | Watch[]>, key: EndpointKey): readonly Watch[] {
+  const found = index.get(key);
+  return found === undefined ? [] : Array.isArray(found) ? found : [found];
+}
+
 export class LoopbackDataPlane implements DataPlane {
   readonly name = 'loopback';
   private readonly pollMs: number;
@@ -80,7 +88,7 @@ export class LoopbackDataPlane implements DataPlane {
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
 
-  constructor(options: LoopbackOptions = {}) {
+  constructor(private readonly options: LoopbackOptions = {}) {
     this.maxPollMs = options.maxPollMs ?? 1000;
     this.pollMs = Math.min(options.pollMs ?? 200, this.maxPollMs);
     this.delay = this.pollMs;
@@ -98,9 +106,30 @@ export class LoopbackDataPlane implements DataPlane {
     this.watch(allocation, false, Math.floor(performance.now()));
   }
 
-  /** One read of the socket tables now (a restart's first look at the flows it took over). */
+  /**
+   * A restart's first look: every connected socket bound to a pool address that no state names
+   * is adopted (the GRM takes it as a state), then one read settles the watched ones.
+   */
   async reconcile(): Promise<void> {
+    await this.adoptUnnamed();
     await this.poll();
+  }
+
+  private async adoptUnnamed(): Promise<void> {
+    const adopt = this.events?.adopt;
+    const pool = new Set((this.options.pool ?? []).map((a) => this.addressKey(a)));
+    if (adopt === undefined || pool.size === 0) return;
+    // The address part of a key (endpointKey): the word above the port, or the text before it.
+    const inPool = (key: EndpointKey): boolean => pool.has(typeof key === 'number' ? Math.floor(key / 65536) : key.slice(0, 32));
+    const contents = await this.reader.read(TABLES.map((t) => t.path));
+    const held = TABLES.flatMap((table, i) => scanProcNet(contents[i] ?? new Uint8Array(0), table.proto, this.littleEndian, inPool))
+      .filter(({ socket }) => socket.inode !== 0 && socket.remotePort !== 0 && !(socket.proto === 6 && socket.state === TCP_LISTEN));
+    // Indexed only when there is something to look up (a restart may bring back a million watches).
+    const byKey = held.length > 0 ? this.index() : undefined;
+    for (const { key, socket } of held) {
+      if (watchesAt(byKey![socket.proto], key).some((w) => carries(w.tuple, socket))) continue;
+      adopt({ proto: socket.proto, remoteAddress: socket.remoteAddress, remotePort: socket.remotePort, localAddress: socket.localAddress, localPort: socket.localPort });
+    }
   }
 
   async remove(allocation: Allocation): Promise<void> {
@@ -225,8 +254,7 @@ export class LoopbackDataPlane implements DataPlane {
       const watched = byKey[table.proto];
       for (const { key, socket } of scanProcNet(bytes, table.proto, this.littleEndian, (k) => watched.has(k))) {
         if (socket.inode === 0 || (socket.proto === 6 && socket.state === TCP_LISTEN)) continue;
-        const found = watched.get(key);
-        for (const watch of found === undefined ? [] : Array.isArray(found) ? found : [found]) {
+        for (const watch of watchesAt(watched, key)) {
           if (!carries(watch.tuple, socket)) continue;
           present.add(watch);
           if (watch.started) continue;

@@ -44,6 +44,10 @@ export interface GrmServiceOptions {
 const MAX_TIMER_MS = 2 ** 31 - 1;
 /** The state journal is compacted once its tail has this many records and twice as many as the live states. */
 const COMPACT_MIN_RECORDS = 100_000;
+/** The terminal of a state adopted from the kernel: which terminal holds the socket is not known. */
+export const ADOPTED_TERMINAL = 'adopted';
+
+const describeTuple = (t: OutsideTuple): string => `${t.proto === 6 ? 'tcp' : 'udp'} ${t.localAddress}:${t.localPort} -> ${t.remoteAddress}:${t.remotePort ?? '*'}`;
 
 function recordOf(event: AllocationEvent): StateRecord {
   switch (event.event) {
@@ -103,9 +107,11 @@ export class GrmService implements ResponderContext {
       flowStarted: (tuple) => { this.allocator.confirm(tuple); },
       flowEnded: (tuple) => this.flowEnded(tuple),
       known: (tuple) => this.allocator.find(tuple) !== undefined,
+      adopt: (tuple) => this.adopt(tuple),
       mended: (kind) => this.options.metrics?.onMended(kind),
     }, restored);
-    if (restored.length > 0) await this.dataPlane.reconcile?.();
+    // The kernel's flows settle which states run, and name those the journal lost.
+    await this.dataPlane.reconcile?.();
     await this.rerouteInbound();
     await this.expire();
     // The restored journal folds into a fresh generation behind the serving (a million states take a second to write).
@@ -218,6 +224,21 @@ export class GrmService implements ResponderContext {
     await Promise.all(expired.map((a) => this.dataPlane.remove(a)));
     this.scheduleExpiry();
     return expired;
+  }
+
+  /** A flow the data plane found that no state names: a complete state of an unknown terminal, journaled. */
+  private adopt(tuple: OutsideTuple): void {
+    if (this.allocator.find(tuple) !== undefined) return;
+    const state = { terminal: ADOPTED_TERMINAL, tuple, createdAt: this.now(), complete: true };
+    const allocation = this.allocator.restore(state);
+    if (allocation === undefined) {
+      this.log(`capa-gateway: the kernel carries ${describeTuple(tuple)}, outside the pool or on a taken (aOG, pA); not adopted`);
+      return;
+    }
+    this.log(`capa-gateway: adopted ${describeTuple(tuple)}: the kernel carries it and no state named it`);
+    this.options.metrics?.onMended('adopted-flow');
+    this.options.state?.journal.append({ kind: 'state', state }).catch((err: unknown) => this.log(`capa-gateway: ${(err as Error).message}`));
+    this.dataPlane.install(allocation).catch((err: unknown) => this.reportError(err));
   }
 
   private flowEnded(tuple: OutsideTuple): void {

@@ -114,8 +114,8 @@ export interface InboundRoute {
   ttlMs: number;
 }
 
-/** What a periodic reconcile found and put right: a flow gone whose end no event reported, a kernel element no state owns. */
-export type MendKind = 'flow-gone' | 'orphan-element';
+/** What a reconcile found and put right: a flow gone whose end no event reported, a kernel element no state owns, a flow no state named. */
+export type MendKind = 'flow-gone' | 'orphan-element' | 'adopted-flow';
 
 /** What a data plane reports back to the GRM. */
 export interface FlowEvents {
@@ -127,4 +127,9 @@ export interface FlowEvents {
   known?(tuple: OutsideTuple): boolean;
   /** A reconcile put something right (counted in the metrics). */
   mended?(kind: MendKind): void;
+  /**
+   * A flow the kernel carries from a pool address that no state names (its record lost): the GRM
+   * takes it as a complete state, so its tuple is not handed out again.
+   */
+  adopt?(tuple: OutsideTuple): void;
 }

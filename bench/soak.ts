@@ -23,20 +23,20 @@ const OUTSIDE = '127.1.20.1';
 const TERMINALS = ['127.10.20.1', '127.10.20.2', '127.10.20.3', '127.10.20.4'];
 const TARGET_RSS_CHANGE = 0.05;
 /**
- * A hold-down as long as TIME_WAIT (60 s), as a gateway runs: shorter, a reissued (aOG, pA) can
+ * The default hold-down is as long as TIME_WAIT (60 s), as a gateway runs: shorter, a reissued (aOG, pA) can
  * meet its last flow's socket still in TIME_WAIT (EADDRINUSE). The churn hands out a few
  * thousand tuples a second, each held down after; one destination's 4 x 64512 tuples would run
  * out (ERR_CAPA_EXHAUSTED), so the answers left to expire go round DESTINATIONS - 1 ports of the
  * outside host. The flows all go to the first one: the terminals share this host, and two of
  * its sockets cannot both bind one (aOG, pA), which the GRM rightly gives to two destinations.
  */
-const HOLD_DOWN_S = 60;
 const DESTINATIONS = 16;
 
 const argv = benchCommandLine('soak', (y) => y
   .usage('$0 [options]\n\nChurn against capa-gateway with its state journal: resident memory after the warm-up and at the end, errors.')
   .option('minutes', { type: 'number', default: 10, describe: 'how long the churn runs after the warm-up' })
   .option('warmup-s', { type: 'number', default: 90, describe: 'churn before the first memory reading (longer than the hold-down, so the held tuples are at their steady number)' })
+  .option('hold-down', { type: 'number', default: 60, describe: 'the gateway\'s --hold-down in seconds (Linux keeps TIME_WAIT up to a few seconds past 60 s: its timer wheel rounds up)' })
   .check((a) => {
     if (!(a.minutes > 0) || !(a['warmup-s'] >= 0)) throw new Error('--minutes must be > 0 and --warmup-s >= 0');
     return true;
@@ -50,7 +50,7 @@ async function rssKiB(pid: number): Promise<number> {
 
 async function startGateway(dir: string): Promise<{ child: ChildProcess; server: string }> {
   const child = spawn(process.execPath, [GATEWAY_JS, '--listen', '127.0.0.1:0', '--pool', POOL, '--inside', '127.10.0.0/16',
-    '--state-dir', join(dir, 'state'), '--lease', '2', '--hold-down', String(HOLD_DOWN_S)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    '--state-dir', join(dir, 'state'), '--lease', '2', '--hold-down', String(argv['hold-down'])], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   child.stdout!.setEncoding('utf8');
   const server = await new Promise<string>((ok, fail) => {
@@ -106,7 +106,7 @@ async function main(): Promise<void> {
     running = false;
     await Promise.all(workers);
     const change = (end.rss - warm.rss) / warm.rss;
-    console.log(`soak: ${argv.minutes} min of churn after ${argv['warmup-s']} s of warm-up, lease 2 s, hold-down ${HOLD_DOWN_S} s, ${DESTINATIONS} destination ports, ${TERMINALS.length} terminals (half connect and release, half let leases expire)`);
+    console.log(`soak: ${argv.minutes} min of churn after ${argv['warmup-s']} s of warm-up, lease 2 s, hold-down ${argv['hold-down']} s, ${DESTINATIONS} destination ports, ${TERMINALS.length} terminals (half connect and release, half let leases expire)`);
     console.log(table([
       ['', 'gateway RSS KiB', 'answers', 'flows', 'releases', 'errors'],
       ['after warm-up (peer)', String(warm.rss), String(warm.counts.answers), String(warm.counts.flows), String(warm.counts.releases), String(warm.counts.errors)],

@@ -49,9 +49,9 @@ describe('capa-gateway restart: the state journal and the data plane bring every
   // Releases after a test's gateway is gone fail: that is expected, not worth a warning.
   const capa = () => ({ servers: [server()], terminalAddress: TERMINAL, dnsTimeout: 1000, dnsDeadline: 3000, onReleaseError: () => undefined });
 
-  async function start(extra: string[] = []): Promise<Gateway> {
+  async function start(extra: string[] = [], leaseSeconds = 30): Promise<Gateway> {
     const child = spawn(process.execPath, [GATEWAY, '--listen', server(), '--pool', POOL, '--inside', '127.10.0.0/16', '--port-strategy', 'sequential',
-      '--state-dir', join(dir, 'state'), '--hold-down', '0', '--lease', '30', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+      '--state-dir', join(dir, 'state'), '--hold-down', '0', '--lease', String(leaseSeconds), ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
     child.stdout!.on('data', (d: Buffer) => { output += d.toString(); });
     child.stderr!.on('data', (d: Buffer) => { output += d.toString(); });
@@ -274,12 +274,22 @@ describe('capa-gateway restart: the state journal and the data plane bring every
     const { StateJournal } = await import('../../gateway-ref/lib/grm/state-journal.js');
     const { journal, states } = await StateJournal.open({ dir: join(dir, 'state') });
     await journal.close();
-    for (const s of open.values()) s.destroy();
     expect(reissued, 'answers that repeated an open flow\'s tuple').to.deep.equal([]);
     const held = new Set(states.live.map((x) => key(x.tuple)));
     for (const k of open.keys()) expect(held.has(k), `open flow ${k} is a GRM state`).to.equal(true);
     for (const x of states.live.filter((y) => y.complete)) expect([...open.keys()], `GRM state ${key(x.tuple)} has its flow open`).to.include(key(x.tuple));
     expect(open.size).to.be.greaterThan(0);
+    // Quotas count what the journal holds: under --quota Q a terminal with L live states gets Q - L
+    // more answers, then ERR_CAPA_QUOTA. (Its flows are still open, so the restart keeps them; a
+    // long lease keeps its pending answers, which the churn never used, from running out meanwhile.)
+    const terminal = states.live[0]!.terminal;
+    const live = states.live.filter((x) => x.terminal === terminal).length;
+    const quota = live + 2;
+    await start(['--hold-down', '1', '--quota', String(quota)], 3600);
+    const asked = [];
+    for (let i = 0; i < 3; i++) asked.push(await resolve({ host: OUTSIDE, port: outside.port, protocol: 'tcp', servers: [server()], localAddress: terminal }).then((r) => r.kind, (err: unknown) => (err as { code?: string }).code));
+    for (const s of open.values()) s.destroy();
+    expect(asked, `${terminal} holds ${live} states; quota ${quota}`).to.deep.equal(['capa', 'capa', 'ERR_CAPA_QUOTA']);
   });
 
   it('a full state folder: SERVFAIL with a clear line rather than an allocation a restart would forget, and answers again when there is room', async function () {

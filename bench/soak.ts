@@ -3,7 +3,9 @@
  * that are never used (their leases expire), flows connected and released — and the gateway's
  * resident memory once warmed up and at the end (target: within ±5 %), its journal folder's
  * size, and the errors seen (target: none). The peer is the gateway's own start: memory after the
- * warm-up is what the end is compared with.
+ * warm-up is what the end is compared with. Beside RSS, the heap the gateway's latest full
+ * garbage collection left (its --trace-gc lines): a heap that stays flat while RSS grows is V8 or
+ * memory outside the heap, not a leak of objects.
  *
  *   node dist/bench/soak.js [--minutes 10] [--warmup-s 90]
  */
@@ -48,13 +50,29 @@ async function rssKiB(pid: number): Promise<number> {
   return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
 }
 
-async function startGateway(dir: string): Promise<{ child: ChildProcess; server: string }> {
-  const child = spawn(process.execPath, [GATEWAY_JS, '--listen', '127.0.0.1:0', '--pool', POOL, '--inside', '127.10.0.0/16',
+/** The heap (MB) the latest Mark-Compact of the gateway left, and how many there were. */
+interface FullGcs {
+  heapMB: number;
+  count: number;
+}
+
+const MARK_COMPACT = /Mark-Compact[^\n]*? -> ([\d.]+) \(/g;
+
+async function startGateway(dir: string, gcs: FullGcs): Promise<{ child: ChildProcess; server: string }> {
+  const child = spawn(process.execPath, ['--trace-gc', GATEWAY_JS, '--listen', '127.0.0.1:0', '--pool', POOL, '--inside', '127.10.0.0/16',
     '--state-dir', join(dir, 'state'), '--lease', '2', '--hold-down', String(argv['hold-down'])], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   child.stdout!.setEncoding('utf8');
   const server = await new Promise<string>((ok, fail) => {
-    child.stdout!.on('data', (d: string) => { out += d; const m = /listening on (\S+)/.exec(out); if (m) ok(m[1]!); });
+    child.stdout!.on('data', (d: string) => {
+      for (const m of d.matchAll(MARK_COMPACT)) {
+        gcs.heapMB = Number(m[1]);
+        gcs.count++;
+      }
+      if (out.length < 4096) out += d;
+      const m = /listening on (\S+)/.exec(out);
+      if (m) ok(m[1]!);
+    });
     child.once('exit', (code) => fail(new Error(`capa-gateway exited (${code})`)));
   });
   return { child, server };
@@ -71,7 +89,8 @@ async function main(): Promise<void> {
   const servers = Array.from({ length: DESTINATIONS }, () => net.createServer((s) => { s.on('error', () => s.destroy()); s.end('hi\n'); }).listen(0, OUTSIDE));
   await Promise.all(servers.map((o) => once(o, 'listening')));
   const ports = servers.map((o) => (o.address() as net.AddressInfo).port);
-  const { child, server } = await startGateway(dir);
+  const gcs: FullGcs = { heapMB: 0, count: 0 };
+  const { child, server } = await startGateway(dir, gcs);
   const counts = { answers: 0, flows: 0, releases: 0, errors: 0 };
   const errors = new Map<string, number>();
   let running = true;
@@ -100,17 +119,17 @@ async function main(): Promise<void> {
   const workers = TERMINALS.map((t, i) => churn(t, i));
   try {
     await new Promise((r) => setTimeout(r, argv['warmup-s'] * 1000));
-    const warm = { rss: await rssKiB(child.pid!), counts: { ...counts } };
+    const warm = { rss: await rssKiB(child.pid!), counts: { ...counts }, gc: { ...gcs } };
     await new Promise((r) => setTimeout(r, argv.minutes * 60_000));
-    const end = { rss: await rssKiB(child.pid!), counts: { ...counts } };
+    const end = { rss: await rssKiB(child.pid!), counts: { ...counts }, gc: { ...gcs } };
     running = false;
     await Promise.all(workers);
     const change = (end.rss - warm.rss) / warm.rss;
     console.log(`soak: ${argv.minutes} min of churn after ${argv['warmup-s']} s of warm-up, lease 2 s, hold-down ${argv['hold-down']} s, ${DESTINATIONS} destination ports, ${TERMINALS.length} terminals (half connect and release, half let leases expire)`);
     console.log(table([
-      ['', 'gateway RSS KiB', 'answers', 'flows', 'releases', 'errors'],
-      ['after warm-up (peer)', String(warm.rss), String(warm.counts.answers), String(warm.counts.flows), String(warm.counts.releases), String(warm.counts.errors)],
-      ['at the end', String(end.rss), String(end.counts.answers), String(end.counts.flows), String(end.counts.releases), String(end.counts.errors)],
+      ['', 'gateway RSS KiB', 'heap after last full GC MB (full GCs)', 'answers', 'flows', 'releases', 'errors'],
+      ...([['after warm-up (peer)', warm], ['at the end', end]] as const).map(([name, at]) => [name, String(at.rss), `${at.gc.heapMB.toFixed(1)} (${at.gc.count})`,
+        String(at.counts.answers), String(at.counts.flows), String(at.counts.releases), String(at.counts.errors)]),
     ]));
     console.log(`RSS change: ${(change * 100).toFixed(1)} % (target within ±${TARGET_RSS_CHANGE * 100} %: ${Math.abs(change) <= TARGET_RSS_CHANGE ? 'met' : 'NOT met'}); `
       + `errors: ${counts.errors}${errors.size > 0 ? ` (${[...errors].map(([c, n]) => `${c} ${n}`).join(', ')})` : ''} (target 0); `

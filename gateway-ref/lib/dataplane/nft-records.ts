@@ -67,7 +67,7 @@ export class ElementRecords {
     out.length = at + 4;
   }
 
-  /** The packed records of each map that has any. */
+  /** The packed records of each map that holds at least one element. */
   maps(): { map: StateMap; records: Buffer }[] {
     return [...this.buffers].map(([map, { bytes, length }]) => ({ map, records: bytes.subarray(0, length) }));
   }

@@ -10,9 +10,8 @@ import { closeSync } from 'node:fs';
 import { CapaError } from '../../../resolver/lib/errors.js';
 import { canonicalIp, ipFamily } from '../../../resolver/lib/ip.js';
 import { unmapIPv4 } from '../dns/realm.js';
-import { execFileSync } from 'node:child_process';
 import type { Allocation, DataPlane, FlowEvents, InboundRoute, OutsideTuple, RestoringState } from '../grm/types.js';
-import { inNetns, runCommand } from './command.js';
+import { runCommand, runCommandSync } from './command.js';
 import { type ConntrackEvent, ConntrackWatch, listFlows } from './conntrack.js';
 import { BatchWriter, DEFAULT_MAX_BATCH_OPS } from './nft-batch.js';
 import {
@@ -137,13 +136,7 @@ export class NftablesDataPlane implements DataPlane {
     this.nft = nftOpen(this.options.netns);
     const kept = this.layoutInPlace();
     if (!kept) {
-      const argv = inNetns(this.options.netns, ['nft', '-f', '-']);
-      try {
-        execFileSync(argv[0]!, argv.slice(1), { input: renderRuleset(this.layout), stdio: ['pipe', 'ignore', 'pipe'] });
-      } catch (err) {
-        const stderr = String((err as { stderr?: Buffer }).stderr ?? (err as Error).message).trim();
-        throw new CapaError(/Operation not permitted/.test(stderr) ? 'ERR_CAPA_PERMISSION' : 'ERR_CAPA_SERVER_FAILURE', `${argv.join(' ')} failed: ${stderr}`);
-      }
+      runCommandSync(['nft', '-f', '-'], { netns: this.options.netns, input: renderRuleset(this.layout) });
     }
     const records = new ElementRecords();
     for (const state of states) {

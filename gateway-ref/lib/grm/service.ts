@@ -45,7 +45,7 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 /** The state journal is compacted once its tail has this many records and twice as many as the live states. */
 const COMPACT_MIN_RECORDS = 100_000;
 /** The terminal of a state adopted from the kernel: which terminal holds the socket is not known. */
-export const ADOPTED_TERMINAL = 'adopted';
+const ADOPTED_TERMINAL = 'adopted';
 
 const describeTuple = (t: OutsideTuple): string => `${t.proto === 6 ? 'tcp' : 'udp'} ${t.localAddress}:${t.localPort} -> ${t.remoteAddress}:${t.remotePort ?? '*'}`;
 
@@ -165,9 +165,7 @@ export class GrmService implements ResponderContext {
         const err = installed.reason as Error;
         throw new CapaError('ERR_CAPA_SERVER_FAILURE', `data plane ${this.dataPlane.name} could not install the state: ${err.message}`, { cause: err });
       }
-      const err = (journaled as PromiseRejectedResult).reason as Error;
-      this.log(`capa-gateway: ${err.message}; answering SERVFAIL rather than hand out allocations a restart would forget`);
-      throw err;
+      throw this.unjournaled((journaled as PromiseRejectedResult).reason, 'allocations');
     }
     this.scheduleExpiry();
     this.maybeCompact();
@@ -197,13 +195,16 @@ export class GrmService implements ResponderContext {
     const written = journal?.append({ kind: 'inbound', binding: { querier, poolAddress, terminal, expiresAt: this.now() + this.leaseMs } });
     const [routed, journaled] = await Promise.allSettled([this.dataPlane.routeInbound?.({ querier, poolAddress, terminal, ttlMs: this.leaseMs }), written]);
     if (routed.status === 'rejected') throw routed.reason;
-    if (journaled.status === 'rejected') {
-      const err = journaled.reason as Error;
-      this.log(`capa-gateway: ${err.message}; answering SERVFAIL rather than hand out a binding a restart would forget`);
-      throw err;
-    }
+    if (journaled.status === 'rejected') throw this.unjournaled(journaled.reason, 'a binding');
     this.maybeCompact();
     return poolAddress;
+  }
+
+  /** A state journal write that failed, said once per answer: the answer is SERVFAIL. */
+  private unjournaled(reason: unknown, what: string): Error {
+    const err = reason as Error;
+    this.log(`capa-gateway: ${err.message}; answering SERVFAIL rather than hand out ${what} a restart would forget`);
+    return err;
   }
 
   /** The restored inbound bindings go back into the data plane, for what is left of their TTL. */

@@ -11,7 +11,7 @@ export class StringCache {
   get(bytes: Uint8Array, start: number, end: number, hash: number): string {
     const known = this.byHash.get(hash);
     if (known !== undefined && known.length === end - start && sameBytes(known, bytes, start)) return known;
-    const s = String.fromCharCode.apply(null, bytes.subarray(start, end) as unknown as number[]);
+    const s = Buffer.from(bytes.buffer, bytes.byteOffset + start, end - start).toString('latin1');
     if (known === undefined) this.byHash.set(hash, s);
     return s;
   }

@@ -295,6 +295,38 @@ describe('gateway Allocator: port choice', () => {
   });
 });
 
+describe('gateway Allocator: ports the gateway host holds', () => {
+  const HELD = [1024, 1026, 2024, 8080, 65535];
+
+  it('sequential: skips them, and the protocol and family they were given for only', () => {
+    const allocator = new Allocator({ pool: [...poolOf(1), '2001:db8::1'], portStrategy: 'sequential' });
+    allocator.setHostPorts(6, 4, [1026, 1024]);
+    expect(ports(Array.from({ length: 3 }, () => allocator.allocate('100.64.0.1', WEB)))).to.deep.equal([1025, 1027, 1028]);
+    expect(allocator.allocate('100.64.0.1', { ...WEB, proto: 17 }).tuple.localPort, 'UDP').to.equal(1024);
+    expect(allocator.allocate('100.64.0.1', { proto: 6, address: '2001:db8:1::10', port: 443 }).tuple.localPort, 'IPv6').to.equal(1024);
+    allocator.setHostPorts(6, 4, []);
+    expect(allocator.allocate('100.64.0.1', WEB).tuple.localPort, 'once the host gives them up').to.equal(1024);
+  });
+
+  for (const portStrategy of ['random', 'sequential'] as const) {
+    it(`${portStrategy}: hands out every other port of every address, never one of them, then "exhausted"`, () => {
+      const allocator = new Allocator({ pool: poolOf(2), portStrategy, now: clock().now });
+      allocator.setHostPorts(6, 4, HELD);
+      // A partial state to the host first: its port blocks the destination too, and both counts must hold.
+      const partial = allocator.allocate('100.64.0.9', { proto: 6, address: WEB.address });
+      const used = new Set<string>([`${partial.tuple.localAddress} ${partial.tuple.localPort}`]);
+      for (let i = 0; i < (PORTS - HELD.length) * 2 - 1; i++) {
+        const { tuple } = allocator.allocate(`100.64.0.${1 + (i % 200)}`, WEB);
+        const key = `${tuple.localAddress} ${tuple.localPort}`;
+        if (HELD.includes(tuple.localPort) || used.has(key)) expect.fail(`handed out ${key}`);
+        used.add(key);
+      }
+      const err = capaThrown(() => allocator.allocate('100.64.0.1', WEB), 'ERR_CAPA_EXHAUSTED');
+      expect(err.message).to.contain('held by the gateway host');
+    });
+  }
+});
+
 describe('gateway Allocator: leases, hold-down, quota', () => {
   it('reclaims pending allocations when their lease ends; complete ones stay', () => {
     const c = clock();

@@ -12,7 +12,7 @@ import net from 'node:net';
 import { LoopbackDataPlane } from '../../gateway-ref/lib/dataplane/loopback.js';
 import { Realm } from '../../gateway-ref/lib/dns/realm.js';
 import { GrmService } from '../../gateway-ref/lib/grm/service.js';
-import type { Allocation, Destination } from '../../gateway-ref/lib/grm/types.js';
+import type { Allocation, AllocatorOptions, Destination } from '../../gateway-ref/lib/grm/types.js';
 import { Names } from '../../gateway-ref/lib/zone/names.js';
 import { Zone } from '../../gateway-ref/lib/zone/zone.js';
 
@@ -25,11 +25,11 @@ interface Rig {
   events: string[];
 }
 
-async function rig(pollMs = 3_600_000): Promise<Rig> {
+async function rig(pollMs = 3_600_000, allocator: Partial<AllocatorOptions> = {}): Promise<Rig> {
   const dataPlane = new LoopbackDataPlane({ pollMs });
   const events: string[] = [];
   const service = new GrmService({
-    allocator: { pool: ['127.64.0.1', '127.64.0.2'] },
+    allocator: { pool: ['127.64.0.1', '127.64.0.2'], ...allocator },
     dataPlane,
     names: new Names(new Zone([])),
     realm: new Realm(['127.0.0.0/8']),
@@ -151,6 +151,48 @@ describe('gateway loopback data plane (kernel socket table)', function () {
     await r.dataPlane.poll();
     expect(state(allocation), 'never seen: still pending, the lease decides').to.equal('pending');
     expect(r.dataPlane.size).to.equal(1);
+  });
+
+  it('hands out no port a wildcard-bound socket holds on every local address (TCP on 0.0.0.0, UDP on ::), until it closes', async () => {
+    const seq = await rig(3_600_000, { portStrategy: 'sequential', holdDownMs: 0, pool: ['127.64.0.1'] });
+    const servers: { close(cb: () => void): void }[] = [];
+    try {
+      const web: Destination = { proto: 6, address: HOST_B, port: b.port };
+      const dns: Destination = { proto: 17, address: HOST_B, port: 5353 };
+      const firstFree = async (destination: Destination): Promise<Allocation> => {
+        const allocation = await seq.service.allocate('127.0.0.1', destination);
+        await seq.service.release('127.0.0.1', [allocation.tuple]);
+        return allocation;
+      };
+      const tcpPort = (await firstFree(web)).tuple.localPort;
+      const udpPort = (await firstFree(dns)).tuple.localPort;
+      const listener = net.createServer();
+      listener.listen(tcpPort, '0.0.0.0');
+      await once(listener, 'listening');
+      const udp = dgram.createSocket({ type: 'udp6', ipv6Only: false });
+      udp.bind(udpPort, '::');
+      await once(udp, 'listening');
+      servers.push(listener, udp);
+      await seq.dataPlane.refresh();
+
+      const tcp = await seq.service.allocate('127.0.0.1', web);
+      expect(tcp.tuple.localPort, 'next TCP port').to.equal(tcpPort + 1);
+      (await pinnedConnect(tcp, HOST_B, b.port)).destroy();
+      const pinnedUdp = await seq.service.allocate('127.0.0.1', dns);
+      expect(pinnedUdp.tuple.localPort, 'next UDP port').to.equal(udpPort + 1);
+      const socket = dgram.createSocket('udp4');
+      socket.bind(pinnedUdp.tuple.localPort, pinnedUdp.tuple.localAddress);
+      await once(socket, 'listening');
+      socket.close();
+
+      await new Promise<void>((resolve) => listener.close(() => resolve()));
+      servers.shift();
+      await seq.dataPlane.refresh();
+      expect((await seq.service.allocate('127.0.0.1', web)).tuple.localPort, 'the listener is gone').to.equal(tcpPort);
+    } finally {
+      for (const server of servers) await new Promise<void>((resolve) => server.close(() => resolve()));
+      await seq.service.stop();
+    }
   });
 
   it('polls on its own timer while it has states', async () => {

@@ -9,6 +9,11 @@
  * has been waiting pollMs (most CAPA sockets are given back sooner, and their states never
  * cost a read); only the tables that can show a watched socket are read, off the event loop,
  * and only their watched lines are parsed; reads that find nothing new space out to maxPollMs.
+ *
+ * The pool addresses are the host's own, so a socket bound to the wildcard address anywhere on
+ * the host (a server on 0.0.0.0:2024) takes its port from every one of them: every read also
+ * notes those (they are few) and the GRM hands none of their ports out. Each table is read at
+ * least every maxPollMs for that, flows or not.
  */
 import { endianness } from 'node:os';
 import type { Allocation, DataPlane, FlowEvents, OutsideTuple, ProtoNumber } from '../grm/types.js';
@@ -44,6 +49,28 @@ const SHOWN_IN: Record<ProtoNumber, Record<4 | 6, readonly number[]>> = {
   17: { 4: [2, 3], 6: [3] },
 };
 const TCP_LISTEN = 0x0a;
+const WILDCARD6 = '0'.repeat(32);
+
+/** The port of a wildcard-bound socket's key (0.0.0.0, ::, ::ffff:0.0.0.0), else -1. */
+function wildcardPort(key: EndpointKey): number {
+  if (typeof key === 'number') return key < 65536 ? key : -1;
+  return key.startsWith(WILDCARD6) ? parseInt(key.slice(33), 16) : -1;
+}
+
+/** Ports of wildcard-bound sockets one table showed, by the family of pool addresses they take. */
+interface Wildcards {
+  4: number[];
+  6: number[];
+}
+
+const noWildcards = (): Wildcards => ({ 4: [], 6: [] });
+
+/** Notes a wildcard socket's port: one on :: takes IPv4 too (the tables do not show IPV6_V6ONLY). */
+function addWildcard(found: Wildcards, key: EndpointKey): void {
+  const port = wildcardPort(key);
+  found[4].push(port);
+  if (typeof key === 'string') found[6].push(port);
+}
 
 interface Watch {
   id: number;
@@ -83,6 +110,12 @@ export class LoopbackDataPlane implements DataPlane {
   private readonly addressKeys = new Map<string, number | string>();
   /** Watches each of TABLES can show. */
   private readonly perTable = TABLES.map(() => 0);
+  /** What each of TABLES showed of wildcard-bound sockets at its last read, and when (performance.now()). */
+  private readonly wildcards = TABLES.map(noWildcards);
+  private readonly lastRead = TABLES.map(() => -Infinity);
+  /** Reads every table that flows did not read within maxPollMs, so the host's ports stay known. */
+  private refreshTimer: NodeJS.Timeout | undefined;
+  private refreshing = false;
   /** Wait before the next read: pollMs after a change, doubling up to maxPollMs while nothing changes. */
   private delay: number;
   private timer: NodeJS.Timeout | undefined;
@@ -98,6 +131,10 @@ export class LoopbackDataPlane implements DataPlane {
   async start(events: FlowEvents, restored: readonly Allocation[] = []): Promise<void> {
     this.events = events;
     this.stopped = false;
+    if (events.hostPorts !== undefined && this.refreshTimer === undefined) {
+      this.refreshTimer = setInterval(() => void this.refresh(this.maxPollMs).catch((err: unknown) => this.warn(err)), this.maxPollMs);
+      this.refreshTimer.unref();
+    }
     const since = Math.floor(performance.now());
     for (const allocation of restored) this.watch(allocation, allocation.state === 'complete', since);
   }
@@ -116,14 +153,24 @@ export class LoopbackDataPlane implements DataPlane {
   }
 
   private async adoptUnnamed(): Promise<void> {
-    const adopt = this.events?.adopt;
+    const events = this.events;
+    if (events === undefined) return;
     const pool = new Set((this.options.pool ?? []).map((a) => this.addressKey(a)));
-    if (adopt === undefined || pool.size === 0) return;
     // The address part of a key (endpointKey): the word above the port, or the text before it.
     const inPool = (key: EndpointKey): boolean => pool.has(typeof key === 'number' ? Math.floor(key / 65536) : key.slice(0, 32));
+    const all = [...TABLES.keys()];
     const contents = await this.reader.read(TABLES.map((t) => t.path));
-    const held = TABLES.flatMap((table, i) => scanProcNet(contents[i] ?? new Uint8Array(0), table.proto, this.littleEndian, inPool))
-      .filter(({ socket }) => socket.inode !== 0 && socket.remotePort !== 0 && !(socket.proto === 6 && socket.state === TCP_LISTEN));
+    const found = TABLES.map(noWildcards);
+    const held = TABLES.flatMap((table, i) =>
+      scanProcNet(contents[i] ?? new Uint8Array(0), table.proto, this.littleEndian, (key) => inPool(key) || wildcardPort(key) >= 0).filter(({ key, socket }) => {
+        if (socket.inode === 0) return false;
+        if (!inPool(key)) addWildcard(found[i]!, key);
+        return inPool(key) && socket.remotePort !== 0 && !(socket.proto === 6 && socket.state === TCP_LISTEN);
+      }),
+    );
+    this.noteWildcards(all, found);
+    const adopt = events.adopt;
+    if (adopt === undefined) return;
     // Indexed only when there is something to look up (a restart may bring back a million watches).
     const byKey = held.length > 0 ? this.index() : undefined;
     for (const { key, socket } of held) {
@@ -136,11 +183,58 @@ export class LoopbackDataPlane implements DataPlane {
     this.forget(allocation.id);
   }
 
+  /**
+   * Reads the tables no read looked at within maxAgeMs (all of them by default) for the ports
+   * wildcard-bound sockets hold, and tells the GRM. Runs on a timer; public for tests.
+   */
+  async refresh(maxAgeMs = 0): Promise<void> {
+    const now = performance.now();
+    const stale = [...TABLES.keys()].filter((i) => now - this.lastRead[i]! >= maxAgeMs);
+    if (stale.length === 0 || this.refreshing) return;
+    this.refreshing = true;
+    try {
+      const contents = await this.reader.read(stale.map((i) => TABLES[i]!.path));
+      if (this.stopped) return;
+      const found = TABLES.map(noWildcards);
+      stale.forEach((t, i) => {
+        for (const { key, socket } of scanProcNet(contents[i] ?? new Uint8Array(0), TABLES[t]!.proto, this.littleEndian, (k) => wildcardPort(k) >= 0)) {
+          if (socket.inode !== 0) addWildcard(found[t]!, key);
+        }
+      });
+      this.noteWildcards(stale, found);
+    } finally {
+      this.refreshing = false;
+    }
+  }
+
+  /** Keeps what the tables just read showed of wildcard sockets and tells the GRM each protocol and family they show. */
+  private noteWildcards(read: readonly number[], found: readonly Wildcards[]): void {
+    const now = performance.now();
+    for (const i of read) {
+      this.wildcards[i] = found[i]!;
+      this.lastRead[i] = now;
+    }
+    const hostPorts = this.events?.hostPorts;
+    if (hostPorts === undefined) return;
+    for (const proto of [6, 17] as const) {
+      for (const family of [4, 6] as const) {
+        const tables = SHOWN_IN[proto][family];
+        if (tables.some((i) => read.includes(i))) hostPorts(proto, family, tables.flatMap((i) => this.wildcards[i]![family]));
+      }
+    }
+  }
+
+  private warn(err: unknown): void {
+    if (!this.stopped) process.emitWarning(`loopback data plane: cannot read the socket tables: ${(err as Error).message}`);
+  }
+
   /** The kernel's sockets are the processes': nothing to remove or keep. */
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
     this.timer = undefined;
+    clearInterval(this.refreshTimer);
+    this.refreshTimer = undefined;
     for (const id of [...this.watches.keys()]) this.forget(id);
     await this.reader.close();
   }
@@ -207,7 +301,7 @@ export class LoopbackDataPlane implements DataPlane {
       const changed = await this.poll();
       this.delay = changed ? this.pollMs : Math.min(this.delay * 2, this.maxPollMs);
     } catch (err) {
-      if (!this.stopped) process.emitWarning(`loopback data plane: cannot read the socket tables: ${(err as Error).message}`);
+      this.warn(err);
     }
     this.arm(this.delay);
   }
@@ -240,20 +334,27 @@ export class LoopbackDataPlane implements DataPlane {
 
   /** One read of the socket tables: reports new flows, then flows whose socket is gone. True if there was either. */
   async poll(): Promise<boolean> {
-    const tables = TABLES.filter((_, i) => this.perTable[i]! > 0);
-    if (tables.length === 0) return false;
-    const contents = await this.reader.read(tables.map((t) => t.path));
+    const read = [...TABLES.keys()].filter((i) => this.perTable[i]! > 0);
+    if (read.length === 0) return false;
+    const contents = await this.reader.read(read.map((i) => TABLES[i]!.path));
     const events = this.events;
     if (this.stopped || events === undefined) return false;
     const byKey = this.index();
     const present = new Set<Watch>();
+    const found = TABLES.map(noWildcards);
     let changed = false;
-    tables.forEach((table, i) => {
+    read.forEach((t, i) => {
       const bytes = contents[i];
+      const table = TABLES[t]!;
       if (bytes === null || bytes === undefined) return;
       const watched = byKey[table.proto];
-      for (const { key, socket } of scanProcNet(bytes, table.proto, this.littleEndian, (k) => watched.has(k))) {
-        if (socket.inode === 0 || (socket.proto === 6 && socket.state === TCP_LISTEN)) continue;
+      for (const { key, socket } of scanProcNet(bytes, table.proto, this.littleEndian, (k) => watched.has(k) || wildcardPort(k) >= 0)) {
+        if (socket.inode === 0) continue;
+        if (!watched.has(key)) {
+          addWildcard(found[t]!, key);
+          continue;
+        }
+        if (socket.proto === 6 && socket.state === TCP_LISTEN) continue;
         for (const watch of watchesAt(watched, key)) {
           if (!carries(watch.tuple, socket)) continue;
           present.add(watch);
@@ -266,6 +367,7 @@ export class LoopbackDataPlane implements DataPlane {
         }
       }
     });
+    this.noteWildcards(read, found);
     for (const watch of this.watches.values()) {
       if (!watch.started || present.has(watch)) continue;
       changed = true;

@@ -23,6 +23,7 @@ import type {
   Destination,
   OutsideTuple,
   PortStrategy,
+  ProtoNumber,
 } from './types.js';
 
 export const DEFAULT_LEASE_MS = 30_000;
@@ -112,6 +113,11 @@ export class Allocator {
   private readonly scopes = new ScopeRegistry();
   private readonly terminals = new TerminalRegistry();
   private readonly holds = new HoldDownQueue();
+  /**
+   * Ports the gateway host itself holds on every pool address of a family (wildcard listeners,
+   * with the loopback data plane), sorted: a bind to one of them would fail, so none is handed out.
+   */
+  private readonly hostPorts: Record<ProtoNumber, Record<4 | 6, readonly number[]>> = { 6: { 4: [], 6: [] }, 17: { 4: [], 6: [] } };
 
   constructor(
     options: AllocatorOptions,
@@ -147,6 +153,14 @@ export class Allocator {
     }
     const slot = this.place(terminal, owner, scope, address, this.choosePort(scope, address), now);
     return this.emit('allocate', now, this.view(slot));
+  }
+
+  /**
+   * The ports the host holds for `proto` on every `family` pool address, as last seen (replacing
+   * what was set before). States already on them stay; new allocations avoid them.
+   */
+  setHostPorts(proto: ProtoNumber, family: 4 | 6, ports: Iterable<number>): void {
+    this.hostPorts[proto][family] = [...new Set(ports)].filter((p) => Number.isInteger(p) && p >= FIRST_PORT && p <= 65535).sort((a, b) => a - b);
   }
 
   /** Makes room for `n` more live states at once, before a restore puts them back. */
@@ -330,27 +344,49 @@ export class Allocator {
         const address = addresses[i]!;
         // Held means "since the record was made", not "with a live flow now": one flow after another
         // keeps one address (and one address on the terminal's interface).
-        if (this.poolFamily[address] === family && scope.taken(address) < PORT_COUNT) return address;
+        if (this.poolFamily[address] === family && this.freeCount(scope, address) > 0) return address;
       }
     }
     for (let tries = 0; tries < n; tries++) {
       const address = rotation.members[rotation.cursor]!;
       rotation.cursor = rotation.cursor + 1 === n ? 0 : rotation.cursor + 1;
-      if (scope.taken(address) < PORT_COUNT) return address;
+      if (this.freeCount(scope, address) > 0) return address;
     }
     return -1;
+  }
+
+  /** Host ports still free in the scope on `address` (they count as taken there, but no set holds them). */
+  private hostOnly(scope: Scope, address: number): readonly number[] {
+    const ports = this.hostPorts[scope.host.proto][scope.host.family];
+    if (ports.length === 0) return ports;
+    const own = scope.sets.get(address);
+    const blocking = scope.blocking(address);
+    return ports.filter((p) => !own?.has(p) && !blocking?.has(p));
+  }
+
+  private freeCount(scope: Scope, address: number): number {
+    return PORT_COUNT - scope.taken(address) - this.hostOnly(scope, address).length;
   }
 
   /** `random`: uniform among the free ports (RFC 6056); `sequential`: the first free port. */
   private choosePort(scope: Scope, address: number): number {
     const own = scope.sets.get(address);
     const blocking = scope.blocking(address);
-    const free = PORT_COUNT - (own?.size ?? 0) - (blocking?.size ?? 0);
+    const host = this.hostOnly(scope, address);
+    const free = PORT_COUNT - (own?.size ?? 0) - (blocking?.size ?? 0) - host.length;
     // Clamped: an injected source outside [0, 1) must not pick a port outside the free ones.
     const k = this.sequential ? 0 : Math.min(free - 1, Math.max(0, Math.floor(this.random() * free) || 0));
-    if (own && blocking) return selectFreeInBoth(own, blocking, k);
     const only = own ?? blocking;
-    return only ? only.selectFree(k) : FIRST_PORT + k;
+    const select = (i: number): number => (own && blocking ? selectFreeInBoth(own, blocking, i) : only ? only.selectFree(i) : FIRST_PORT + i);
+    // The k-th free port that is no host port: skip as many places as host ports lie at or below
+    // the candidate, until that count stops growing (host ports are few; this ends in a step or two).
+    for (let skipped = 0; ; ) {
+      const port = select(k + skipped);
+      let below = 0;
+      while (below < host.length && host[below]! <= port) below++;
+      if (below === skipped) return port;
+      skipped = below;
+    }
   }
 
   private exhausted(scope: Scope): CapaError {
@@ -358,7 +394,7 @@ export class Allocator {
     const n = this.rotations[family].members.length;
     const why = n === 0
       ? `the pool has no IPv${family} address`
-      : `all ${PORT_COUNT} ports of the ${n} IPv${family} pool address${n === 1 ? '' : 'es'} are in use or held down for it`;
+      : `all ${PORT_COUNT} ports of the ${n} IPv${family} pool address${n === 1 ? '' : 'es'} are in use or held down for it${this.hostPorts[scope.host.proto][family].length > 0 ? ' or held by the gateway host' : ''}`;
     return new CapaError('ERR_CAPA_EXHAUSTED', `no free (aOG, pA) for ${scopeText(scope)}: ${why}`);
   }
 

@@ -108,6 +108,7 @@ export class GrmService implements ResponderContext {
       flowEnded: (tuple) => this.flowEnded(tuple),
       known: (tuple) => this.allocator.find(tuple) !== undefined,
       adopt: (tuple) => this.adopt(tuple),
+      hostPorts: (proto, family, ports) => this.allocator.setHostPorts(proto, family, ports),
       mended: (kind) => this.options.metrics?.onMended(kind),
     }, restored);
     // The kernel's flows settle which states run, and name those the journal lost.

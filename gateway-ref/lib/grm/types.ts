@@ -132,4 +132,9 @@ export interface FlowEvents {
    * takes it as a complete state, so its tuple is not handed out again.
    */
   adopt?(tuple: OutsideTuple): void;
+  /**
+   * The ports the host itself holds for `proto` on every `family` pool address, as a read just
+   * found them (loopback: wildcard-bound sockets, which take the port from every local address).
+   */
+  hostPorts?(proto: ProtoNumber, family: 4 | 6, ports: readonly number[]): void;
 }

@@ -6,9 +6,9 @@
  *   node dist/bench/codec.js [--rounds 21] [--round-ms 100] [--check]
  */
 import dnsPacket from 'dns-packet';
-import { dnsPacketTypeName } from '../resolver/lib/constants.js';
-import { capaAnswers, decodeMessage, encodeQuery, extendedErrors } from '../resolver/lib/message.js';
-import { validateMessage } from '../resolver/lib/validate.js';
+import { dnsPacketTypeName } from '../resolver/codec/constants.js';
+import { capaAnswers, decodeMessage, encodeQuery, extendedErrors } from '../resolver/codec/message.js';
+import { validateMessage } from '../resolver/codec/validate.js';
 import { benchCommandLine, median } from './lib.js';
 
 const TARGET_RATIO = 1.5;

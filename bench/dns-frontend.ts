@@ -21,7 +21,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { availableParallelism, loadavg } from 'node:os';
-import { encode as encodeRdata } from '../resolver/lib/rdata.js';
+import { encode as encodeRdata } from '../resolver/codec/rdata.js';
 import { benchCommandLine } from './lib.js';
 
 const run = promisify(execFile);

@@ -1,6 +1,6 @@
 /** What every benchmark shares: its command line, the figures and tables it prints. */
 import type { Argv } from 'yargs';
-import { commandLine, usageExit } from '../resolver/lib/cli.js';
+import { commandLine, usageExit } from '../common/cli.js';
 
 /** Exit status of a benchmark given bad flags (1 is kept for a missed target under --check). */
 const EXIT_USAGE = 2;

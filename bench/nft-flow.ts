@@ -11,7 +11,7 @@
  */
 import net from 'node:net';
 import { createInterface } from 'node:readline';
-import { parseServer } from '../resolver/lib/servers.js';
+import { parseServer } from '../resolver/codec/server-address.js';
 
 const CHUNK = Buffer.alloc(1 << 20, 0x5a);
 

@@ -1,13 +1,13 @@
 /** Public API of the CAPA resolver: codec, stub resolver, release, transport and server selection. */
-export * from './lib/constants.js';
-export * from './lib/errors.js';
-export * from './lib/ip.js';
-export { type CapaRecord, decode as decodeRdata, encode as encodeRdata, encodingLength as rdataLength } from './lib/rdata.js';
-export * from './lib/presentation.js';
-export * from './lib/qname.js';
-export * from './lib/validate.js';
-export * from './lib/message.js';
+export * from './codec/constants.js';
+export * from './codec/errors.js';
+export * from './codec/ip.js';
+export { type CapaRecord, decode as decodeRdata, encode as encodeRdata, encodingLength as rdataLength } from './codec/rdata.js';
+export * from './codec/presentation.js';
+export * from './codec/qname.js';
+export * from './codec/validate.js';
+export * from './codec/message.js';
 export * from './lib/servers.js';
 export * from './lib/transport.js';
-export * from './lib/update.js';
+export * from './codec/update.js';
 export * from './lib/resolve.js';

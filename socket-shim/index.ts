@@ -10,4 +10,4 @@ export { type CapaConnectOptions, type CapaSocket, type ConnectionCallback, conn
 export { type CapaUdpOptions, type CapaUdpSocket, connectUdp } from './lib/udp.js';
 export { CapaAgent, type CapaAgentOptions, CapaHttpsAgent, type CapaHttpsAgentOptions } from './lib/agent.js';
 export { capaConnector, type CapaConnectorOptions, CapaDispatcher, type CapaDispatcherOptions } from './lib/undici.js';
-export { CapaError, type CapaErrorCode, isCapaError } from '../resolver/lib/errors.js';
+export { CapaError, type CapaErrorCode, isCapaError } from '../resolver/codec/errors.js';

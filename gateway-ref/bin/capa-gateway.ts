@@ -4,12 +4,12 @@
  * Exit codes: 0 clean stop (SIGINT/SIGTERM), 1 runtime failure (e.g. address in use),
  * 2 bad flags or configuration (zone file errors name the line).
  */
-import { commandLine, usageExit } from '../../resolver/lib/cli.js';
-import { capaRrtype } from '../../resolver/lib/constants.js';
-import { isCapaError } from '../../resolver/lib/errors.js';
+import { commandLine, usageExit } from '../../common/cli.js';
+import { capaRrtype } from '../../resolver/codec/constants.js';
+import { isCapaError } from '../../resolver/codec/errors.js';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { formatServer, parseServer, type ServerAddress } from '../../resolver/lib/servers.js';
+import { formatServer, parseServer, type ServerAddress } from '../../resolver/codec/server-address.js';
 import { DATA_PLANES } from '../lib/dataplane/index.js';
 import { type RunningGateway, parseListen, startGateway } from '../lib/gateway.js';
 import { parsePool } from '../lib/grm/pool.js';

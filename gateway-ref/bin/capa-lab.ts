@@ -4,8 +4,8 @@
  * Exit codes: 0 success, 1 runtime failure (or `status`: the lab is not fully up), 2 bad usage;
  * `exec` exits with the command's own code.
  */
-import { commandLine, usageExit } from '../../resolver/lib/cli.js';
-import { isCapaError } from '../../resolver/lib/errors.js';
+import { commandLine, usageExit } from '../../common/cli.js';
+import { isCapaError } from '../../resolver/codec/errors.js';
 import { type LabSettings, down, exec, restartGateway, stateDirOf, status, up } from '../lab/lab.js';
 import { DEFAULT_PREFIX, type LabPlan, MAX_TERMINALS, checkPrefix } from '../lab/topology.js';
 

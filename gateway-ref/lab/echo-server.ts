@@ -6,8 +6,8 @@
 import dgram from 'node:dgram';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { commandLine, usageExit } from '../../resolver/lib/cli.js';
-import { type ServerAddress, formatServer, parseServer } from '../../resolver/lib/servers.js';
+import { commandLine, usageExit } from '../../common/cli.js';
+import { type ServerAddress, formatServer, parseServer } from '../../resolver/codec/server-address.js';
 
 /** What the servers answer, one JSON object. */
 export interface PeerReport {

@@ -8,7 +8,7 @@ import { closeSync, existsSync, openSync, readFileSync, readdirSync, statSync } 
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CapaError } from '../../resolver/lib/errors.js';
+import { CapaError } from '../../resolver/codec/errors.js';
 import { runCommand } from '../lib/dataplane/command.js';
 import { isRunning } from '../lib/pids.js';
 import type { PortStrategy } from '../lib/grm/types.js';

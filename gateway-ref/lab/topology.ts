@@ -11,7 +11,7 @@
  * gateway. Every link has both families (IPv6 in 2001:db8::/32, <i> in hex); the outside host
  * is `out` (A) and `out6` (AAAA) in the zone. Nothing connects to the host's own interfaces.
  */
-import { CapaError } from '../../resolver/lib/errors.js';
+import { CapaError } from '../../resolver/codec/errors.js';
 import { Realm } from '../lib/dns/realm.js';
 import { parsePool } from '../lib/grm/pool.js';
 

@@ -5,10 +5,11 @@
 import { open, readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import type { Writable } from 'node:stream';
-import { CapaError } from '../../resolver/lib/errors.js';
-import { type ServerAddress, formatServer, parseServer } from '../../resolver/lib/servers.js';
+import { CapaError } from '../../resolver/codec/errors.js';
+import { type ServerAddress, formatServer, parseServer } from '../../resolver/codec/server-address.js';
 import { type DataPlaneName, createDataPlane } from './dataplane/index.js';
 import { Realm } from './dns/realm.js';
+import { respond } from './dns/responder.js';
 import { DnsServer } from './dns/server.js';
 import { GrmService } from './grm/service.js';
 import { StateJournal } from './grm/state-journal.js';
@@ -139,7 +140,8 @@ function listenError(err: unknown, what: string, flag: string): Error {
 export async function startGateway(config: GatewayConfig): Promise<RunningGateway> {
   const zone = config.zoneFile === undefined ? new Zone([]) : await loadZone(config.zoneFile);
   const realm = new Realm(config.inside);
-  const names = new Names(zone, config.upstream && new Upstream(config.upstream));
+  const upstream = config.upstream && new Upstream(config.upstream);
+  const names = new Names(zone, upstream);
   const leaseMs = (config.leaseSeconds ?? 30) * 1000;
   const dataPlane = typeof config.dataPlane === 'object' ? config.dataPlane : createDataPlane(config.dataPlane ?? 'loopback', { pool: config.pool, nftLinks: config.nftLinks, leaseMs });
   const direct = new Realm(config.direct ?? (dataPlane.name === 'loopback' ? [] : config.inside));
@@ -178,6 +180,7 @@ export async function startGateway(config: GatewayConfig): Promise<RunningGatewa
   // Run in reverse: listeners first, then the service (its lease timer writes the journal), then the journal.
   const cleanups: (() => Promise<unknown>)[] = [
     async () => journal?.close(),
+    async () => upstream?.close(),
     async () => state?.journal.close(!keepStates),
     () => service.stop(keepStates),
   ];
@@ -188,7 +191,11 @@ export async function startGateway(config: GatewayConfig): Promise<RunningGatewa
     const server = await DnsServer.listen({
       host: config.listen.address,
       port: config.listen.port,
-      handle: service.handle,
+      handle: async (request, requester) => {
+        const response = await respond(request, requester, service);
+        if (response) metrics.onResponse(response);
+        return response;
+      },
       onError: (err) => service.reportError(err),
     }).catch((err: unknown) => { throw listenError(err, `${formatServer(config.listen)} (udp+tcp)`, '--listen'); });
     cleanups.push(() => server.close());

@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 extern "C" {
@@ -174,22 +175,6 @@ void ParseOpenRequest(Napi::Env env, const Napi::Object& options, OpenRequest* r
   }
 }
 
-// pinSocket({family, type, address, port, device?, mark?}) -> fd
-Napi::Value PinSocket(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Napi::Object options = OptionsObject(info);
-  OpenRequest req;
-  ParseOpenRequest(env, options, &req);
-  Address addr = ParseAddress(env, options.Get("address"), "options.address", req.family);
-  uint32_t port = ParseInteger(env, options.Get("port"), "options.port", 65535);
-  int fd = -1;
-  capa_pin_step step = CAPA_STEP_NONE;
-  int rc = capa_pin_socket(req.family, req.type, addr.bytes, static_cast<uint16_t>(port),
-                           &req.opts, &fd, &step);
-  if (rc < 0) ThrowPin(env, rc, step, &addr, port, req.device);
-  return Napi::Number::New(env, fd);
-}
-
 // openPinnable({family, type, device?, mark?}) -> fd of a socket ready for
 // bindPinned: everything a pinned socket needs but its address.
 Napi::Value OpenPinnable(const Napi::CallbackInfo& info) {
@@ -230,44 +215,77 @@ AddrRequest ParseAddrRequest(const Napi::CallbackInfo& info) {
   return req;
 }
 
-[[noreturn]] void ThrowNetlink(Napi::Env env, int rc, const std::string& action) {
+Napi::Error NetlinkError(Napi::Env env, int rc, const std::string& action) {
   if (rc == -EPERM) {
-    throw SystemError(env, rc, "netlink",
-                      action + " needs CAP_NET_ADMIN (run as root or grant the capability)");
+    return SystemError(env, rc, "netlink", action + " needs CAP_NET_ADMIN (run as root or grant the capability)");
   }
-  throw SystemError(env, rc, "netlink", action + " failed: " + ErrnoText(rc));
+  return SystemError(env, rc, "netlink", action + " failed: " + ErrnoText(rc));
 }
+
+// Runs one netlink call on a thread of the pool (an IPv6 add waits up to 500 ms for the kernel)
+// and settles a promise: a negative errno rejects as NetlinkError, else `result` maps the code.
+class NetlinkWorker : public Napi::AsyncWorker {
+ public:
+  using Call = std::function<int()>;
+  using Result = Napi::Value (*)(Napi::Env, int);
+
+  NetlinkWorker(Napi::Env env, Call call, std::string action, Result result)
+      : Napi::AsyncWorker(env), call_(std::move(call)), action_(std::move(action)), result_(result), deferred_(env) {}
+
+  static Napi::Value Queue(Napi::Env env, Call call, std::string action, Result result) {
+    auto* worker = new NetlinkWorker(env, std::move(call), std::move(action), result);
+    Napi::Promise promise = worker->deferred_.Promise();
+    worker->Napi::AsyncWorker::Queue();
+    return promise;
+  }
+
+ protected:
+  void Execute() override { rc_ = call_(); }
+  void OnOK() override {
+    if (rc_ < 0) deferred_.Reject(NetlinkError(Env(), rc_, action_).Value());
+    else deferred_.Resolve(result_(Env(), rc_));
+  }
+  void OnError(const Napi::Error& err) override { deferred_.Reject(err.Value()); }
+
+ private:
+  Call call_;
+  std::string action_;
+  Result result_;
+  Napi::Promise::Deferred deferred_;
+  int rc_ = 0;
+};
+
+Napi::Value Nothing(Napi::Env env, int) { return env.Undefined(); }
+Napi::Value IsOne(Napi::Env env, int rc) { return Napi::Boolean::New(env, rc == 1); }
 
 std::string Described(const AddrRequest& req, const char* verb, const char* preposition) {
   return std::string(verb) + " " + req.addr.text + "/" + std::to_string(req.addr.HostPrefix()) +
          " " + preposition + " " + req.ifname;
 }
 
-// addressAdd(ifname, address): adds address/32 (/128), for IPv6 waiting (at most 500 ms)
-// until it is local; already there is fine.
+// addressAdd(ifname, address) -> Promise: adds address/32 (/128), for IPv6 waiting (at most
+// 500 ms) until it is local; already there is fine.
 Napi::Value AddressAdd(const Napi::CallbackInfo& info) {
   AddrRequest req = ParseAddrRequest(info);
-  int rc = capa_nl_addr_add(req.ifname.c_str(), req.addr.family, req.addr.bytes,
-                            req.addr.HostPrefix());
-  if (rc < 0) ThrowNetlink(info.Env(), rc, Described(req, "adding", "to"));
-  return info.Env().Undefined();
+  return NetlinkWorker::Queue(info.Env(), [req] {
+    return capa_nl_addr_add(req.ifname.c_str(), req.addr.family, req.addr.bytes, req.addr.HostPrefix());
+  }, Described(req, "adding", "to"), Nothing);
 }
 
-// addressRemove(ifname, address): removes address/32 (/128).
+// addressRemove(ifname, address) -> Promise: removes address/32 (/128).
 Napi::Value AddressRemove(const Napi::CallbackInfo& info) {
   AddrRequest req = ParseAddrRequest(info);
-  int rc = capa_nl_addr_del(req.ifname.c_str(), req.addr.family, req.addr.bytes,
-                            req.addr.HostPrefix());
-  if (rc < 0) ThrowNetlink(info.Env(), rc, Described(req, "removing", "from"));
-  return info.Env().Undefined();
+  return NetlinkWorker::Queue(info.Env(), [req] {
+    return capa_nl_addr_del(req.ifname.c_str(), req.addr.family, req.addr.bytes, req.addr.HostPrefix());
+  }, Described(req, "removing", "from"), Nothing);
 }
 
-// addressCheck(ifname, address) -> whether the address is on that interface.
+// addressCheck(ifname, address) -> Promise<boolean>: whether the address is on that interface.
 Napi::Value AddressCheck(const Napi::CallbackInfo& info) {
   AddrRequest req = ParseAddrRequest(info);
-  int rc = capa_nl_addr_check(req.ifname.c_str(), req.addr.family, req.addr.bytes);
-  if (rc < 0) ThrowNetlink(info.Env(), rc, "checking " + req.addr.text + " on " + req.ifname);
-  return Napi::Boolean::New(info.Env(), rc == 1);
+  return NetlinkWorker::Queue(info.Env(), [req] {
+    return capa_nl_addr_check(req.ifname.c_str(), req.addr.family, req.addr.bytes);
+  }, "checking " + req.addr.text + " on " + req.ifname, IsOne);
 }
 
 // sweepAddresses(ifname[, idleMs]) -> how many addresses it took off: one look of the address
@@ -277,16 +295,15 @@ Napi::Value SweepAddresses(const Napi::CallbackInfo& info) {
   std::string ifname = ParseIfname(env, info[0], "ifname");
   uint32_t idle_ms = info[1].IsUndefined() ? CAPA_ADDRESS_IDLE_MS : ParseInteger(env, info[1], "idleMs", UINT32_MAX);
   int rc = capa_sweep_addresses(ifname.c_str(), idle_ms);
-  if (rc < 0) ThrowNetlink(env, rc, "tidying the CAPA addresses of " + ifname);
+  if (rc < 0) throw NetlinkError(env, rc, "tidying the CAPA addresses of " + ifname);
   return Napi::Number::New(env, rc);
 }
 
-// isLocalAddress(address) -> whether the kernel delivers that address locally.
+// isLocalAddress(address) -> Promise<boolean>: whether the kernel delivers that address locally.
 Napi::Value IsLocalAddress(const Napi::CallbackInfo& info) {
   Address addr = ParseAddress(info.Env(), info[0], "address", 0);
-  int rc = capa_nl_addr_is_local(addr.family, addr.bytes);
-  if (rc < 0) ThrowNetlink(info.Env(), rc, "looking up the route of " + addr.text);
-  return Napi::Boolean::New(info.Env(), rc == 1);
+  return NetlinkWorker::Queue(info.Env(), [addr] { return capa_nl_addr_is_local(addr.family, addr.bytes); },
+                              "looking up the route of " + addr.text, IsOne);
 }
 
 // nftOpen([netns]) -> fd of a NETLINK_NETFILTER socket, in network namespace /run/netns/<netns> if given.
@@ -454,7 +471,6 @@ Napi::Value NftDump(const Napi::CallbackInfo& info) {
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  exports.Set("pinSocket", Napi::Function::New(env, PinSocket, "pinSocket"));
   exports.Set("openPinnable", Napi::Function::New(env, OpenPinnable, "openPinnable"));
   exports.Set("bindPinned", Napi::Function::New(env, BindPinned, "bindPinned"));
   exports.Set("addressAdd", Napi::Function::New(env, AddressAdd, "addressAdd"));

@@ -82,7 +82,7 @@ int capa_address_parse(const char *text, int *family, uint8_t addr[16]);
 int capa_address_format(int family, const uint8_t *addr, char *out, size_t len);
 
 /*
- * Strict whole-message check before any field is trusted (the rules of resolver/lib/validate.ts):
+ * Strict whole-message check before any field is trusted (the rules of resolver/codec/validate.ts):
  * counts, labels <= 63, names <= 255, compression pointers strictly backwards and >= 12,
  * every RDLENGTH inside the message, typed RDATA framed exactly, no trailing octets.
  */
@@ -94,7 +94,7 @@ int capa_validate_message(const uint8_t *msg, size_t len, uint16_t rrtype);
  */
 int capa_qname_build(const char *host, int port, int proto, char *out, size_t len);
 
-/* Same bytes as resolver/lib/message.ts encodeQuery: header, one IN question, OPT(1232) if edns. */
+/* Same bytes as resolver/codec/message.ts encodeQuery: header, one IN question, OPT(1232) if edns. */
 int capa_query_encode(uint16_t id, const char *qname, uint16_t qtype, int rd, int edns,
                       uint8_t *buf, size_t len, size_t *written);
 

@@ -1,6 +1,6 @@
 /*
  * The release message (DESIGN "Release"): a DNS UPDATE (opcode 5) deleting one CAPA RR,
- * RFC 2136 §2.5.4, byte for byte what resolver/lib/update.ts encodeRelease produces.
+ * RFC 2136 §2.5.4, byte for byte what resolver/codec/update.ts encodeRelease produces.
  * Pure, no I/O.
  */
 #ifndef CAPA_PRELOAD_UPDATE_H

@@ -5,16 +5,17 @@
  * would do with it (the same judge as resolve(), asking the A/AAAA of a fallback as it would).
  * Exit 0 on a NOERROR reply, 1 on a DNS error rcode or no reply, 2 on usage errors.
  */
-import { commandLine } from '../lib/cli.js';
-import { capaRrtype, dnsPacketTypeName, type Protocol } from '../lib/constants.js';
-import { CapaError, isCapaError } from '../lib/errors.js';
-import { ipFamily } from '../lib/ip.js';
-import { encodeQuery, extendedErrors, type Message, type WireRecord } from '../lib/message.js';
-import { formatRdata, formatRR } from '../lib/presentation.js';
+import { commandLine } from '../../common/cli.js';
+import { capaRrtype, dnsPacketTypeName, type Protocol } from '../codec/constants.js';
+import { CapaError, isCapaError } from '../codec/errors.js';
+import { ipFamily } from '../codec/ip.js';
+import { encodeQuery, extendedErrors, type Message, type WireRecord } from '../codec/message.js';
+import { formatRdata, formatRR } from '../codec/presentation.js';
 import { resolutionOf } from '../lib/resolve.js';
-import { buildQueryName, normalizeHost } from '../lib/qname.js';
-import { type CapaRecord, decode as decodeRdata } from '../lib/rdata.js';
-import { parseServer, resolveServers, type ServerAddress } from '../lib/servers.js';
+import { buildQueryName, normalizeHost } from '../codec/qname.js';
+import { type CapaRecord, decode as decodeRdata } from '../codec/rdata.js';
+import { resolveServers } from '../lib/servers.js';
+import { parseServer, type ServerAddress } from '../codec/server-address.js';
 import { askServers, DEFAULT_TIMEOUT_MS, type Reply, startTiming } from '../lib/transport.js';
 
 const EXIT = { answer: 0, dnsError: 1, usage: 2 } as const;

@@ -3,15 +3,18 @@
  * or into plain addresses when the server does not know CAPA (DESIGN "Errors" table). A CAPA
  * failure never becomes a plain result. Also release(), which hands an allocation back.
  */
-import { capaRrtype, dnsPacketTypeName, EDE, IPPROTO, type Protocol } from './constants.js';
-import { CapaError, type CapaErrorCode, type CapaErrorDetails, invalidArg, malformed } from './errors.js';
-import { canonicalIp, ipFamily, type Family } from './ip.js';
-import { type CapaAnswer, capaAnswers, encodeQuery, extendedErrors, type ExtendedError, extendedRcodeBits, isClassIn, type Message, type WireRecord } from './message.js';
-import { normalizeHost, queryNameOf, sameName } from './qname.js';
-import type { CapaRecord } from './rdata.js';
-import { configuredServers, formatServer, parseServer, resolveServers, type ServerAddress, type ServerSpec } from './servers.js';
-import { askServers, checkReply, type Question, type Reply, startTiming, type Timing, type TimingOptions, type Verdict } from './transport.js';
-import { encodeRelease } from './update.js';
+import { capaRrtype, dnsPacketTypeName, EDE, IPPROTO, type Protocol } from '../codec/constants.js';
+import { CapaError, type CapaErrorCode, type CapaErrorDetails, invalidArg, malformed } from '../codec/errors.js';
+import { canonicalIp, ipFamily, type Family } from '../codec/ip.js';
+import { type CapaAnswer, capaAnswers, encodeQuery, extendedErrors, type ExtendedError, extendedRcodeBits, isClassIn, type Message, type WireRecord } from '../codec/message.js';
+import { normalizeHost, queryNameOf, sameName } from '../codec/qname.js';
+import type { CapaRecord } from '../codec/rdata.js';
+import { configuredServers, resolveServers, type ServerSpec } from './servers.js';
+import { formatServer, parseServer, type ServerAddress } from '../codec/server-address.js';
+import { askServers, type Reply, startTiming, type Timing, type TimingOptions, type Verdict } from './transport.js';
+import { checkReply, type Question } from '../codec/reply-check.js';
+import { encodeRelease } from '../codec/update.js';
+import { BoundedMap } from '../codec/bounded-map.js';
 
 export interface Endpoint {
   address: string;
@@ -255,8 +258,7 @@ function buildTarget(host: string, port: number | undefined, protocol: Protocol,
  * thing, and a connection waits for every step before its query leaves. Bounded; a full table
  * starts over.
  */
-const targets = new Map<string, Target>();
-const MAX_TARGETS = 1024;
+const targets = new BoundedMap<string, Target>(1024);
 
 function targetOf(options: ResolveOptions): Target {
   if (typeof options.host !== 'string') throw invalidArg('host must be a string');
@@ -266,7 +268,6 @@ function targetOf(options: ResolveOptions): Target {
   let target = targets.get(key);
   if (target === undefined) {
     target = buildTarget(options.host, options.port, protocol, rrtype);
-    if (targets.size >= MAX_TARGETS) targets.clear();
     targets.set(key, target);
   }
   return target;

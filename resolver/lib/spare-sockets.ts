@@ -6,8 +6,8 @@
  * Spares hold no event loop open and are closed when left unused for IDLE_MS (at most 1.5x that).
  */
 import dgram from 'node:dgram';
-import { ipFamily } from './ip.js';
-import type { ServerAddress } from './servers.js';
+import { ipFamily } from '../codec/ip.js';
+import type { ServerAddress } from '../codec/server-address.js';
 
 /** Ready spares kept per (source address, server). */
 const SPARES_PER_ROUTE = 2;

@@ -5,67 +5,17 @@
  */
 import { randomInt } from 'node:crypto';
 import net from 'node:net';
-import { DEFAULT_CAPA_RRTYPE } from './constants.js';
-import { CapaError, invalidArg, isCapaError } from './errors.js';
-import { canonicalIp, ipFamily } from './ip.js';
-import { decodeMessage, type Message } from './message.js';
-import { sameName } from './qname.js';
+import { DEFAULT_CAPA_RRTYPE } from '../codec/constants.js';
+import { CapaError, invalidArg, isCapaError } from '../codec/errors.js';
+import { canonicalIp, ipFamily } from '../codec/ip.js';
+import type { Message } from '../codec/message.js';
+import { checkReply, type Expectation, type Question } from '../codec/reply-check.js';
+import { formatServer, type ServerAddress } from '../codec/server-address.js';
+import { frame, unframe } from '../codec/tcp-frame.js';
 import { openQuerySocket, takeSpare } from './spare-sockets.js';
-import { formatServer, type ServerAddress } from './servers.js';
 
 export const DEFAULT_TIMEOUT_MS = 1000;
 export const DEFAULT_DEADLINE_MS = 5000;
-
-const HEADER = 12;
-const QR = 0x80; // in the third header octet
-const TC = 0x02; // in the third header octet
-
-export interface Question {
-  name: string;
-  /** dns-packet type name ('A', 'UNKNOWN_65280', 'SOA'). */
-  type: string;
-  class: string;
-}
-
-/** What a reply must carry to be the answer to our query. */
-export interface Expectation {
-  id: number;
-  question: Question;
-  /** dns-packet opcode name; the reply must have the query's opcode. */
-  opcode: string;
-  rrtype: number;
-}
-
-export type ReplyCheck =
-  | { kind: 'accept'; message: Message }
-  | { kind: 'truncated' }
-  | { kind: 'ignore'; reason: string; malformed: boolean };
-
-/**
- * RFC 5452 matching of a datagram or TCP frame against the query we sent. Pure.
- * A truncated reply is judged on its header alone: it may be cut anywhere, and if a spoofer
- * sets TC the only cost is the retry over TCP, where spoofing is much harder.
- */
-export function checkReply(bytes: Uint8Array, expect: Expectation): ReplyCheck {
-  if (bytes.length < HEADER) return { kind: 'ignore', reason: 'shorter than a DNS header', malformed: true };
-  if (((bytes[0]! << 8) | bytes[1]!) !== expect.id) return { kind: 'ignore', reason: 'wrong ID', malformed: false };
-  if ((bytes[2]! & QR) === 0) return { kind: 'ignore', reason: 'not a response', malformed: false };
-  if ((bytes[2]! & TC) !== 0) return { kind: 'truncated' };
-  let message: Message;
-  try {
-    message = decodeMessage(bytes, expect.rrtype);
-  } catch (err) {
-    if (!isCapaError(err, 'ERR_CAPA_MALFORMED')) throw err;
-    return { kind: 'ignore', reason: err.message, malformed: true };
-  }
-  if (message.opcode !== expect.opcode) return { kind: 'ignore', reason: `opcode ${message.opcode}`, malformed: false };
-  const q = message.questions;
-  const want = expect.question;
-  if (q.length !== 1 || !sameName(q[0]!.name, want.name) || q[0]!.type !== want.type || q[0]!.class !== want.class) {
-    return { kind: 'ignore', reason: 'wrong question', malformed: false };
-  }
-  return { kind: 'accept', message };
-}
 
 /** True when a datagram came from the server's address and port. */
 export function fromServer(from: { address: string; port: number }, server: ServerAddress): boolean {
@@ -178,27 +128,6 @@ function udpTry(req: ExchangeRequest, expect: Expectation, query: Buffer, timeou
     if (spare) send();
     return () => socket.close();
   });
-}
-
-/** RFC 7766 §8: each message is preceded by its length as a 2-octet field. */
-export function frame(message: Uint8Array): Buffer {
-  const out = Buffer.alloc(2 + message.length);
-  out.writeUInt16BE(message.length, 0);
-  out.set(message, 2);
-  return out;
-}
-
-/** Splits complete frames off the front of a TCP byte stream; returns them and the remainder. */
-export function unframe(stream: Buffer): { frames: Buffer[]; rest: Buffer } {
-  const frames: Buffer[] = [];
-  let off = 0;
-  while (stream.length - off >= 2) {
-    const len = stream.readUInt16BE(off);
-    if (stream.length - off - 2 < len) break;
-    frames.push(stream.subarray(off + 2, off + 2 + len));
-    off += 2 + len;
-  }
-  return { frames, rest: stream.subarray(off) };
 }
 
 function tcpTry(req: ExchangeRequest, expect: Expectation, query: Buffer, timeoutMs: number): Promise<Reply> {

@@ -19,7 +19,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { commandLine, usageExit } from '../../resolver/lib/cli.js';
+import { commandLine, usageExit } from '../../common/cli.js';
 import { type FlowProto, parseReport, reportFromCapaRunLog, type TerminalReport } from './report.js';
 
 const POOL = '127.64.0.1-127.64.0.2';

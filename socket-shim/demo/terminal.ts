@@ -8,8 +8,8 @@
  */
 import http from 'node:http';
 import { once } from 'node:events';
-import { commandLine, usageExit } from '../../resolver/lib/cli.js';
-import { isCapaError } from '../../resolver/lib/errors.js';
+import { commandLine, usageExit } from '../../common/cli.js';
+import { isCapaError } from '../../resolver/codec/errors.js';
 // The modules themselves rather than ../index.js, which also loads undici: a quicker start.
 import { CapaAgent } from '../lib/agent.js';
 import type { SocketAllocation } from '../lib/allocation.js';

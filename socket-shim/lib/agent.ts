@@ -7,7 +7,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
-import { invalidArg } from '../../resolver/lib/errors.js';
+import { invalidArg } from '../../resolver/codec/errors.js';
 import { type CapaConnectOptions, type CapaSocket, openSocket } from './connect.js';
 import type { CapaOptions } from './options.js';
 

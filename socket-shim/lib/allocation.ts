@@ -5,10 +5,10 @@
  * A bind that fails never becomes an unpinned connect.
  */
 import type { EventEmitter } from 'node:events';
-import type { Protocol } from '../../resolver/lib/constants.js';
-import { CapaError, isCapaError } from '../../resolver/lib/errors.js';
+import type { Protocol } from '../../resolver/codec/constants.js';
+import { CapaError, isCapaError } from '../../resolver/codec/errors.js';
 import { type CapaEndpoint, type PlainResult, release, type Resolution, resolve } from '../../resolver/lib/resolve.js';
-import { addressAdd, isLocalAddress, sweepAddresses } from './native.js';
+import { addressAdd, isLocalAddress, sweepAddresses } from '../../native/addon/index.js';
 import type { Settings } from './options.js';
 
 /** The allocation a socket was pinned with (`socket.capa`). */
@@ -56,10 +56,10 @@ function tidyAtExit(ifname: string): void {
 }
 
 /** Adds aOG to the configured interface unless the kernel already delivers it locally. */
-function configure(address: string, ifname: string | undefined): void {
-  if (ifname === undefined || isLocalAddress(address)) return;
+async function configure(address: string, ifname: string | undefined): Promise<void> {
+  if (ifname === undefined || await isLocalAddress(address)) return;
   try {
-    addressAdd(ifname, address);
+    await addressAdd(ifname, address);
     tidyAtExit(ifname);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
@@ -86,17 +86,18 @@ async function giveBack(endpoint: CapaEndpoint, settings: Settings): Promise<Err
   }
 }
 
+/** A net.Socket (destroy) or a dgram.Socket (close): what adopt can end when its address cannot be kept. */
+type Closable = EventEmitter & { destroy?(err?: Error): void; close?(): void };
+
 /**
  * Opens the socket of an allocation (configure, then `open`) and ties the allocation to it:
  * released when the socket emits 'close', or before this rejects when opening fails.
  */
-async function adopt<S extends EventEmitter>(endpoint: CapaEndpoint, settings: Settings, open: () => S | Promise<S>): Promise<S & { capa: SocketAllocation }> {
+async function adopt<S extends Closable>(endpoint: CapaEndpoint, settings: Settings, open: () => S | Promise<S>): Promise<S & { capa: SocketAllocation }> {
   let socket: S;
   try {
-    configure(endpoint.local.address, settings.interface);
+    await configure(endpoint.local.address, settings.interface);
     socket = await open();
-    // A tidy-up elsewhere may have taken an idle aOG off between the check and the bind.
-    configure(endpoint.local.address, settings.interface);
   } catch (err) {
     await giveBack(endpoint, settings);
     throw err;
@@ -104,6 +105,17 @@ async function adopt<S extends EventEmitter>(endpoint: CapaEndpoint, settings: S
   const released = new Promise<Error | undefined>((done) => {
     socket.once('close', () => { void giveBack(endpoint, settings).then(done); });
   });
+  // A tidy-up elsewhere may have taken an idle aOG off between the check and the bind: put it
+  // back. Not awaited: a TCP socket is connecting, and its caller must still see 'connect'.
+  if (settings.interface !== undefined) {
+    configure(endpoint.local.address, settings.interface).catch((err: Error) => {
+      if (socket.destroy !== undefined) socket.destroy(err);
+      else {
+        socket.emit('error', err);
+        socket.close?.();
+      }
+    });
+  }
   // The endpoint was made for this socket alone, so it becomes socket.capa as it is.
   return Object.assign(socket, { capa: Object.assign(endpoint, { released }) });
 }
@@ -116,7 +128,7 @@ export type Opened<S> = PlainResult | { kind: 'capa'; socket: S & { capa: Socket
  * EADDRINUSE is retried with a fresh allocation, up to PIN_TRIES in all; every other failure,
  * and the last one, rejects.
  */
-export async function openAllocated<S extends EventEmitter>(destination: Destination, settings: Settings,
+export async function openAllocated<S extends Closable>(destination: Destination, settings: Settings,
   open: (endpoint: CapaEndpoint) => S | Promise<S>): Promise<Opened<S>> {
   for (let tries = 1; ; tries++) {
     const resolution = await resolveDestination(destination, settings);

@@ -6,11 +6,11 @@
  */
 import net from 'node:net';
 import { addAbortSignal } from 'node:stream';
-import { invalidArg } from '../../resolver/lib/errors.js';
-import { type Family, ipFamily } from '../../resolver/lib/ip.js';
+import { invalidArg } from '../../resolver/codec/errors.js';
+import { type Family, ipFamily } from '../../resolver/codec/ip.js';
 import type { CapaEndpoint } from '../../resolver/lib/resolve.js';
 import { type Opened, openAllocated, type SocketAllocation } from './allocation.js';
-import { PinnableTcpSocket } from './native.js';
+import { PinnableTcpSocket } from './pinned.js';
 import { type CapaOptions, destinationPort, settingsOf } from './options.js';
 
 export interface CapaConnectOptions extends net.TcpNetConnectOpts {

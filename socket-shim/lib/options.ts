@@ -2,7 +2,7 @@
  * The CAPA settings a terminal-side socket needs, from explicit options and the environment:
  * which GRMs to ask, from which inside address, and which interface gets the allocated address.
  */
-import { invalidArg } from '../../resolver/lib/errors.js';
+import { invalidArg } from '../../resolver/codec/errors.js';
 import type { ServerSpec } from '../../resolver/lib/servers.js';
 import type { TimingOptions } from '../../resolver/lib/transport.js';
 

@@ -4,10 +4,10 @@
  * Closing the socket releases the allocation.
  */
 import dgram from 'node:dgram';
-import { invalidArg } from '../../resolver/lib/errors.js';
-import { ipFamily } from '../../resolver/lib/ip.js';
+import { invalidArg } from '../../resolver/codec/errors.js';
+import { ipFamily } from '../../resolver/codec/ip.js';
 import { openAllocated, type SocketAllocation } from './allocation.js';
-import { pinnedUdpSocket } from './native.js';
+import { pinnedUdpSocket } from './pinned.js';
 import { type CapaOptions, destinationPort, settingsOf } from './options.js';
 
 export interface CapaUdpOptions {

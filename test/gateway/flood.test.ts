@@ -11,9 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type RunningGateway, startGateway } from '../../gateway-ref/lib/gateway.js';
 import { parsePool } from '../../gateway-ref/lib/grm/pool.js';
-import { DEFAULT_CAPA_RRTYPE, dnsPacketTypeName } from '../../resolver/lib/constants.js';
-import { capaAnswers, decodeMessage, encodeQuery } from '../../resolver/lib/message.js';
-import { encodeRelease } from '../../resolver/lib/update.js';
+import { DEFAULT_CAPA_RRTYPE, dnsPacketTypeName } from '../../resolver/codec/constants.js';
+import { capaAnswers, decodeMessage, encodeQuery } from '../../resolver/codec/message.js';
+import { encodeRelease } from '../../resolver/codec/update.js';
 import { Prng, mutate } from '../helpers/wire-fuzz.js';
 
 const PACKETS = 100_000;

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { InboundBindings } from '../../gateway-ref/lib/grm/inbound.js';
-import { isCapaError } from '../../resolver/lib/errors.js';
+import { isCapaError } from '../../resolver/codec/errors.js';
 
 const POOL = ['198.51.100.1', '198.51.100.2', '2001:db8:1::1'];
 const Q1 = '203.0.113.7';

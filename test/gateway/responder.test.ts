@@ -13,9 +13,9 @@ import { GatewayMetrics } from '../../gateway-ref/lib/metrics.js';
 import { Names } from '../../gateway-ref/lib/zone/names.js';
 import { parseZoneFile } from '../../gateway-ref/lib/zone/zone-file.js';
 import { Zone } from '../../gateway-ref/lib/zone/zone.js';
-import { DEFAULT_CAPA_RRTYPE, EDE, dnsPacketTypeName } from '../../resolver/lib/constants.js';
-import { type Message, capaAnswers, decodeMessage, encodeQuery, extendedErrors } from '../../resolver/lib/message.js';
-import { encodeRelease } from '../../resolver/lib/update.js';
+import { DEFAULT_CAPA_RRTYPE, EDE, dnsPacketTypeName } from '../../resolver/codec/constants.js';
+import { type Message, capaAnswers, decodeMessage, encodeQuery, extendedErrors } from '../../resolver/codec/message.js';
+import { encodeRelease } from '../../resolver/codec/update.js';
 
 const CAPA = dnsPacketTypeName(DEFAULT_CAPA_RRTYPE);
 const TERMINAL = '100.64.0.7';

@@ -12,7 +12,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { decodeMessage, encodeQuery } from '../../resolver/lib/message.js';
+import { decodeMessage, encodeQuery } from '../../resolver/codec/message.js';
 import { resolve } from '../../resolver/lib/resolve.js';
 import { connect, type CapaSocket } from '../../socket-shim/index.js';
 import { repoRoot } from '../helpers/c-build.js';

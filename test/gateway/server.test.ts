@@ -15,12 +15,12 @@ import { promisify } from 'node:util';
 import { DnsServer } from '../../gateway-ref/lib/dns/server.js';
 import { type RunningGateway, startGateway } from '../../gateway-ref/lib/gateway.js';
 import { parsePool } from '../../gateway-ref/lib/grm/pool.js';
-import { DEFAULT_CAPA_RRTYPE, dnsPacketTypeName } from '../../resolver/lib/constants.js';
-import { isCapaError } from '../../resolver/lib/errors.js';
-import { capaAnswers, decodeMessage, encodeQuery } from '../../resolver/lib/message.js';
-import { decode as decodeRdata } from '../../resolver/lib/rdata.js';
+import { DEFAULT_CAPA_RRTYPE, dnsPacketTypeName } from '../../resolver/codec/constants.js';
+import { isCapaError } from '../../resolver/codec/errors.js';
+import { capaAnswers, decodeMessage, encodeQuery } from '../../resolver/codec/message.js';
+import { decode as decodeRdata } from '../../resolver/codec/rdata.js';
 import { release, resolve } from '../../resolver/lib/resolve.js';
-import { frame, unframe } from '../../resolver/lib/transport.js';
+import { frame, unframe } from '../../resolver/codec/tcp-frame.js';
 import { addressRecord, reply, startFakeDnsServer, type FakeDnsServer } from '../helpers/fake-dns-server.js';
 
 const run = promisify(execFile);

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { parseZoneFile } from '../../gateway-ref/lib/zone/zone-file.js';
 import { Zone } from '../../gateway-ref/lib/zone/zone.js';
-import type { CapaError } from '../../resolver/lib/errors.js';
+import type { CapaError } from '../../resolver/codec/errors.js';
 import { capaThrown } from '../helpers/expect-error.js';
 
 const configError = (fn: () => unknown): CapaError => capaThrown(fn, 'ERR_CAPA_CONFIG');

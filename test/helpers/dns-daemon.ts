@@ -9,7 +9,7 @@ import { once } from 'node:events';
 import { access, constants, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
-import { encodeQuery } from '../../resolver/lib/message.js';
+import { encodeQuery } from '../../resolver/codec/message.js';
 import { exchange } from '../../resolver/lib/transport.js';
 import { stopChild } from './stop-child.js';
 

@@ -1,6 +1,6 @@
 /** The error a call that must fail threw, or a promise that must reject rejected with. */
 import { expect } from 'chai';
-import { CapaError, type CapaErrorCode, isCapaError } from '../../resolver/lib/errors.js';
+import { CapaError, type CapaErrorCode, isCapaError } from '../../resolver/codec/errors.js';
 
 /** The error the promise rejects with; fails the test when it resolves. */
 export async function rejection(promise: Promise<unknown>): Promise<Error & { code?: string }> {

@@ -7,10 +7,10 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import { once } from 'node:events';
 import dnsPacket from 'dns-packet';
-import { DEFAULT_CAPA_RRTYPE, EDNS_PAYLOAD, dnsPacketTypeName } from '../../resolver/lib/constants.js';
-import { decodeMessage, encodeExtendedError, type ExtendedError, type Message } from '../../resolver/lib/message.js';
-import { type CapaRecord, encode as encodeRdata } from '../../resolver/lib/rdata.js';
-import { frame, unframe } from '../../resolver/lib/transport.js';
+import { DEFAULT_CAPA_RRTYPE, EDNS_PAYLOAD, dnsPacketTypeName } from '../../resolver/codec/constants.js';
+import { decodeMessage, encodeExtendedError, type ExtendedError, type Message } from '../../resolver/codec/message.js';
+import { type CapaRecord, encode as encodeRdata } from '../../resolver/codec/rdata.js';
+import { frame, unframe } from '../../resolver/codec/tcp-frame.js';
 
 export interface ReceivedQuery {
   transport: 'udp' | 'tcp';

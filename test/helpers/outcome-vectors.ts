@@ -4,10 +4,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { dnsPacketTypeName, type Protocol } from '../../resolver/lib/constants.js';
-import { decodeMessage, encodeQuery, type ExtendedError } from '../../resolver/lib/message.js';
-import { parseRdata } from '../../resolver/lib/presentation.js';
-import { buildQueryName } from '../../resolver/lib/qname.js';
+import { dnsPacketTypeName, type Protocol } from '../../resolver/codec/constants.js';
+import { decodeMessage, encodeQuery, type ExtendedError } from '../../resolver/codec/message.js';
+import { parseRdata } from '../../resolver/codec/presentation.js';
+import { buildQueryName } from '../../resolver/codec/qname.js';
 import { repoRoot } from './c-build.js';
 import { capaRecord, type RecordSpec, reply, type ReplyShape } from './fake-dns-server.js';
 

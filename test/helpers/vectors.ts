@@ -2,7 +2,7 @@
 import dnsPacket from 'dns-packet';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { CapaRecord } from '../../resolver/lib/rdata.js';
+import type { CapaRecord } from '../../resolver/codec/rdata.js';
 import { repoRoot } from './c-build.js';
 import { walkMessage } from './wire-fuzz.js';
 

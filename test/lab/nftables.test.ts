@@ -11,14 +11,14 @@ import { join } from 'node:path';
 import { closeSync } from 'node:fs';
 import { runCommand } from '../../gateway-ref/lib/dataplane/command.js';
 import { ElementRecords, elementsOf, STATE_MAP_LAYOUTS } from '../../gateway-ref/lib/dataplane/nft-records.js';
-import { nftApply, nftDump, nftOpen, nftTableComment } from '../../socket-shim/lib/native.js';
+import { nftApply, nftDump, nftOpen, nftTableComment } from '../../native/addon/index.js';
 import { parseLinkSpecs, renderRuleset, stateElement } from '../../gateway-ref/lib/dataplane/nft-rules.js';
 import { NftablesDataPlane } from '../../gateway-ref/lib/dataplane/nftables.js';
 import { parsePool } from '../../gateway-ref/lib/grm/pool.js';
 import type { Allocation, OutsideTuple } from '../../gateway-ref/lib/grm/types.js';
 import { buildNetwork, down } from '../../gateway-ref/lab/lab.js';
 import { linkSpecs, planLab } from '../../gateway-ref/lab/topology.js';
-import { isCapaError } from '../../resolver/lib/errors.js';
+import { isCapaError } from '../../resolver/codec/errors.js';
 import { ECHO_SERVER, NsProcess, PinnedClient, counters, reapConntrack, requireNetns, startEcho, testPrefix, waitFor } from './helpers.js';
 
 const AOG = '198.51.100.7';

@@ -5,7 +5,7 @@ import { parseZoneFile } from '../../gateway-ref/lib/zone/zone-file.js';
 import {
   isLabNamespace, linkSpecs, nameserverOf, namespaceOf, namespaces, planLab, renderLinks, renderZone, resolvConf,
 } from '../../gateway-ref/lab/topology.js';
-import { isCapaError } from '../../resolver/lib/errors.js';
+import { isCapaError } from '../../resolver/codec/errors.js';
 
 describe('capa-lab topology', () => {
   const plan = planLab('capa-', 3);

@@ -2,17 +2,16 @@
 import { execFileSync } from 'node:child_process';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
-import { closeSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, fstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { expect } from 'chai';
 import {
-  addressAdd, addressCheck, addressRemove, bindPinned, isLocalAddress, openPinnable, PinnableTcpSocket, pinnedTcpSocket,
-  pinnedUdpSocket, pinSocket,
-  type NativeSystemError, type PinOptions,
-} from '../../socket-shim/lib/native.js';
+  addressAdd, addressCheck, addressRemove, bindPinned, isLocalAddress, type NativeSystemError, type OpenOptions, openPinnable,
+} from '../../native/addon/index.js';
+import { PinnableTcpSocket, pinnedTcpSocket, pinnedUdpSocket } from '../../socket-shim/lib/pinned.js';
 import { unavailable } from '../helpers/ci.js';
 
 const LOOPBACK = { 4: '127.0.0.1', 6: '::1' } as const;
@@ -64,6 +63,25 @@ async function udpLocalAddress(fd: number, family: 4 | 6): Promise<net.AddressIn
   return info;
 }
 
+/** A pinnable socket's settings and the (address, port) it is bound to. */
+interface PinOptions extends OpenOptions {
+  address: string;
+  port: number;
+}
+
+/** The one pinning shape: open a pinnable socket, bind it to the allocation; the fd closes if the bind fails. */
+function pin(options: PinOptions): number {
+  const { address, port, ...open } = options;
+  const fd = openPinnable(open);
+  try {
+    bindPinned(fd, address, port);
+    return fd;
+  } catch (err) {
+    closeSync(fd);
+    throw err;
+  }
+}
+
 async function localAddressOf(fd: number, options: PinOptions): Promise<net.AddressInfo> {
   return options.type === 'tcp' ? tcpLocalAddress(fd) : udpLocalAddress(fd, options.family);
 }
@@ -83,14 +101,14 @@ describe('native addon: pinned sockets', function () {
       it(`pins ${type.toUpperCase()} to ${PINNED_SOURCE[family]} and a chosen port`, async function () {
         const port = await freePort(PINNED_SOURCE[family], type);
         const options: PinOptions = { family, type, address: PINNED_SOURCE[family], port };
-        const fd = pinSocket(options);
+        const fd = pin(options);
         expect(fd).to.be.a('number').greaterThan(2);
         expect(await localAddressOf(fd, options)).to.deep.include({ address: PINNED_SOURCE[family], port });
       });
 
       it(`binds ${type.toUpperCase()} to unconfigured ${UNCONFIGURED[family]} thanks to FREEBIND`, async function () {
         const address = UNCONFIGURED[family];
-        expect(isLocalAddress(address), `${address} must not be local on this host`).to.equal(false);
+        expect(await isLocalAddress(address), `${address} must not be local on this host`).to.equal(false);
         // Without FREEBIND the kernel refuses that address.
         const plain = dgram.createSocket(family === 4 ? 'udp4' : 'udp6');
         const refused = once(plain, 'error');
@@ -99,7 +117,7 @@ describe('native addon: pinned sockets', function () {
         plain.close();
 
         const options: PinOptions = { family, type, address, port: 40000 };
-        const fd = pinSocket(options);
+        const fd = pin(options);
         expect(await localAddressOf(fd, options)).to.deep.include({ address, port: 40000 });
       });
     }
@@ -110,7 +128,7 @@ describe('native addon: pinned sockets', function () {
     await once(server, 'listening');
     const { port } = server.address() as net.AddressInfo;
     try {
-      const err = systemError(() => pinSocket({ family: 4, type: 'tcp', address: '127.0.0.1', port }));
+      const err = systemError(() => pin({ family: 4, type: 'tcp', address: '127.0.0.1', port }));
       expect(err).to.be.instanceOf(Error);
       expect(err).to.include({ code: 'EADDRINUSE', errno: -98, syscall: 'bind', address: '127.0.0.1', port });
       expect(err.message).to.equal(`bind EADDRINUSE 127.0.0.1:${port}`);
@@ -124,7 +142,7 @@ describe('native addon: pinned sockets', function () {
     await once(holder, 'listening');
     const { port } = holder.address();
     try {
-      const err = systemError(() => pinSocket({ family: 6, type: 'udp', address: '::1', port }));
+      const err = systemError(() => pin({ family: 6, type: 'udp', address: '::1', port }));
       expect(err).to.include({ code: 'EADDRINUSE', syscall: 'bind', address: '::1', port });
       expect(err.message).to.equal(`bind EADDRINUSE [::1]:${port}`);
     } finally {
@@ -133,33 +151,44 @@ describe('native addon: pinned sockets', function () {
   });
 
   it('fails ENODEV naming the interface when the device does not exist', function () {
-    const err = systemError(() => pinSocket({ family: 4, type: 'tcp', address: '127.0.0.1', port: 0, device: 'nope0' }));
+    const err = systemError(() => pin({ family: 4, type: 'tcp', address: '127.0.0.1', port: 0, device: 'nope0' }));
     expect(err).to.include({ code: 'ENODEV', errno: -19, syscall: 'setsockopt' });
-    expect(err.message).to.equal('setsockopt SO_BINDTODEVICE ENODEV 127.0.0.1:0: no network interface named "nope0"');
+    expect(err.message).to.equal('setsockopt SO_BINDTODEVICE ENODEV: no network interface named "nope0"');
   });
 
   describe('bad arguments are TypeErrors', function () {
-    const good: PinOptions = { family: 4, type: 'tcp', address: '127.0.0.1', port: 0 };
+    const good: OpenOptions = { family: 4, type: 'tcp' };
     const cases: Array<[string, unknown, RegExp]> = [
       ['no options', undefined, /"options" argument must be an object/],
       ['family 5', { ...good, family: 5 }, /"options.family" argument must be 4 or 6, got 5/],
       ['family "4"', { ...good, family: '4' }, /must be 4 or 6, got "4"/],
       ['type sctp', { ...good, type: 'sctp' }, /"options.type" argument must be 'tcp' or 'udp', got "sctp"/],
-      ['address not an IP', { ...good, address: 'localhost' }, /"options.address" argument must be an IPv4 address, got "localhost"/],
-      ['IPv6 address for family 4', { ...good, address: '::1' }, /must be an IPv4 address, got "::1"/],
-      ['IPv4 address for family 6', { ...good, family: 6 }, /must be an IPv6 address, got "127.0.0.1"/],
-      ['address missing', { ...good, address: undefined }, /"options.address" argument must be an IP address string/],
-      ['port 65536', { ...good, port: 65536 }, /"options.port" argument must be an integer from 0 to 65535, got 65536/],
-      ['port -1', { ...good, port: -1 }, /got -1/],
-      ['port 80.5', { ...good, port: 80.5 }, /got 80.5/],
-      ['port "80"', { ...good, port: '80' }, /got "80"/],
       ['device ""', { ...good, device: '' }, /"options.device" argument must be an interface name of 1 to 15 characters, got ""/],
       ['device too long', { ...good, device: 'a'.repeat(16) }, /1 to 15 characters/],
       ['mark 2^32', { ...good, mark: 2 ** 32 }, /"options.mark" argument must be an integer from 0 to 4294967295/],
     ];
     for (const [name, options, message] of cases) {
-      it(`rejects ${name}`, function () {
-        expect(() => pinSocket(options as PinOptions)).to.throw(TypeError, message);
+      it(`opening rejects ${name}`, function () {
+        expect(() => openPinnable(options as OpenOptions)).to.throw(TypeError, message);
+      });
+    }
+    const bindCases: Array<[string, unknown, unknown, RegExp]> = [
+      ['an address not an IP', 'localhost', 0, /"address" argument must be an IP address, got "localhost"/],
+      ['no address', undefined, 0, /"address" argument must be an IP address string/],
+      ['port 65536', '127.0.0.1', 65536, /"port" argument must be an integer from 0 to 65535, got 65536/],
+      ['port -1', '127.0.0.1', -1, /got -1/],
+      ['port 80.5', '127.0.0.1', 80.5, /got 80.5/],
+      ['port "80"', '127.0.0.1', '80', /got "80"/],
+    ];
+    for (const [name, address, port, message] of bindCases) {
+      it(`binding rejects ${name}, leaving the socket open`, function () {
+        const fd = openPinnable(good);
+        try {
+          expect(() => bindPinned(fd, address as string, port as number)).to.throw(TypeError, message);
+          expect(() => fstatSync(fd), 'the fd is still the caller\'s').to.not.throw();
+        } finally {
+          closeSync(fd);
+        }
       });
     }
 
@@ -171,8 +200,8 @@ describe('native addon: pinned sockets', function () {
     });
 
     it('gives TypeErrors Node-style codes', function () {
-      expect(() => pinSocket(null as unknown as PinOptions)).to.throw(TypeError).with.property('code', 'ERR_INVALID_ARG_TYPE');
-      expect(() => pinSocket({ ...good, port: 1e6 })).to.throw(TypeError).with.property('code', 'ERR_INVALID_ARG_VALUE');
+      expect(() => openPinnable(null as unknown as OpenOptions)).to.throw(TypeError).with.property('code', 'ERR_INVALID_ARG_TYPE');
+      expect(() => pin({ ...good, address: '127.0.0.1', port: 1e6 })).to.throw(TypeError).with.property('code', 'ERR_INVALID_ARG_VALUE');
     });
 
     it('rejects a pinned TCP destination that is not an IP literal of the same family', function () {
@@ -293,7 +322,7 @@ describe('native addon: pinned connections', function () {
     expect(readdirSync('/proc/self/fd').length).to.equal(fds);
   });
 
-  it('opening a socket ahead fails like pinSocket, without an endpoint to name; binding checks its arguments', function () {
+  it('opening a socket ahead fails without an endpoint to name; binding checks its arguments', function () {
     const err = systemError(() => openPinnable({ family: 4, type: 'tcp', device: 'nope0' }));
     expect(err).to.include({ code: 'ENODEV', syscall: 'setsockopt' });
     expect(err).to.not.have.property('address');
@@ -325,21 +354,25 @@ describe('native addon: pinned connections', function () {
 
 describe('native addon: local addresses', function () {
   for (const address of ['127.0.0.1', '127.0.0.42', '::1', '198.51.100.7', '2001:db8::7', '203.0.113.1']) {
-    it(`isLocalAddress(${address}) agrees with ip route get`, function () {
-      expect(isLocalAddress(address)).to.equal(routeIsLocal(address));
+    it(`isLocalAddress(${address}) agrees with ip route get`, async function () {
+      expect(await isLocalAddress(address)).to.equal(routeIsLocal(address));
     });
   }
 
-  it('counts every 127/8 address as local and documentation ranges as not', function () {
-    expect([isLocalAddress('127.0.0.42'), isLocalAddress('::1')]).to.deep.equal([true, true]);
-    expect([isLocalAddress('198.51.100.7'), isLocalAddress('2001:db8::7')]).to.deep.equal([false, false]);
+  it('counts every 127/8 address as local and documentation ranges as not', async function () {
+    const local = (...addresses: string[]): Promise<boolean[]> => Promise.all(addresses.map(isLocalAddress));
+    expect(await local('127.0.0.42', '::1')).to.deep.equal([true, true]);
+    expect(await local('198.51.100.7', '2001:db8::7')).to.deep.equal([false, false]);
   });
 
-  it('checks addresses on the host loopback without changing anything', function () {
-    expect(addressCheck('lo', '127.0.0.1')).to.equal(true);
-    expect(addressCheck('lo', '127.0.0.42')).to.equal(false);
-    const err = systemError(() => addressCheck('nope0', '127.0.0.1'));
+  it('checks addresses on the host loopback without changing anything, off the JavaScript thread', async function () {
+    const check = addressCheck('lo', '127.0.0.1');
+    expect(check).to.be.instanceOf(Promise);
+    expect(await check).to.equal(true);
+    expect(await addressCheck('lo', '127.0.0.42')).to.equal(false);
+    const err = (await addressCheck('nope0', '127.0.0.1').then(() => expect.fail('resolved'), (e: unknown) => e)) as NativeSystemError;
     expect(err).to.include({ code: 'ENODEV', syscall: 'netlink' });
+    expect(err.message).to.equal('checking 127.0.0.1 on nope0 failed: ENODEV (no such device)');
   });
 });
 
@@ -347,10 +380,10 @@ describe('native addon: loading', function () {
   let root = '';
 
   /** A copy of the compiled loader in a package whose build/ holds `addon` (or nothing). */
-  async function loaderWith(addon: string | undefined): Promise<typeof import('../../socket-shim/lib/native.js')> {
+  async function loaderWith(addon: string | undefined): Promise<typeof import('../../native/addon/index.js')> {
     root = mkdtempSync(join(tmpdir(), 'capa-native-'));
     const dist = fileURLToPath(new URL('../../', import.meta.url));
-    for (const file of ['socket-shim/lib/native.js', 'resolver/lib/errors.js']) {
+    for (const file of ['native/addon/index.js', 'resolver/codec/errors.js']) {
       mkdirSync(dirname(join(root, 'dist', file)), { recursive: true });
       copyFileSync(join(dist, file), join(root, 'dist', file));
     }
@@ -359,7 +392,7 @@ describe('native addon: loading', function () {
       mkdirSync(join(root, 'build', 'Release'), { recursive: true });
       writeFileSync(join(root, 'build', 'Release', 'capa.node'), addon);
     }
-    return import(pathToFileURL(join(root, 'dist', 'socket-shim', 'lib', 'native.js')).href) as Promise<typeof import('../../socket-shim/lib/native.js')>;
+    return import(pathToFileURL(join(root, 'dist', 'native', 'addon', 'index.js')).href) as Promise<typeof import('../../native/addon/index.js')>;
   }
 
   afterEach(function () {

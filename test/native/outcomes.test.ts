@@ -6,7 +6,7 @@
 import { expect } from 'chai';
 import koffi from 'koffi';
 import { judgeReply } from '../../resolver/lib/resolve.js';
-import { validateMessage } from '../../resolver/lib/validate.js';
+import { validateMessage } from '../../resolver/codec/validate.js';
 import { type CBuild, buildC } from '../helpers/c-build.js';
 import { OUTCOME_RRTYPE, type OutcomeVector, outcomeVectors } from '../helpers/outcome-vectors.js';
 import { mutate, Prng } from '../helpers/wire-fuzz.js';

@@ -9,7 +9,7 @@ import net from 'node:net';
 import { constants } from 'node:os';
 import { existsSync } from 'node:fs';
 import { expect } from 'chai';
-import { EDE } from '../../resolver/lib/constants.js';
+import { EDE } from '../../resolver/codec/constants.js';
 import { buildC, requireTool } from '../helpers/c-build.js';
 import { unavailable } from '../helpers/ci.js';
 import { capaRejection } from '../helpers/expect-error.js';

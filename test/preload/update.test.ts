@@ -5,10 +5,10 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
 import koffi, { type LibraryHandle } from 'koffi';
-import { ipToBytes } from '../../resolver/lib/ip.js';
-import { buildQueryName, normalizeHost } from '../../resolver/lib/qname.js';
-import type { CapaRecord } from '../../resolver/lib/rdata.js';
-import { decodeRelease, encodeRelease } from '../../resolver/lib/update.js';
+import { ipToBytes } from '../../resolver/codec/ip.js';
+import { buildQueryName, normalizeHost } from '../../resolver/codec/qname.js';
+import type { CapaRecord } from '../../resolver/codec/rdata.js';
+import { decodeRelease, encodeRelease } from '../../resolver/codec/update.js';
 import { type CBuild, type CRecord, buildC, requireTool } from '../helpers/c-build.js';
 
 const CAPA_OK = 0;

@@ -1,19 +1,19 @@
 /** The TypeScript codec against the shared vectors and the contract's rules, bad input included. */
 import { expect } from 'chai';
 import dnsPacket from 'dns-packet';
-import { capaRrtype, dnsPacketTypeName } from '../../resolver/lib/constants.js';
-import { CapaError, type CapaErrorCode } from '../../resolver/lib/errors.js';
-import { addressFromReverseName, bytesToIp, canonicalIp, ipToBytes, reverseName } from '../../resolver/lib/ip.js';
-import { capaAnswers, decodeMessage, encodeExtendedError, encodeQuery, extendedErrors } from '../../resolver/lib/message.js';
-import { usualMessage } from '../../resolver/lib/usual-message.js';
+import { capaRrtype, dnsPacketTypeName } from '../../resolver/codec/constants.js';
+import { CapaError, type CapaErrorCode } from '../../resolver/codec/errors.js';
+import { addressFromReverseName, bytesToIp, canonicalIp, ipToBytes, reverseName } from '../../resolver/codec/ip.js';
+import { capaAnswers, decodeMessage, encodeExtendedError, encodeQuery, extendedErrors } from '../../resolver/codec/message.js';
+import { usualMessage } from '../../resolver/codec/usual-message.js';
 import {
   formatGenericRdata, formatRR, formatRdata, parseRR, parseRdata,
-} from '../../resolver/lib/presentation.js';
-import { buildQueryName, normalizeHost, parseQueryName } from '../../resolver/lib/qname.js';
-import { type CapaRecord, decode as decodeRdata, encode as encodeRdata, encodingLength } from '../../resolver/lib/rdata.js';
-import { encodeRelease } from '../../resolver/lib/update.js';
+} from '../../resolver/codec/presentation.js';
+import { buildQueryName, normalizeHost, parseQueryName } from '../../resolver/codec/qname.js';
+import { type CapaRecord, decode as decodeRdata, encode as encodeRdata, encodingLength } from '../../resolver/codec/rdata.js';
+import { encodeRelease } from '../../resolver/codec/update.js';
 import { encodeResponse, QUESTION_NAME, type ResourceRecord } from '../../gateway-ref/lib/dns/wire.js';
-import { validateMessage } from '../../resolver/lib/validate.js';
+import { validateMessage } from '../../resolver/codec/validate.js';
 import { FRAMING_CASES, WELL_FORMED, hex, responseWith, vectors } from '../helpers/vectors.js';
 import { Prng, mutate, walkMessage } from '../helpers/wire-fuzz.js';
 

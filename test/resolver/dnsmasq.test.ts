@@ -3,7 +3,7 @@
  * (`--dns-rr=<name>,65280,<hex>`) and A/AAAA records. In CI a missing dnsmasq fails the run.
  */
 import { expect } from 'chai';
-import { encode as encodeRdata, type CapaRecord } from '../../resolver/lib/rdata.js';
+import { encode as encodeRdata, type CapaRecord } from '../../resolver/codec/rdata.js';
 import { resolve } from '../../resolver/lib/resolve.js';
 import { type Dnsmasq, requireDnsmasq, startDnsmasq } from '../helpers/dnsmasq.js';
 import { capaRejection } from '../helpers/expect-error.js';

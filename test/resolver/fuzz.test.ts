@@ -7,12 +7,12 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
 import { createRequire } from 'node:module';
-import { DEFAULT_CAPA_RRTYPE } from '../../resolver/lib/constants.js';
-import { isCapaError } from '../../resolver/lib/errors.js';
-import { bytesToIp, canonicalIp } from '../../resolver/lib/ip.js';
-import { type Message, type WireRecord, capaAnswers, decodeMessage, extendedErrors } from '../../resolver/lib/message.js';
-import { type CapaRecord, decode as decodeRdata, encode as encodeRdata } from '../../resolver/lib/rdata.js';
-import { validateMessage } from '../../resolver/lib/validate.js';
+import { DEFAULT_CAPA_RRTYPE } from '../../resolver/codec/constants.js';
+import { isCapaError } from '../../resolver/codec/errors.js';
+import { bytesToIp, canonicalIp } from '../../resolver/codec/ip.js';
+import { type Message, type WireRecord, capaAnswers, decodeMessage, extendedErrors } from '../../resolver/codec/message.js';
+import { type CapaRecord, decode as decodeRdata, encode as encodeRdata } from '../../resolver/codec/rdata.js';
+import { validateMessage } from '../../resolver/codec/validate.js';
 import { messageSeeds } from '../helpers/vectors.js';
 import { Prng, type Walk, type WalkedRecord, mutate, walkMessage } from '../helpers/wire-fuzz.js';
 

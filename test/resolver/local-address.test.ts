@@ -3,8 +3,8 @@
  * queries, so every query and release of one call must leave from that address (UDP and TCP).
  */
 import { expect } from 'chai';
-import { CapaError } from '../../resolver/lib/errors.js';
-import { type CapaRecord } from '../../resolver/lib/rdata.js';
+import { CapaError } from '../../resolver/codec/errors.js';
+import { type CapaRecord } from '../../resolver/codec/rdata.js';
 import { release, resolve } from '../../resolver/lib/resolve.js';
 import { addressRecord, capaRecord, type FakeDnsServer, type ReceivedQuery, reply, startFakeDnsServer } from '../helpers/fake-dns-server.js';
 

@@ -10,12 +10,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import dnsPacket from 'dns-packet';
-import { EDE, EDNS_PAYLOAD } from '../../resolver/lib/constants.js';
-import { CapaError } from '../../resolver/lib/errors.js';
-import { type CapaRecord } from '../../resolver/lib/rdata.js';
+import { EDE, EDNS_PAYLOAD } from '../../resolver/codec/constants.js';
+import { CapaError } from '../../resolver/codec/errors.js';
+import { type CapaRecord } from '../../resolver/codec/rdata.js';
 import { resolve, type ResolveOptions } from '../../resolver/lib/resolve.js';
-import { configuredServers, formatServer, parseResolvConf, parseServer, parseServerList, resolveServers } from '../../resolver/lib/servers.js';
-import { checkReply, fromServer } from '../../resolver/lib/transport.js';
+import { configuredServers, parseResolvConf, resolveServers } from '../../resolver/lib/servers.js';
+import { formatServer, parseServer, parseServerList } from '../../resolver/codec/server-address.js';
+import { fromServer } from '../../resolver/lib/transport.js';
+import { checkReply } from '../../resolver/codec/reply-check.js';
 import {
   addressRecord, capaRecord, type FakeDnsServer, type Handler, type ReceivedQuery, reply, startFakeDnsServer,
 } from '../helpers/fake-dns-server.js';

@@ -8,7 +8,7 @@ import net from 'node:net';
 import { expect } from 'chai';
 import { connect, createConnection, type CapaSocket, openSocket } from '../../socket-shim/index.js';
 import { addressRecord, capaRecord, type FakeDnsServer, type ReceivedQuery, reply, startFakeDnsServer } from '../helpers/fake-dns-server.js';
-import { EDE, EDE_TEXT } from '../../resolver/lib/constants.js';
+import { EDE, EDE_TEXT } from '../../resolver/codec/constants.js';
 import { rejection } from '../helpers/expect-error.js';
 import { eventually, firstLine, type Lab, type OutsideTcp, peerKey, startLab, startOutsideTcp, ZONE } from './lab.js';
 

@@ -1,6 +1,6 @@
 /** Running the Linux tools the nftables data plane and the lab drive (ip, nft, conntrack), optionally inside a network namespace. */
 import { spawn, spawnSync } from 'node:child_process';
-import { CapaError } from '../../../resolver/lib/errors.js';
+import { CapaError } from '../../../resolver/codec/errors.js';
 
 /** The argument vector that runs `argv` inside `netns` (as is without one). */
 export function inNetns(netns: string | undefined, argv: readonly string[]): string[] {

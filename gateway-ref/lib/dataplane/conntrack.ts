@@ -5,8 +5,8 @@
  */
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { CapaError } from '../../../resolver/lib/errors.js';
-import { canonicalIp, ipFamily } from '../../../resolver/lib/ip.js';
+import { CapaError } from '../../../resolver/codec/errors.js';
+import { canonicalIp, ipFamily } from '../../../resolver/codec/ip.js';
 import type { ProtoNumber } from '../grm/types.js';
 import { inNetns, runCommand } from './command.js';
 

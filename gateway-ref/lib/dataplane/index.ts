@@ -1,5 +1,5 @@
 /** Data planes by name, so a command line can pick one. */
-import { CapaError } from '../../../resolver/lib/errors.js';
+import { CapaError } from '../../../resolver/codec/errors.js';
 import type { DataPlane } from '../grm/types.js';
 import { LoopbackDataPlane } from './loopback.js';
 import { parseLinkSpecs } from './nft-rules.js';

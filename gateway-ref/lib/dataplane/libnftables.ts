@@ -4,7 +4,7 @@
  * here), and errors come back per script instead of interleaved on a terminal.
  */
 import koffi from 'koffi';
-import { CapaError } from '../../../resolver/lib/errors.js';
+import { CapaError } from '../../../resolver/codec/errors.js';
 
 const LIBRARY = 'libnftables.so.1';
 

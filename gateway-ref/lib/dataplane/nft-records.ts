@@ -7,8 +7,8 @@
  * the data is the link's mark, in host order.
  */
 import { endianness } from 'node:os';
-import { bytesToIp, type Family, ipToBytes } from '../../../resolver/lib/ip.js';
-import type { NftSetRef } from '../../../socket-shim/lib/native.js';
+import { bytesToIp, type Family, ipToBytes } from '../../../resolver/codec/ip.js';
+import type { NftSetRef } from '../../../native/addon/index.js';
 import type { OutsideTuple, ProtoNumber } from '../grm/types.js';
 import { partialMapName, stateMapName } from './nft-rules.js';
 

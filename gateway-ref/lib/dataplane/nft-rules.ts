@@ -17,8 +17,8 @@
  * locally sent packet with that mark routes by its link's table (`iif lo` rule).
  */
 import { createHash } from 'node:crypto';
-import { CapaError } from '../../../resolver/lib/errors.js';
-import { type Family, canonicalIp, ipFamily, ipToBytes } from '../../../resolver/lib/ip.js';
+import { CapaError } from '../../../resolver/codec/errors.js';
+import { type Family, canonicalIp, ipFamily, ipToBytes } from '../../../resolver/codec/ip.js';
 import type { OutsideTuple, ProtoNumber } from '../grm/types.js';
 
 /** A terminal's point-to-point link, as the gateway sees it. */

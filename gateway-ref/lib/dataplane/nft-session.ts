@@ -2,7 +2,7 @@
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { CapaError, type CapaErrorCode } from '../../../resolver/lib/errors.js';
+import { CapaError, type CapaErrorCode } from '../../../resolver/codec/errors.js';
 import { inNetns } from './command.js';
 import type { WorkerReply, WorkerRequest } from './nft-worker.js';
 

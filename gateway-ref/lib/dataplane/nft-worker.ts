@@ -6,7 +6,7 @@
  * The first line it writes is {"ready": true} or {"fatal": "..."}.
  */
 import { createInterface } from 'node:readline';
-import { isCapaError } from '../../../resolver/lib/errors.js';
+import { isCapaError } from '../../../resolver/codec/errors.js';
 import { Libnftables } from './libnftables.js';
 
 export interface WorkerRequest {

@@ -7,9 +7,9 @@
  * run left when its layout is the same (flows never miss their element), else a new one.
  */
 import { closeSync } from 'node:fs';
-import { CapaError } from '../../../resolver/lib/errors.js';
-import { canonicalIp, ipFamily } from '../../../resolver/lib/ip.js';
-import { unmapIPv4 } from '../dns/realm.js';
+import { CapaError } from '../../../resolver/codec/errors.js';
+import { canonicalIp, ipFamily } from '../../../resolver/codec/ip.js';
+import { unmapIPv4 } from '../../../resolver/codec/ip.js';
 import type { Allocation, DataPlane, FlowEvents, InboundRoute, OutsideTuple, RestoringState } from '../grm/types.js';
 import { runCommand, runCommandSync } from './command.js';
 import { type ConntrackEvent, ConntrackWatch, listFlows } from './conntrack.js';
@@ -20,7 +20,7 @@ import {
 } from './nft-rules.js';
 import { elementsOf, ElementRecords, setOf, STATE_MAP_LAYOUTS } from './nft-records.js';
 import { NftSession } from './nft-session.js';
-import { nftApply, nftDump, nftOpen, nftTableComment } from '../../../socket-shim/lib/native.js';
+import { nftApply, nftDump, nftOpen, nftTableComment } from '../../../native/addon/index.js';
 
 export interface NftablesOptions {
   links: NftLink[];

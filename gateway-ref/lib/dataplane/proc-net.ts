@@ -3,9 +3,9 @@
  * privileges). Pure: text in, entries out. Addresses there are hex 32-bit words printed in host
  * byte order (little-endian on x86 and ARM), ports are plain big-endian hex.
  */
-import { bytesToIp, ipFamily, ipToBytes } from '../../../resolver/lib/ip.js';
+import { bytesToIp, ipFamily, ipToBytes } from '../../../resolver/codec/ip.js';
 import type { ProtoNumber } from '../grm/types.js';
-import { unmapIPv4 } from '../dns/realm.js';
+import { unmapIPv4 } from '../../../resolver/codec/ip.js';
 
 export interface SocketEntry {
   proto: ProtoNumber;

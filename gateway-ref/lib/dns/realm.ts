@@ -1,21 +1,11 @@
 /** The inside realm: address prefixes whose hosts are terminals of this gateway. Pure. */
-import { CapaError } from '../../../resolver/lib/errors.js';
-import { bytesToIp, ipFamily, ipToBytes } from '../../../resolver/lib/ip.js';
+import { CapaError } from '../../../resolver/codec/errors.js';
+import { ipFamily, ipToBytes, unmapIPv4 } from '../../../resolver/codec/ip.js';
+import { BoundedMap } from '../../../resolver/codec/bounded-map.js';
 
 interface Prefix {
   bytes: Uint8Array;
   length: number;
-}
-
-/**
- * A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d (the kernel's tables as ::ffff:7f00:1);
- * the realm and the pool speak plain IPv4.
- */
-export function unmapIPv4(address: string): string {
-  if (!/^::ffff:/i.test(address) || ipFamily(address) !== 6 || address.includes('%')) return address;
-  const bytes = ipToBytes(address);
-  const mapped = bytes.subarray(0, 10).every((b) => b === 0) && bytes[10] === 0xff && bytes[11] === 0xff;
-  return mapped ? bytesToIp(bytes, 12, 4) : address;
 }
 
 /** `a.b.c.d/len`, `x::/len`, or a bare address (a host prefix). Throws ERR_CAPA_CONFIG. */
@@ -43,12 +33,10 @@ function matches(prefix: Prefix, bytes: Uint8Array): boolean {
   return (prefix.bytes[whole]! & mask) === (bytes[whole]! & mask);
 }
 
-/** Answers remembered per address: the same terminals and destinations come back all the time. */
-const CACHE_SIZE = 4096;
-
 export class Realm {
   private readonly prefixes: Prefix[];
-  private readonly cache = new Map<string, boolean>();
+  /** Answers remembered per address: the same terminals and destinations come back all the time. */
+  private readonly cache = new BoundedMap<string, boolean>(4096);
 
   constructor(prefixes: readonly string[]) {
     this.prefixes = prefixes.map(parsePrefix);
@@ -59,7 +47,6 @@ export class Realm {
     let inside = this.cache.get(address);
     if (inside === undefined) {
       inside = this.match(unmapIPv4(address));
-      if (this.cache.size >= CACHE_SIZE) this.cache.clear();
       this.cache.set(address, inside);
     }
     return inside;

@@ -4,15 +4,15 @@
  * is async only because installing a state and asking an upstream take time.
  * The cases and their answers are DESIGN.md "Query", "Answer", "Errors" and "Release".
  */
-import { EDE, EDE_TEXT, EDNS_PAYLOAD, dnsPacketTypeName } from '../../../resolver/lib/constants.js';
-import { isCapaError } from '../../../resolver/lib/errors.js';
-import { ipFamily } from '../../../resolver/lib/ip.js';
-import { type ExtendedError, type Message, type WireRecord, decodeMessage, encodeExtendedError } from '../../../resolver/lib/message.js';
-import { type ParsedQueryName, parseQueryName } from '../../../resolver/lib/qname.js';
-import { encode as encodeRdata } from '../../../resolver/lib/rdata.js';
-import { decodeRelease } from '../../../resolver/lib/update.js';
-import { skipName } from '../../../resolver/lib/validate.js';
-import type { Allocation, Destination, OutsideTuple, ProtoNumber } from '../grm/types.js';
+import { EDE, EDE_TEXT, EDNS_PAYLOAD, dnsPacketTypeName } from '../../../resolver/codec/constants.js';
+import { isCapaError } from '../../../resolver/codec/errors.js';
+import { ipFamily } from '../../../resolver/codec/ip.js';
+import { type ExtendedError, type Message, type WireRecord, decodeMessage, encodeExtendedError } from '../../../resolver/codec/message.js';
+import { type ParsedQueryName, parseQueryName } from '../../../resolver/codec/qname.js';
+import { encode as encodeRdata } from '../../../resolver/codec/rdata.js';
+import { decodeRelease } from '../../../resolver/codec/update.js';
+import { skipName } from '../../../resolver/codec/validate.js';
+import type { Allocation, Destination, OutsideTuple, ProtoNumber, ReleaseOutcome } from '../grm/types.js';
 import type { LookupResult } from '../zone/upstream.js';
 import type { DataRecord } from '../zone/zone-file.js';
 import type { AddressType } from '../zone/zone.js';
@@ -25,8 +25,6 @@ export interface Requester {
   address: string;
   transport: Transport;
 }
-
-export type ReleaseOutcome = 'released' | 'absent' | 'not-owner';
 
 /** What the front end needs from the GRM. */
 export interface ResponderContext {

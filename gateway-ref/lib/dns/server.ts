@@ -5,8 +5,8 @@
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { frame, unframe } from '../../../resolver/lib/transport.js';
-import { unmapIPv4 } from './realm.js';
+import { frame, unframe } from '../../../resolver/codec/tcp-frame.js';
+import { unmapIPv4 } from '../../../resolver/codec/ip.js';
 import type { Requester } from './responder.js';
 
 export type Handler = (request: Buffer, requester: Requester) => Promise<Buffer | undefined>;

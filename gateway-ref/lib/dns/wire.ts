@@ -3,9 +3,9 @@
  * goes back byte for byte as it came (dns-packet re-encodes names, which loses escapes and case
  * tricks some clients check), and because this is the hot path of every allocation. Pure.
  */
-import { EDNS_PAYLOAD } from '../../../resolver/lib/constants.js';
-import { ipToBytes } from '../../../resolver/lib/ip.js';
-import { nameLength, writeName } from '../../../resolver/lib/message.js';
+import { EDNS_PAYLOAD } from '../../../resolver/codec/constants.js';
+import { ipToBytes } from '../../../resolver/codec/ip.js';
+import { nameLength, writeName } from '../../../resolver/codec/message.js';
 import type { DataRecord } from '../zone/zone-file.js';
 
 /** Owner placeholder: a compression pointer to the question name (offset 12). */

@@ -4,8 +4,8 @@
  * held-down state, tracks pending leases, per-terminal quotas and hold-downs, and reports every
  * change as an AllocationEvent for the journal. See DESIGN.md, "Allocation (GRM)".
  */
-import { CapaError } from '../../../resolver/lib/errors.js';
-import { canonicalIp, ipFamily } from '../../../resolver/lib/ip.js';
+import { CapaError } from '../../../resolver/codec/errors.js';
+import { canonicalIp, ipFamily } from '../../../resolver/codec/ip.js';
 import { HoldDownQueue, type HeldPort } from './hold-down.js';
 import { MAX_POOL_ADDRESSES } from './pool.js';
 import { FIRST_PORT, PORT_COUNT, selectFreeInBoth } from './port-set.js';

@@ -4,8 +4,8 @@
  * querier's packets to that address reach the terminal. For one querier a pool address names at
  * most one terminal; different queriers may share an address. Pure: injected clock.
  */
-import { CapaError, invalidArg } from '../../../resolver/lib/errors.js';
-import { ipFamily } from '../../../resolver/lib/ip.js';
+import { CapaError, invalidArg } from '../../../resolver/codec/errors.js';
+import { ipFamily } from '../../../resolver/codec/ip.js';
 import type { JournaledBinding } from './state-records.js';
 
 export interface InboundOptions {

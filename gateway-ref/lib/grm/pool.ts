@@ -3,8 +3,8 @@
  * single addresses, and comma-separated lists of these. A CIDR block contributes every address in
  * it (a pool is a set of addresses, not a subnet to number hosts in).
  */
-import { CapaError } from '../../../resolver/lib/errors.js';
-import { bytesToIp, ipFamily, ipToBytes } from '../../../resolver/lib/ip.js';
+import { CapaError } from '../../../resolver/codec/errors.js';
+import { bytesToIp, ipFamily, ipToBytes } from '../../../resolver/codec/ip.js';
 
 /** The allocator stores a pool index in 16 bits; 65,536 addresses are ~4.2 billion flows per destination. */
 export const MAX_POOL_ADDRESSES = 65536;

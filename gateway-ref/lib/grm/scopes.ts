@@ -7,8 +7,8 @@
  * Held-down ports stay members until their hold-down ends.
  */
 import { isIP } from 'node:net';
-import { invalidArg } from '../../../resolver/lib/errors.js';
-import { canonicalIp } from '../../../resolver/lib/ip.js';
+import { invalidArg } from '../../../resolver/codec/errors.js';
+import { canonicalIp } from '../../../resolver/codec/ip.js';
 import { PortMultiset, PortSet } from './port-set.js';
 import type { ProtoNumber } from './types.js';
 

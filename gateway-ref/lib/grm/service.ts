@@ -3,11 +3,10 @@
  * (the operators' log and the state journal that a restart restores from), the lease timer and
  * the metrics, and is the context the DNS responder works against.
  */
-import { DEFAULT_CAPA_RRTYPE } from '../../../resolver/lib/constants.js';
-import { CapaError, isCapaError } from '../../../resolver/lib/errors.js';
-import { ipFamily } from '../../../resolver/lib/ip.js';
+import { DEFAULT_CAPA_RRTYPE } from '../../../resolver/codec/constants.js';
+import { CapaError, isCapaError } from '../../../resolver/codec/errors.js';
+import { ipFamily } from '../../../resolver/codec/ip.js';
 import type { Realm } from '../dns/realm.js';
-import { type ReleaseOutcome, type Requester, type ResponderContext, respond } from '../dns/responder.js';
 import type { GatewayMetrics } from '../metrics.js';
 import type { Names } from '../zone/names.js';
 import type { LookupResult } from '../zone/upstream.js';
@@ -17,7 +16,7 @@ import { InboundBindings } from './inbound.js';
 import { formatEvent } from './journal.js';
 import type { StateJournal } from './state-journal.js';
 import type { FoldedStates, StateRecord } from './state-records.js';
-import type { Allocation, AllocationEvent, AllocatorOptions, DataPlane, Destination, OutsideTuple } from './types.js';
+import type { Allocation, AllocationEvent, AllocatorOptions, DataPlane, Destination, OutsideTuple, ReleaseOutcome } from './types.js';
 
 export interface GrmServiceOptions {
   allocator: AllocatorOptions;
@@ -58,7 +57,8 @@ function recordOf(event: AllocationEvent): StateRecord {
   }
 }
 
-export class GrmService implements ResponderContext {
+/** The GRM: what the DNS front end (dns/responder.ts) asks of it, over its allocator and data plane. */
+export class GrmService {
   readonly allocator: Allocator;
   readonly rrtype: number;
   readonly leaseSeconds: number;
@@ -126,13 +126,6 @@ export class GrmService implements ResponderContext {
     await this.dataPlane.stop({ keepStates });
     await this.compacting;
   }
-
-  /** The DNS server's handler: the responder against this GRM, with responses counted. */
-  readonly handle = async (request: Buffer, requester: Requester): Promise<Buffer | undefined> => {
-    const response = await respond(request, requester, this);
-    if (response) this.options.metrics?.onResponse(response);
-    return response;
-  };
 
   isInside(address: string): boolean {
     return this.options.realm.contains(address);

@@ -17,7 +17,7 @@
 import { ftruncateSync, writeSync } from 'node:fs';
 import { type FileHandle, mkdir, open, readdir, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CapaError } from '../../../resolver/lib/errors.js';
+import { CapaError } from '../../../resolver/codec/errors.js';
 import { isRunning } from '../pids.js';
 import { SNAPSHOT_MAGIC, SnapshotEncoder } from './snapshot-records.js';
 import { decodeRecords, encodeRecord, foldRecords, type FoldedStates, type RecordProblem, type StateRecord } from './state-records.js';

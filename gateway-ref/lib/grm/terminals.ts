@@ -3,7 +3,7 @@
  * addresses (for paired pooling). A terminal whose last allocation ended is forgotten in a later
  * sweep rather than at once, so one making a flow at a time does not churn the table.
  */
-import { CapaError, invalidArg } from '../../../resolver/lib/errors.js';
+import { CapaError, invalidArg } from '../../../resolver/codec/errors.js';
 
 /** Idle terminals kept at least, before a sweep; beyond it, at most as many idle as in use. */
 const IDLE_FLOOR = 1024;

@@ -138,3 +138,6 @@ export interface FlowEvents {
    */
   hostPorts?(proto: ProtoNumber, family: 4 | 6, ports: readonly number[]): void;
 }
+
+/** What a release UPDATE found: the allocation ended, none matched, or it is another terminal's. */
+export type ReleaseOutcome = 'released' | 'absent' | 'not-owner';

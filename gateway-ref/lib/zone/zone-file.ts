@@ -3,9 +3,9 @@
  * `$TTL` (RFC 2308), relative names, `@`, `;` comments, a blank owner meaning the previous one,
  * TTL and class in either order. Pure: text in, records out; every error names file and line.
  */
-import { CapaError } from '../../../resolver/lib/errors.js';
-import { canonicalIp, ipFamily } from '../../../resolver/lib/ip.js';
-import { checkName } from '../../../resolver/lib/qname.js';
+import { CapaError } from '../../../resolver/codec/errors.js';
+import { canonicalIp, ipFamily } from '../../../resolver/codec/ip.js';
+import { checkName } from '../../../resolver/codec/qname.js';
 
 export type ZoneRecordType = 'A' | 'AAAA' | 'CNAME';
 

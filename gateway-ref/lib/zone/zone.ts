@@ -1,6 +1,7 @@
 /** The GRM's zone: A/AAAA/CNAME data by owner, looked up with CNAME chasing inside the zone. Pure. */
-import { CapaError } from '../../../resolver/lib/errors.js';
+import { CapaError } from '../../../resolver/codec/errors.js';
 import type { ZoneRecord } from './zone-file.js';
+import { BoundedMap } from '../../../resolver/codec/bounded-map.js';
 
 export type AddressType = 'A' | 'AAAA';
 
@@ -11,8 +12,6 @@ export interface ZoneAnswer {
   outsideTarget?: string;
 }
 
-const MAX_ANSWERS = 4096;
-
 export class Zone {
   private readonly byName = new Map<string, ZoneRecord[]>();
   /**
@@ -20,7 +19,7 @@ export class Zone {
    * the zone never changes, and every CAPA query looks one up. Keyed by the name as given so a
    * lookup builds no string. Bounded, as askers choose the names; a full table starts over.
    */
-  private readonly answers: Record<AddressType, Map<string, Readonly<ZoneAnswer> | null>> = { A: new Map(), AAAA: new Map() };
+  private readonly answers: Record<AddressType, BoundedMap<string, Readonly<ZoneAnswer> | null>> = { A: new BoundedMap(4096), AAAA: new BoundedMap(4096) };
 
   /**
    * Throws ERR_CAPA_CONFIG "<file>:<line>: ..." for a CNAME beside other data (RFC 1034 §3.6.2)
@@ -62,7 +61,6 @@ export class Zone {
     if (answer === undefined) {
       const owner = (name.endsWith('.') ? name.slice(0, -1) : name).toLowerCase();
       answer = this.byName.has(owner) ? Object.freeze(this.answer(owner, type)) : null;
-      if (known.size >= MAX_ANSWERS) known.clear();
       known.set(name, answer);
     }
     return answer ?? undefined;

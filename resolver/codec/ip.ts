@@ -111,6 +111,17 @@ export function canonicalIp(address: string): string {
   return bytesToIp(bytes, 0, bytes.length as 4 | 16);
 }
 
+/**
+ * A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d (the kernel's tables as ::ffff:7f00:1);
+ * the realm and the pool speak plain IPv4.
+ */
+export function unmapIPv4(address: string): string {
+  if (!/^::ffff:/i.test(address) || ipFamily(address) !== 6 || address.includes('%')) return address;
+  const bytes = ipToBytes(address);
+  const mapped = bytes.subarray(0, 10).every((b) => b === 0) && bytes[10] === 0xff && bytes[11] === 0xff;
+  return mapped ? bytesToIp(bytes, 12, 4) : address;
+}
+
 /** `4.3.2.1.in-addr.arpa` / nibble `…ip6.arpa` name of an address, without trailing dot. */
 export function reverseName(address: string): string {
   const bytes = ipToBytes(address);

@@ -3,6 +3,7 @@
  * 'NONE', 'NXDOMAIN', ...), with the two lookups every message makes cached.
  */
 import { createRequire } from 'node:module';
+import { BoundedMap } from './bounded-map.js';
 
 const require = createRequire(import.meta.url);
 const types = require('dns-packet/types.js') as { toType(name: string): number; toString(type: number): string };
@@ -10,14 +11,12 @@ export const classes = require('dns-packet/classes.js') as { toString(klass: num
 export const rcodes = require('dns-packet/rcodes.js') as { toString(rcode: number): string };
 export const opcodes = require('dns-packet/opcodes.js') as { toString(opcode: number): string };
 /** Type numbers by name, looked up once: the table is a long switch. */
-const typeNumbers = new Map<string, number>();
-const MAX_TYPE_NAMES = 64;
+const typeNumbers = new BoundedMap<string, number>(64);
 
 export function typeNumber(name: string): number {
   let type = typeNumbers.get(name);
   if (type === undefined) {
     type = types.toType(name);
-    if (typeNumbers.size >= MAX_TYPE_NAMES) typeNumbers.clear();
     typeNumbers.set(name, type);
   }
   return type;

@@ -2,6 +2,7 @@
 import type { Protocol } from './constants.js';
 import { invalidArg } from './errors.js';
 import { addressFromReverseName, ipFamily, reverseName } from './ip.js';
+import { BoundedMap } from './bounded-map.js';
 
 export interface QueryTarget {
   /** Destination host name (or IP literal when building). */
@@ -91,15 +92,13 @@ export interface ParsedQueryName {
  * Names already parsed: a GRM is asked the same few names over and over (one per destination),
  * and parsing is most of what it does with a question. Bounded; a full table starts over.
  */
-const parsedNames = new Map<string, Readonly<ParsedQueryName>>();
-const MAX_PARSED_NAMES = 4096;
+const parsedNames = new BoundedMap<string, Readonly<ParsedQueryName>>(4096);
 
 /** Inverse of buildQueryName. A name without the `_port._proto` prefix is a bare host. */
 export function parseQueryName(qname: string): Readonly<ParsedQueryName> {
   let parsed = parsedNames.get(qname);
   if (parsed === undefined) {
     parsed = Object.freeze(parseName(qname));
-    if (parsedNames.size >= MAX_PARSED_NAMES) parsedNames.clear();
     parsedNames.set(qname, parsed);
   }
   return parsed;

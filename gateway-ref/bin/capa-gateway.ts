@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { formatServer, parseServer, type ServerAddress } from '../../resolver/codec/server-address.js';
 import { DATA_PLANES } from '../lib/dataplane/index.js';
 import { type RunningGateway, parseListen, startGateway } from '../lib/gateway.js';
+import { DEFAULT_HOLD_DOWN_MS, DEFAULT_LEASE_MS } from '../lib/grm/allocator.js';
 import { parsePool } from '../lib/grm/pool.js';
 
 const DEFAULT_LISTEN = '127.0.0.1:5300';
@@ -67,8 +68,8 @@ const argv = commandLine('capa-gateway', process.argv.slice(2), usageError, (y) 
   .option('upstream', { type: 'string', describe: 'DNS server (ip[:port], default port 53) asked for names not in the zone; without it they are NXDOMAIN' })
   .option('port-strategy', { choices: ['random', 'sequential'] as const, default: 'random' as const, describe: 'How source ports are chosen: random (RFC 6056, unpredictable) or sequential (first free port)' })
   .option('quota', { type: 'number', describe: 'Most live allocations per terminal (default: no limit); over it: SERVFAIL with EDE 49153' })
-  .option('lease', { type: 'number', default: 30, describe: 'Seconds a terminal has to start its flow (the CAPA TTL); unused allocations are reclaimed after it' })
-  .option('hold-down', { type: 'number', default: 60, describe: 'Seconds before a released (address, port) is reissued for the same destination (2 MSL, so TIME_WAIT never collides)' })
+  .option('lease', { type: 'number', default: DEFAULT_LEASE_MS / 1000, describe: 'Seconds a terminal has to start its flow (the CAPA TTL); unused allocations are reclaimed after it' })
+  .option('hold-down', { type: 'number', default: DEFAULT_HOLD_DOWN_MS / 1000, describe: 'Seconds before a released (address, port) is reissued for the same destination (2 MSL, so TIME_WAIT never collides)' })
   .option('log', { type: 'string', describe: 'Append the allocation journal (one JSON line per allocate/confirm/release/expire) to this file (/dev/stdout to print it)' })
   .option('state-dir', { type: 'string', describe: 'Folder of the state journal: every allocation is written there before its answer leaves, and a restart (after a crash, kill -9 or an upgrade) puts every state back and keeps every flow. Default: /var/lib/capa-gateway/<listen address> as root, else $XDG_STATE_HOME/capa-gateway/<listen address> (~/.local/state); none with --listen port 0. "none": keep no journal' })
   .option('state-fsync', { type: 'boolean', default: false, describe: 'Flush the state journal to the disk (fdatasync) before answers leave: a power cut then loses no answered allocation (a kill -9 never does); costs a disk flush per batch of answers' })

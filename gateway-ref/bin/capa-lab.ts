@@ -8,6 +8,7 @@ import { commandLine, usageExit } from '../../common/cli.js';
 import { isCapaError } from '../../resolver/codec/errors.js';
 import { type LabSettings, down, exec, restartGateway, stateDirOf, status, up } from '../lab/lab.js';
 import { DEFAULT_PREFIX, type LabPlan, MAX_TERMINALS, checkPrefix } from '../lab/topology.js';
+import { DEFAULT_HOLD_DOWN_MS, DEFAULT_LEASE_MS } from '../lib/grm/allocator.js';
 
 const EXIT_RUNTIME = 1;
 const EXIT_USAGE = 2;
@@ -52,8 +53,8 @@ void commandLine('capa-lab', process.argv.slice(2), usageError, (y) => y
     .option('terminals', { type: 'number', default: 2, describe: `Number of terminals (1-${MAX_TERMINALS}), each in its own namespace and on its own link` })
     .option('pool', { type: 'string', describe: 'Pool addresses to hand out, within 198.51.100.0/24 and 2001:db8:198::/64: a-b ranges, CIDR blocks or addresses, comma-separated (default 198.51.100.1-198.51.100.254,2001:db8:198::1-2001:db8:198::fe)' })
     .option('port-strategy', { choices: ['random', 'sequential'] as const, default: 'random' as const, describe: 'How the GRM picks source ports: random or sequential (first free)' })
-    .option('lease', { type: 'number', default: 30, describe: 'Seconds a terminal has to start its flow (the CAPA TTL)' })
-    .option('hold-down', { type: 'number', default: 60, describe: 'Seconds before a released (address, port) is reissued for the same destination' })
+    .option('lease', { type: 'number', default: DEFAULT_LEASE_MS / 1000, describe: 'Seconds a terminal has to start its flow (the CAPA TTL)' })
+    .option('hold-down', { type: 'number', default: DEFAULT_HOLD_DOWN_MS / 1000, describe: 'Seconds before a released (address, port) is reissued for the same destination' })
     .check((a) => {
       if (!(Number.isInteger(a.lease) && a.lease >= 1)) throw new Error(`--lease must be a whole number of seconds >= 1, got ${a.lease}`);
       if (!(Number.isInteger(a['hold-down']) && a['hold-down'] >= 0)) throw new Error(`--hold-down must be a whole number of seconds >= 0, got ${a['hold-down']}`);

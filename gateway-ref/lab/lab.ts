@@ -133,8 +133,10 @@ export async function up(settings: UpSettings): Promise<LabPlan> {
     const gateway = [
       process.execPath, distFile('../bin/capa-gateway.js'),
       '--listen', `0.0.0.0:${plan.dnsPort}`, '--pool', plan.pool, '--inside', plan.inside, '--inside', plan.inside6, '--zone', zoneFile,
-      '--port-strategy', settings.portStrategy ?? 'random', '--lease', String(settings.leaseSeconds ?? 30),
-      '--hold-down', String(settings.holdDownSeconds ?? 60), '--log', join(stateDir, 'journal.jsonl'),
+      '--port-strategy', settings.portStrategy ?? 'random', '--log', join(stateDir, 'journal.jsonl'),
+      // Unset, the gateway's own defaults hold.
+      ...(settings.leaseSeconds === undefined ? [] : ['--lease', String(settings.leaseSeconds)]),
+      ...(settings.holdDownSeconds === undefined ? [] : ['--hold-down', String(settings.holdDownSeconds)]),
       '--data-plane', 'nftables', ...linkSpecs(plan).flatMap((spec) => ['--nft-link', spec]),
       // The lab's own state folder: a restart finds it, and `down` removes it with the lab.
       '--state-dir', join(stateDir, 'grm'),

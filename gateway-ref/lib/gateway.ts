@@ -11,6 +11,7 @@ import { type DataPlaneName, createDataPlane } from './dataplane/index.js';
 import { Realm } from './dns/realm.js';
 import { respond } from './dns/responder.js';
 import { DnsServer } from './dns/server.js';
+import { DEFAULT_HOLD_DOWN_MS, DEFAULT_LEASE_MS } from './grm/allocator.js';
 import { GrmService } from './grm/service.js';
 import { StateJournal } from './grm/state-journal.js';
 import type { DataPlane, PortStrategy } from './grm/types.js';
@@ -142,7 +143,7 @@ export async function startGateway(config: GatewayConfig): Promise<RunningGatewa
   const realm = new Realm(config.inside);
   const upstream = config.upstream && new Upstream(config.upstream);
   const names = new Names(zone, upstream);
-  const leaseMs = (config.leaseSeconds ?? 30) * 1000;
+  const leaseMs = config.leaseSeconds === undefined ? DEFAULT_LEASE_MS : config.leaseSeconds * 1000;
   const dataPlane = typeof config.dataPlane === 'object' ? config.dataPlane : createDataPlane(config.dataPlane ?? 'loopback', { pool: config.pool, nftLinks: config.nftLinks, leaseMs });
   const direct = new Realm(config.direct ?? (dataPlane.name === 'loopback' ? [] : config.inside));
   const log = config.log ?? ((message: string) => process.stderr.write(`${message}\n`));
@@ -158,7 +159,7 @@ export async function startGateway(config: GatewayConfig): Promise<RunningGatewa
       portStrategy: config.portStrategy,
       quota: config.quota,
       leaseMs,
-      holdDownMs: (config.holdDownSeconds ?? 60) * 1000,
+      holdDownMs: config.holdDownSeconds === undefined ? DEFAULT_HOLD_DOWN_MS : config.holdDownSeconds * 1000,
       now: config.now,
     },
     dataPlane,

@@ -24,6 +24,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchCommandLine, median, percentile, table } from './lib.js';
+import { startReady } from '../common/ready-process.js';
 
 const TARGET_RATIO = 1.1;
 /** What `capa-run -- true` may add to `true` (ms, medians). */
@@ -83,14 +84,7 @@ async function timed(row: Row): Promise<number> {
 }
 
 async function startChild(command: string[], readyPattern: RegExp): Promise<ChildProcess> {
-  const child = spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'pipe', 'inherit'] });
-  let out = '';
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${command.join(' ')} not ready within 10 s: ${out}`)), 10_000);
-    child.stdout!.on('data', (c: Buffer) => { out += c.toString(); if (readyPattern.test(out)) { clearTimeout(timer); resolve(); } });
-    child.on('exit', (code) => { clearTimeout(timer); reject(new Error(`${command.join(' ')} exited (${code}): ${out}`)); });
-  });
-  return child;
+  return (await startReady(command, readyPattern, { stderr: 'inherit' })).child;
 }
 
 /** Inside the namespace: gateway on :53, the page on OUTSIDE:80, then the interleaved rows. */

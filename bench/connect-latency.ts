@@ -23,7 +23,7 @@
  *
  *   node dist/bench/connect-latency.js [--iterations 1500] [--warmup 2000] [--block 20] [--probe-ms 2000] [--check]
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess } from 'node:child_process';
 import { Resolver } from 'node:dns/promises';
 import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -39,6 +39,7 @@ import { exchange } from '../resolver/lib/transport.js';
 import { connect } from '../socket-shim/lib/connect.js';
 import type { CapaOptions } from '../socket-shim/lib/options.js';
 import { benchCommandLine, percentile } from './lib.js';
+import { startReady } from '../common/ready-process.js';
 
 const TARGET_RATIO = 1.1;
 const POOL = '127.64.9.1';
@@ -277,19 +278,9 @@ async function measure(list: Variant[], count: number, block: number, samples: S
 }
 
 async function startGatewayProcess(zoneFile: string, extra: string[] = []): Promise<{ child: ChildProcess; server: string }> {
-  const child = spawn(process.execPath, [GATEWAY_JS, '--listen', '127.0.0.1:0', '--pool', POOL, '--inside', '127.10.0.0/16', '--zone', zoneFile, ...extra],
-    { stdio: ['ignore', 'pipe', 'inherit'] });
-  let out = '';
-  child.stdout!.setEncoding('utf8');
-  const server = await new Promise<string>((resolve, reject) => {
-    child.stdout!.on('data', (chunk: string) => {
-      out += chunk;
-      const m = /listening on (\S+)/.exec(out);
-      if (m) resolve(m[1]!);
-    });
-    child.once('exit', (code) => reject(new Error(`capa-gateway exited (${code}) before it was ready`)));
-  });
-  return { child, server };
+  const gateway = await startReady([process.execPath, GATEWAY_JS, '--listen', '127.0.0.1:0', '--pool', POOL, '--inside', '127.10.0.0/16', '--zone', zoneFile, ...extra],
+    /listening on (\S+)/, { stderr: 'inherit' });
+  return { child: gateway.child, server: gateway.match[1]! };
 }
 
 async function main(): Promise<void> {

@@ -23,6 +23,7 @@ import { promisify } from 'node:util';
 import { availableParallelism, loadavg } from 'node:os';
 import { encode as encodeRdata } from '../resolver/codec/rdata.js';
 import { benchCommandLine } from './lib.js';
+import { startReady, stopChild as stop } from '../common/ready-process.js';
 
 const run = promisify(execFile);
 const GATEWAY_BIN = join(dirname(fileURLToPath(import.meta.url)), '../gateway-ref/bin/capa-gateway.js');
@@ -151,30 +152,14 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = once(child, 'exit');
-  child.kill('SIGTERM');
-  await exited;
-}
 
 async function startGateway(dir: string, extra: string[] = []): Promise<{ child: ChildProcess; port: number; metrics: number }> {
-  const child = spawn(process.execPath, [GATEWAY_BIN,
+  const gateway = await startReady([process.execPath, GATEWAY_BIN,
     '--listen', '127.0.0.1:0', '--pool', '127.64.0.0/16', '--inside', '127.0.0.0/8', '--zone', join(dir, 'gateway.zone'),
     // Short lease and hold-down: dnsperf never uses nor releases its allocations.
     '--lease', '2', '--hold-down', '5', '--log', join(dir, 'journal.jsonl'), '--metrics', '127.0.0.1:0', ...extra,
-  ], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-  child.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
-  for (let i = 0; i < 300; i++) {
-    const m = /listening on 127\.0\.0\.1:(\d+) .*metrics http:\/\/127\.0\.0\.1:(\d+)/.exec(out);
-    if (m) return { child, port: Number(m[1]), metrics: Number(m[2]) };
-    if (child.exitCode !== null) break;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  await stop(child);
-  throw new Error(`capa-gateway did not start:\n${out}`);
+  ], /listening on 127\.0\.0\.1:(\d+) .*metrics http:\/\/127\.0\.0\.1:(\d+)/, { timeoutMs: 30_000 });
+  return { child: gateway.child, port: Number(gateway.match[1]), metrics: Number(gateway.match[2]) };
 }
 
 async function startNsd(dir: string, names: { name: string; port: number }[]): Promise<{ child: ChildProcess; port: number }> {

@@ -9,7 +9,7 @@
  *
  *   node dist/bench/soak.js [--minutes 10] [--warmup-s 90]
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import net from 'node:net';
@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { release, resolve } from '../resolver/lib/resolve.js';
+import { startReady } from '../common/ready-process.js';
 import { benchCommandLine, table } from './lib.js';
 
 const GATEWAY_JS = fileURLToPath(new URL('../gateway-ref/bin/capa-gateway.js', import.meta.url));
@@ -39,6 +40,7 @@ const argv = benchCommandLine('soak', (y) => y
   .option('minutes', { type: 'number', default: 10, describe: 'how long the churn runs after the warm-up' })
   .option('warmup-s', { type: 'number', default: 90, describe: 'churn before the first memory reading (longer than the hold-down, so the held tuples are at their steady number)' })
   .option('hold-down', { type: 'number', default: 60, describe: 'the gateway\'s --hold-down in seconds (Linux keeps TIME_WAIT up to a few seconds past 60 s: its timer wheel rounds up)' })
+  .option('heap-snapshots', { type: 'string', describe: 'write a heap snapshot of the gateway into this folder after the warm-up and at the end, to compare in Chrome DevTools (each pauses the gateway for seconds: expect timeouts counted as errors)' })
   .check((a) => {
     if (!(a.minutes > 0) || !(a['warmup-s'] >= 0)) throw new Error('--minutes must be > 0 and --warmup-s >= 0');
     return true;
@@ -59,23 +61,16 @@ interface FullGcs {
 const MARK_COMPACT = /Mark-Compact[^\n]*? -> ([\d.]+) \(/g;
 
 async function startGateway(dir: string, gcs: FullGcs): Promise<{ child: ChildProcess; server: string }> {
-  const child = spawn(process.execPath, ['--trace-gc', GATEWAY_JS, '--listen', '127.0.0.1:0', '--pool', POOL, '--inside', '127.10.0.0/16',
-    '--state-dir', join(dir, 'state'), '--lease', '2', '--hold-down', String(argv['hold-down'])], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let out = '';
-  child.stdout!.setEncoding('utf8');
-  const server = await new Promise<string>((ok, fail) => {
-    child.stdout!.on('data', (d: string) => {
-      for (const m of d.matchAll(MARK_COMPACT)) {
-        gcs.heapMB = Number(m[1]);
-        gcs.count++;
-      }
-      if (out.length < 4096) out += d;
-      const m = /listening on (\S+)/.exec(out);
-      if (m) ok(m[1]!);
-    });
-    child.once('exit', (code) => fail(new Error(`capa-gateway exited (${code})`)));
+  const snapshots = argv['heap-snapshots'] === undefined ? [] : ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${argv['heap-snapshots']}`];
+  const gateway = await startReady([process.execPath, '--trace-gc', ...snapshots, GATEWAY_JS, '--listen', '127.0.0.1:0', '--pool', POOL, '--inside', '127.10.0.0/16',
+    '--state-dir', join(dir, 'state'), '--lease', '2', '--hold-down', String(argv['hold-down'])], /listening on (\S+)/, { stderr: 'inherit' });
+  gateway.child.stdout!.on('data', (d: string) => {
+    for (const m of d.matchAll(MARK_COMPACT)) {
+      gcs.heapMB = Number(m[1]);
+      gcs.count++;
+    }
   });
-  return { child, server };
+  return { child: gateway.child, server: gateway.match[1]! };
 }
 
 async function folderBytes(dir: string): Promise<number> {
@@ -120,10 +115,16 @@ async function main(): Promise<void> {
   try {
     await new Promise((r) => setTimeout(r, argv['warmup-s'] * 1000));
     const warm = { rss: await rssKiB(child.pid!), counts: { ...counts }, gc: { ...gcs } };
+    if (argv['heap-snapshots'] !== undefined) child.kill('SIGUSR2');
     await new Promise((r) => setTimeout(r, argv.minutes * 60_000));
     const end = { rss: await rssKiB(child.pid!), counts: { ...counts }, gc: { ...gcs } };
     running = false;
     await Promise.all(workers);
+    if (argv['heap-snapshots'] !== undefined) {
+      child.kill('SIGUSR2');
+      await new Promise((r) => setTimeout(r, 10_000)); // the snapshot is written before the gateway takes SIGTERM
+      console.log(`heap snapshots in ${argv['heap-snapshots']}: ${(await readdir(argv['heap-snapshots'])).filter((f) => f.endsWith('.heapsnapshot')).join(', ')}`);
+    }
     const change = (end.rss - warm.rss) / warm.rss;
     console.log(`soak: ${argv.minutes} min of churn after ${argv['warmup-s']} s of warm-up, lease 2 s, hold-down ${argv['hold-down']} s, ${DESTINATIONS} destination ports, ${TERMINALS.length} terminals (half connect and release, half let leases expire)`);
     console.log(table([

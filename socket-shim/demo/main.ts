@@ -20,6 +20,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { commandLine, usageExit } from '../../common/cli.js';
+import { startReady } from '../../common/ready-process.js';
 import { type FlowProto, parseReport, reportFromCapaRunLog, type TerminalReport } from './report.js';
 
 const POOL = '127.64.0.1-127.64.0.2';
@@ -90,31 +91,24 @@ async function startOutside(): Promise<Outside> {
   };
 }
 
-/** Collects a child's output; `line` resolves with the first stdout line matching `pattern`. */
-function watch(child: ChildProcess): { stdout: () => string; stderr: () => string; line: (pattern: RegExp) => Promise<RegExpExecArray> } {
+/** Collects a child's output. */
+function watch(child: ChildProcess): { stdout: () => string; stderr: () => string } {
   let out = '';
   let err = '';
   child.stdout!.setEncoding('utf8').on('data', (chunk: string) => { out += chunk; });
   child.stderr!.setEncoding('utf8').on('data', (chunk: string) => { err += chunk; });
-  const line = (pattern: RegExp): Promise<RegExpExecArray> => new Promise((resolve, reject) => {
-    const check = (): void => {
-      const match = pattern.exec(out);
-      if (match) { child.stdout!.off('data', check); child.off('exit', onExit); resolve(match); }
-    };
-    const onExit = (code: number | null): void => reject(new Error(`exited (${code}) before printing ${pattern}: ${err.trim() || out.trim()}`));
-    child.stdout!.on('data', check);
-    child.once('exit', onExit);
-    check();
-  });
-  return { stdout: () => out, stderr: () => err, line };
+  return { stdout: () => out, stderr: () => err };
 }
 
 const children = new Set<ChildProcess>();
 
-/** A Node script (`.js`) or a native program, its output piped. */
+/** A program that runs to its end, its output piped. */
 function start(program: string, args: string[]): ChildProcess {
-  const [command, rest] = program.endsWith('.js') ? [process.execPath, [program, ...args]] : [program, args];
-  const child = spawn(command, rest, { stdio: ['pipe', 'pipe', 'pipe'] });
+  return track(spawn(program, args, { stdio: ['pipe', 'pipe', 'pipe'] }));
+}
+
+/** Stopped with the demo (or killed at its time limit). */
+function track(child: ChildProcess): ChildProcess {
   children.add(child);
   child.once('exit', () => children.delete(child));
   return child;
@@ -129,9 +123,10 @@ async function stopChildren(): Promise<void> {
 }
 
 async function startGatewayProcess(zoneFile: string): Promise<string> {
-  const gateway = start(GATEWAY_JS, ['--listen', '127.0.0.1:0', '--pool', POOL, ...INSIDE.flatMap((p) => ['--inside', p]), '--zone', zoneFile]);
-  const [, server] = await watch(gateway).line(/listening on (\S+)/);
-  return server!;
+  const gateway = await startReady([process.execPath, GATEWAY_JS, '--listen', '127.0.0.1:0', '--pool', POOL, ...INSIDE.flatMap((p) => ['--inside', p]), '--zone', zoneFile],
+    /listening on (\S+)/);
+  track(gateway.child);
+  return gateway.match[1]!;
 }
 
 interface Terminal {
@@ -144,10 +139,11 @@ interface Terminal {
 }
 
 async function startTerminal(spec: { name: string; address: string }, server: string, outside: Outside): Promise<Terminal> {
-  const child = start(TERMINAL_JS, ['--name', spec.name, '--server', server, '--terminal-address', spec.address, '--host', HOST,
-    '--http-port', String(outside.httpPort), '--udp-port', String(outside.udpPort)]);
-  const output = watch(child);
-  await output.line(/^ready$/m);
+  const terminal = await startReady([process.execPath, TERMINAL_JS, '--name', spec.name, '--server', server, '--terminal-address', spec.address, '--host', HOST,
+    '--http-port', String(outside.httpPort), '--udp-port', String(outside.udpPort)], /^ready$/m, { stdin: 'pipe' });
+  const { child } = terminal;
+  track(child);
+  const output = { stdout: () => terminal.output().stdout, stderr: () => terminal.output().stderr };
   return {
     ...spec,
     kind: 'capa-socket',

@@ -1,6 +1,6 @@
 /** capa-gateway as a user runs it: a separate process, its output and its exit codes. */
 import { expect } from 'chai';
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { resolve } from '../../resolver/lib/resolve.js';
+import { startReady } from '../../common/ready-process.js';
 
 const BIN = join(dirname(fileURLToPath(import.meta.url)), '../../gateway-ref/bin/capa-gateway.js');
 const ZONE = '$ORIGIN example.\n$TTL 300\nwww A 127.0.0.80\n';
@@ -19,41 +20,13 @@ interface Finished {
   stderr: string;
 }
 
-interface Started {
-  child: ChildProcess;
-  port: number;
-  output: { stdout: string; stderr: string };
-  finished: Promise<Finished>;
-}
-
-function start(args: string[]): Started & { ready: Promise<number> } {
-  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const output = { stdout: '', stderr: '' };
-  let readyResolve: (port: number) => void = () => {};
-  const ready = new Promise<number>((r) => { readyResolve = r; });
-  child.stdout!.on('data', (d: Buffer) => {
-    output.stdout += d.toString();
-    const m = /capa-gateway listening on 127\.0\.0\.1:(\d+) \(udp\+tcp\)/.exec(output.stdout);
-    if (m) readyResolve(Number(m[1]));
-  });
-  child.stderr!.on('data', (d: Buffer) => { output.stderr += d.toString(); });
-  const finished = once(child, 'exit').then(([code, signal]) => ({ code, signal, ...output } as Finished));
-  return { child, port: 0, output, finished, ready };
-}
-
 /** Runs to completion (bad flags must exit by themselves; the mocha timeout bounds it). */
 function runToExit(args: string[]): Promise<Finished> {
-  return start(args).finished;
-}
-
-/** Starts and waits for the ready line, or fails with what the process said if it exits first. */
-async function startReady(args: string[]): Promise<Started> {
-  const s = start(args);
-  const port = await Promise.race([
-    s.ready,
-    s.finished.then((f) => { throw new Error(`capa-gateway exited ${f.code} before ready:\n${f.stderr}`); }),
-  ]);
-  return { ...s, port };
+  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const output = { stdout: '', stderr: '' };
+  child.stdout!.on('data', (d: Buffer) => { output.stdout += d.toString(); });
+  child.stderr!.on('data', (d: Buffer) => { output.stderr += d.toString(); });
+  return once(child, 'exit').then(([code, signal]) => ({ code, signal, ...output } as Finished));
 }
 
 describe('capa-gateway command line', function () {
@@ -129,14 +102,15 @@ describe('capa-gateway command line', function () {
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     it(`serves, journals, and stops cleanly with exit 0 on ${signal}`, async () => {
       const journal = join(dir, `journal-${signal}.jsonl`);
-      const s = await startReady(['--listen', '127.0.0.1:0', '--pool', '127.64.0.1-127.64.0.4', '--zone', zone, '--log', journal]);
-      expect(s.output.stdout).to.match(/pool 4 addresses, data plane loopback/);
-      const endpoint = await resolve({ host: 'www.example', port: 80, servers: [`127.0.0.1:${s.port}`] });
+      const s = await startReady([process.execPath, BIN, '--listen', '127.0.0.1:0', '--pool', '127.64.0.1-127.64.0.4', '--zone', zone, '--log', journal],
+        /capa-gateway listening on 127\.0\.0\.1:(\d+) \(udp\+tcp\)/);
+      expect(s.output().stdout).to.match(/pool 4 addresses, data plane loopback/);
+      const endpoint = await resolve({ host: 'www.example', port: 80, servers: [`127.0.0.1:${s.match[1]}`] });
       expect(endpoint.kind).to.equal('capa');
+      const exited = once(s.child, 'close'); // after its output is all in
       s.child.kill(signal);
-      const f = await s.finished;
-      expect([f.code, f.signal]).to.deep.equal([0, null]);
-      expect(f.stderr).to.include(`capa-gateway: stopped (${signal})`);
+      expect(await exited).to.deep.equal([0, null]);
+      expect(s.output().stderr).to.include(`capa-gateway: stopped (${signal})`);
       const lines = (await readFile(journal, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
       expect(lines).to.have.length(1);
       expect(lines[0]).to.include({ event: 'allocate', terminal: '127.0.0.1', aOB: '127.0.0.80', pB: 80 });

@@ -4,7 +4,7 @@
  * ports make a forgetful GRM fail at once), pending answers keep their (aOG, pA), flows whose
  * sockets closed meanwhile end, and a damaged journal is reported and read past.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { appendFile, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -17,7 +17,7 @@ import { resolve } from '../../resolver/lib/resolve.js';
 import { connect, type CapaSocket } from '../../socket-shim/index.js';
 import { repoRoot } from '../helpers/c-build.js';
 import { unavailable } from '../helpers/ci.js';
-import { stopChild } from '../helpers/stop-child.js';
+import { startReady, stopChild } from '../../common/ready-process.js';
 import { eventually, firstLine, type OutsideTcp, startOutsideTcp } from '../shim/lab.js';
 
 const GATEWAY = join(repoRoot, 'dist/gateway-ref/bin/capa-gateway.js');
@@ -50,17 +50,9 @@ describe('capa-gateway restart: the state journal and the data plane bring every
   const capa = () => ({ servers: [server()], terminalAddress: TERMINAL, dnsTimeout: 1000, dnsDeadline: 3000, onReleaseError: () => undefined });
 
   async function start(extra: string[] = [], leaseSeconds = 30): Promise<Gateway> {
-    const child = spawn(process.execPath, [GATEWAY, '--listen', server(), '--pool', POOL, '--inside', '127.10.0.0/16', '--port-strategy', 'sequential',
-      '--state-dir', join(dir, 'state'), '--hold-down', '0', '--lease', String(leaseSeconds), ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout!.on('data', (d: Buffer) => { output += d.toString(); });
-    child.stderr!.on('data', (d: Buffer) => { output += d.toString(); });
-    await new Promise<void>((ready, fail) => {
-      const timer = setTimeout(() => fail(new Error(`capa-gateway not ready:\n${output}`)), 10_000);
-      child.stdout!.on('data', () => { if (output.includes('listening on')) { clearTimeout(timer); ready(); } });
-      child.on('exit', (code) => { clearTimeout(timer); fail(new Error(`capa-gateway exited (${code}):\n${output}`)); });
-    });
-    gateway = { child, output: () => output };
+    const started = await startReady([process.execPath, GATEWAY, '--listen', server(), '--pool', POOL, '--inside', '127.10.0.0/16', '--port-strategy', 'sequential',
+      '--state-dir', join(dir, 'state'), '--hold-down', '0', '--lease', String(leaseSeconds), ...extra], /listening on/);
+    gateway = { child: started.child, output: () => Object.values(started.output()).join('') };
     return gateway;
   }
 
@@ -299,13 +291,9 @@ describe('capa-gateway restart: the state journal and the data plane bring every
     execFileSync('mkdir', ['-p', mount]);
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', mount]);
     try {
-      const child = spawn(process.execPath, [GATEWAY, '--listen', server(), '--pool', POOL, '--inside', '127.10.0.0/16', '--state-dir', mount],
-        { stdio: ['ignore', 'pipe', 'pipe'] });
-      let output = '';
-      child.stdout!.on('data', (d: Buffer) => { output += d.toString(); });
-      child.stderr!.on('data', (d: Buffer) => { output += d.toString(); });
-      gateway = { child, output: () => output };
-      await eventually(() => output.includes('listening on'), 'the gateway ready', 10_000);
+      const started = await startReady([process.execPath, GATEWAY, '--listen', server(), '--pool', POOL, '--inside', '127.10.0.0/16', '--state-dir', mount], /listening on/);
+      gateway = { child: started.child, output: () => Object.values(started.output()).join('') };
+      const { output } = gateway;
       await pending();
       // Fill the folder up.
       const filler = join(mount, 'filler');
@@ -316,8 +304,8 @@ describe('capa-gateway restart: the state journal and the data plane bring every
       for (let i = 0; i < 100 && failed === undefined; i++) failed = await pending().then(() => undefined, (err: Error) => err);
       expect(failed, 'a CAPA query on a full disk').to.be.instanceOf(Error);
       expect((failed as { code?: string }).code).to.equal('ERR_CAPA_SERVER_FAILURE');
-      expect(output).to.include('cannot be written');
-      expect(output).to.include('answering SERVFAIL rather than hand out allocations a restart would forget');
+      expect(output()).to.include('cannot be written');
+      expect(output()).to.include('answering SERVFAIL rather than hand out allocations a restart would forget');
       await rm(filler);
       expect(await pending()).to.be.a('number');
     } finally {

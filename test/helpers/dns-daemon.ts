@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { encodeQuery } from '../../resolver/codec/message.js';
 import { exchange } from '../../resolver/lib/transport.js';
-import { stopChild } from './stop-child.js';
+import { stopChild } from '../../common/ready-process.js';
 
 export const DAEMON_ADDRESS = '127.0.0.1';
 const SEARCH = [...(process.env.PATH ?? '').split(delimiter), '/usr/sbin', '/sbin'];

@@ -7,7 +7,7 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { userInfo, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { stopChild } from './stop-child.js';
+import { stopChild } from '../../common/ready-process.js';
 
 export interface Sshd {
   /** Arguments that make ssh(1) log in to this server as this user, before the command. */

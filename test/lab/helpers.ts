@@ -2,6 +2,7 @@
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { type ReadyProcess, startReady } from '../../common/ready-process.js';
 import { runCommand } from '../../gateway-ref/lib/dataplane/command.js';
 import { unavailable } from '../helpers/ci.js';
 import { requireNamespaces } from '../helpers/netns.js';
@@ -66,27 +67,14 @@ export function reapConntrack(gatewayNetns: string): Promise<unknown> {
 
 /** A long-running program inside a namespace that prints a ready line first. */
 export class NsProcess {
-  private constructor(private readonly child: ChildProcessWithoutNullStreams, readonly lines: string[]) {}
+  private constructor(private readonly process: ReadyProcess) {}
 
   static async start(netns: string, argv: string[], ready: RegExp): Promise<NsProcess> {
-    const child = spawn('ip', ['netns', 'exec', netns, ...argv], { stdio: ['pipe', 'pipe', 'pipe'] });
-    const lines: string[] = [];
-    let stderr = '';
-    child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
-    const proc = new NsProcess(child, lines);
-    await new Promise<void>((resolve, reject) => {
-      createInterface({ input: child.stdout }).on('line', (line) => {
-        lines.push(line);
-        if (ready.test(line)) resolve();
-      });
-      child.on('close', (code) => reject(new Error(`${argv.join(' ')} exited with ${code}: ${stderr}`)));
-    });
-    return proc;
+    return new NsProcess(await startReady(['ip', 'netns', 'exec', netns, ...argv], ready));
   }
 
   stop(): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return Promise.resolve();
-    return new Promise((resolve) => { this.child.on('close', () => resolve()); this.child.kill('SIGTERM'); });
+    return this.process.stop();
   }
 }
 

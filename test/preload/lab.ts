@@ -12,7 +12,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { repoRoot } from '../helpers/c-build.js';
-import { stopChild } from '../helpers/stop-child.js';
+import { startReady } from '../../common/ready-process.js';
 
 export const CAPA_RUN = join(repoRoot, 'build/Release/capa-run');
 export const LIBRARY = join(repoRoot, 'build/Release/libcapa_preload.so');
@@ -98,23 +98,12 @@ export async function startGateway(ws: Workspace, options: GatewayOptions = {}):
   await writeFile(zone, [`$ORIGIN test.\n$TTL 60\noutside A ${options.outside ?? OUTSIDE_HOST}`, ...options.zone ?? [], ''].join('\n'));
   const command = [...(options.wrap ?? []), process.execPath, GATEWAY, '--listen', '127.0.0.1:0', '--pool', options.pool ?? POOL,
     '--zone', zone, '--log', journal, ...(options.extra ?? [])];
-  const child = spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  const ready = new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`capa-gateway not ready within 10 s:\n${output}`)), 10_000);
-    child.stdout.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-      const m = /listening on (127\.0\.0\.1:\d+)/.exec(output);
-      if (m) { clearTimeout(timer); resolve(m[1]!); }
-    });
-    child.stderr.on('data', (chunk: Buffer) => { output += chunk.toString(); });
-    child.on('exit', (code) => { clearTimeout(timer); reject(new Error(`capa-gateway exited (${code}):\n${output}`)); });
-  });
-  const server = await ready;
+  const gateway = await startReady(command, /listening on (127\.0\.0\.1:\d+)/);
+  const server = gateway.match[1]!;
   return {
     server,
     journal: () => jsonLines<JournalEvent>(journal),
-    stop: () => stopChild(child),
+    stop: () => gateway.stop(),
   };
 }
 

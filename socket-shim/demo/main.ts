@@ -11,15 +11,13 @@
  * 2 bad flags.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { access, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { commandLine, usageExit } from '../../common/cli.js';
+import { peerKey, startOutsideHost } from '../../common/outside-host.js';
 import { startReady } from '../../common/ready-process.js';
 import { type FlowProto, parseReport, reportFromCapaRunLog, type TerminalReport } from './report.js';
 
@@ -53,41 +51,25 @@ commandLine('capa-demo', process.argv.slice(2), usageExit('capa-demo', 2), (y) =
 
 const exists = (file: string): Promise<boolean> => access(file).then(() => true, () => false);
 
-const seenKey = (name: string, proto: FlowProto): string => `${name} ${proto}`;
-
 interface Outside {
   httpPort: number;
   udpPort: number;
-  /** `<terminal> <proto>` -> the peer address:port the host saw. */
-  seen: Map<string, string>;
+  /** The peer address:port the host saw for `<terminal> <proto>` (HTTP GET /<terminal>, a datagram "<terminal>"). */
+  seen(name: string, proto: FlowProto): string | undefined;
   close(): Promise<void>;
 }
 
-/** The outside host: HTTP GET /<terminal> and UDP datagrams "<terminal>", answered with the peer it saw. */
+/** The outside host, answering HTTP and UDP with the peer it saw. */
 async function startOutside(): Promise<Outside> {
   const seen = new Map<string, string>();
-  const web = http.createServer((req, res) => {
-    const peer = `${req.socket.remoteAddress}:${req.socket.remotePort}`;
-    seen.set(seenKey(decodeURIComponent((req.url ?? '/').slice(1)), 'tcp'), peer);
-    res.end(peer);
+  const host = await startOutsideHost(OUTSIDE, {
+    onPeer: (proto, peer, said) => seen.set(`${proto === 'tcp' ? decodeURIComponent(said.slice(1)) : said} ${proto}`, peerKey(peer)),
   });
-  const udp = dgram.createSocket('udp4');
-  udp.on('message', (message, from) => {
-    const peer = `${from.address}:${from.port}`;
-    seen.set(seenKey(String(message), 'udp'), peer);
-    udp.send(peer, from.port, from.address);
-  });
-  web.listen(0, OUTSIDE);
-  udp.bind(0, OUTSIDE);
-  await Promise.all([once(web, 'listening'), once(udp, 'listening')]);
   return {
-    httpPort: (web.address() as AddressInfo).port,
-    udpPort: udp.address().port,
-    seen,
-    async close() {
-      web.closeAllConnections();
-      await Promise.all([new Promise((r) => web.close(r)), new Promise<void>((r) => udp.close(() => r()))]);
-    },
+    httpPort: host.tcpPort,
+    udpPort: host.udpPort,
+    seen: (name, proto) => seen.get(`${name} ${proto}`),
+    close: host.close,
   };
 }
 
@@ -203,7 +185,7 @@ function rowsOf(terminals: Terminal[], reports: TerminalReport[], outside: Outsi
     const terminal = `${report.name} ${terminals[i]!.kind}`;
     if ('error' in report) return [{ terminal, from, proto: '-', assigned: `failed: ${report.error}`, seen: '-', match: false }];
     return report.flows.map((flow) => {
-      const seen = outside.seen.get(seenKey(report.name, flow.proto)) ?? 'nothing';
+      const seen = outside.seen(report.name, flow.proto) ?? 'nothing';
       return { terminal, from, proto: flow.proto, assigned: flow.assigned, seen, match: seen === flow.assigned };
     });
   });

@@ -18,7 +18,7 @@ import { connect, type CapaSocket } from '../../socket-shim/index.js';
 import { repoRoot } from '../helpers/c-build.js';
 import { unavailable } from '../helpers/ci.js';
 import { startReady, stopChild } from '../../common/ready-process.js';
-import { eventually, firstLine, type OutsideTcp, startOutsideTcp } from '../shim/lab.js';
+import { eventually, peerSeen, type OutsideTcp, startOutsideTcp } from '../shim/lab.js';
 
 const GATEWAY = join(repoRoot, 'dist/gateway-ref/bin/capa-gateway.js');
 const POOL = '127.64.7.1';
@@ -88,7 +88,7 @@ describe('capa-gateway restart: the state journal and the data plane bring every
   async function flow(): Promise<CapaSocket> {
     const socket = await connect({ host: OUTSIDE, port: outside.port, capa: capa() });
     sockets.push(socket);
-    await firstLine(socket);
+    await peerSeen(socket);
     return socket;
   }
 

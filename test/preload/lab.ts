@@ -8,10 +8,10 @@ import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { repoRoot } from '../helpers/c-build.js';
+import { type Peer, startOutsideHost } from '../../common/outside-host.js';
 import { startReady } from '../../common/ready-process.js';
 
 export const CAPA_RUN = join(repoRoot, 'build/Release/capa-run');
@@ -22,10 +22,7 @@ export const POOL = '127.66.80.1-127.66.80.4';
 export const OUTSIDE_HOST = '127.67.80.1';
 export const OUTSIDE_NAME = 'outside.test';
 
-export interface Peer {
-  address: string;
-  port: number;
-}
+export type { Peer } from '../../common/outside-host.js';
 
 export const inPool = (address: string): boolean => /^127\.66\.80\.[1-4]$/.test(address);
 
@@ -114,49 +111,16 @@ export interface OutsideServer {
   close(): Promise<void>;
 }
 
-/** A TCP server that answers each connection with its peer as JSON (an HTTP response when asked HTTP). */
+/** A TCP server that answers each connection with its peer's report line (an HTTP response when asked HTTP). */
 export async function startTcpOutside(host = OUTSIDE_HOST): Promise<OutsideServer> {
-  const peers: Peer[] = [];
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('error', () => socket.destroy());
-    const peer = { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 };
-    peers.push(peer);
-    const body = `${JSON.stringify(peer)}\n`;
-    socket.once('data', (chunk: Buffer) => {
-      if (/^[A-Z]+ \S+ HTTP\/1\.[01]\r\n/.test(chunk.toString('latin1'))) {
-        socket.end(`HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
-      } else {
-        socket.end(body);
-      }
-    });
-  });
-  server.listen(0, host);
-  await once(server, 'listening');
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    peers,
-    close: async () => {
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((r) => server.close(() => r()));
-    },
-  };
+  const outside = await startOutsideHost(host);
+  return { port: outside.tcpPort, peers: outside.peers.tcp, close: outside.close };
 }
 
-/** A UDP server that answers each datagram with its peer as JSON. */
+/** A UDP server that answers each datagram with its peer's report line. */
 export async function startUdpOutside(host = OUTSIDE_HOST): Promise<OutsideServer> {
-  const peers: Peer[] = [];
-  const socket = dgram.createSocket('udp4');
-  socket.on('message', (_msg, from) => {
-    const peer = { address: from.address, port: from.port };
-    peers.push(peer);
-    socket.send(`${JSON.stringify(peer)}\n`, from.port, from.address);
-  });
-  socket.bind(0, host);
-  await once(socket, 'listening');
-  return { port: socket.address().port, peers, close: () => new Promise<void>((r) => socket.close(() => r())) };
+  const outside = await startOutsideHost(host);
+  return { port: outside.udpPort, peers: outside.peers.udp, close: outside.close };
 }
 
 export interface RunResult {

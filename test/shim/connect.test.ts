@@ -10,7 +10,7 @@ import { connect, createConnection, type CapaSocket, openSocket } from '../../so
 import { addressRecord, capaRecord, type FakeDnsServer, type ReceivedQuery, reply, startFakeDnsServer } from '../helpers/fake-dns-server.js';
 import { EDE, EDE_TEXT } from '../../resolver/codec/constants.js';
 import { rejection } from '../helpers/expect-error.js';
-import { eventually, firstLine, type Lab, type OutsideTcp, peerKey, startLab, startOutsideTcp, ZONE } from './lab.js';
+import { eventually, peerSeen, type Lab, type OutsideTcp, peerKey, startLab, startOutsideTcp, ZONE } from './lab.js';
 
 const POOL = '127.64.1.1';
 const OUTSIDE = '127.1.1.1';
@@ -58,7 +58,7 @@ describe('shim: connect() through the real gateway (loopback)', () => {
     it('gives concurrent connections of two terminals distinct ports on the shared address, as the outside host sees them', async () => {
       const perTerminal = 40;
       const opened = await Promise.all([TERMINAL_A, TERMINAL_B].flatMap((t) => Array.from({ length: perTerminal }, () => open(t))));
-      const seen = await Promise.all(opened.map(firstLine));
+      const seen = await Promise.all(opened.map(peerSeen));
       opened.forEach((socket, i) => {
         const { local, remote } = socket.capa!;
         expect(local.address).to.equal(POOL);
@@ -146,7 +146,7 @@ describe('shim: connect() through the real gateway (loopback)', () => {
         createConnection({ host: HOST, port: outside.port, capa: lab.terminal(TERMINAL_A) }, (err, s) => (err ? reject(err) : resolve(s!)));
       });
       sockets.push(socket);
-      expect(await firstLine(socket)).to.equal(peerKey(socket.capa!.local));
+      expect(await peerSeen(socket)).to.equal(peerKey(socket.capa!.local));
       const err = await new Promise<Error | null>((resolve) => {
         createConnection({ host: `nowhere.${ZONE}`, port: 80, capa: lab.terminal(TERMINAL_A) }, (e) => resolve(e));
       });
@@ -163,7 +163,7 @@ describe('shim: connect() through the real gateway (loopback)', () => {
     await first.capa!.released;
     const third = await open(TERMINAL_B);
     expect(third.capa!.local).to.deep.equal({ address: POOL, port: 1024 });
-    expect(await firstLine(third)).to.equal(`${POOL}:1024`);
+    expect(await peerSeen(third)).to.equal(`${POOL}:1024`);
   });
 
   it('asks for another allocation when a local socket holds the allocated port', async () => {
@@ -173,7 +173,7 @@ describe('shim: connect() through the real gateway (loopback)', () => {
     try {
       const socket = await open(TERMINAL_A);
       expect(socket.capa!.local).to.deep.equal({ address: POOL, port: 1025 });
-      expect(await firstLine(socket)).to.equal(`${POOL}:1025`);
+      expect(await peerSeen(socket)).to.equal(`${POOL}:1025`);
       expect(lab.gateway.service.allocator.stats()).to.include({ live: 1, heldDown: 1 });
     } finally {
       squatter.close();
@@ -227,7 +227,7 @@ describe('shim: connect() against a scripted GRM', () => {
     const socket = await ask();
     try {
       expect(socket.capa).to.equal(undefined);
-      expect(await firstLine(socket)).to.equal(`${socket.localAddress}:${socket.localPort}`);
+      expect(await peerSeen(socket)).to.equal(`${socket.localAddress}:${socket.localPort}`);
     } finally {
       socket.destroy();
     }

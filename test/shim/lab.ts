@@ -3,8 +3,6 @@
  * plane) with a zone file naming the outside hosts, and outside servers that record the peer
  * (address, port) of every connection or datagram, as a remote host would see it.
  */
-import dgram from 'node:dgram';
-import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -12,13 +10,9 @@ import { join } from 'node:path';
 import { type RunningGateway, startGateway } from '../../gateway-ref/lib/gateway.js';
 import type { PortStrategy } from '../../gateway-ref/lib/grm/types.js';
 import type { CapaOptions } from '../../socket-shim/lib/options.js';
+import { type Peer, parsePeer, peerKey, startOutsideHost } from '../../common/outside-host.js';
 
-export interface Peer {
-  address: string;
-  port: number;
-}
-
-export const peerKey = (p: Peer): string => `${p.address}:${p.port}`;
+export { type Peer, peerKey } from '../../common/outside-host.js';
 
 export interface LabOptions {
   pool: string[];
@@ -70,70 +64,36 @@ export async function startLab(options: LabOptions): Promise<Lab> {
   };
 }
 
-export interface OutsideTcp {
+export interface OutsideServer {
   address: string;
   port: number;
-  /** Peer of every accepted connection, in order. */
+  /** Peer of every connection or datagram, in order. */
   peers: Peer[];
-  /** Connections still open. */
+  /** TCP connections still open. */
   open: Set<net.Socket>;
   close(): Promise<void>;
 }
+export type OutsideTcp = OutsideServer;
+export type OutsideUdp = OutsideServer;
 
-/** An outside TCP host: writes "address:port\n" of the peer and keeps the connection open. */
+/** An outside TCP host that speaks first: the peer's report line, the connection kept open. */
 export async function startOutsideTcp(address: string): Promise<OutsideTcp> {
-  const open = new Set<net.Socket>();
-  const peers: Peer[] = [];
-  const server = net.createServer((socket) => {
-    open.add(socket);
-    const peer = { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 };
-    peers.push(peer);
-    socket.on('error', () => socket.destroy());
-    socket.on('close', () => open.delete(socket));
-    socket.on('end', () => socket.end());
-    socket.write(`${peerKey(peer)}\n`);
-  });
-  server.listen(0, address);
-  await once(server, 'listening');
-  return {
-    address,
-    port: (server.address() as net.AddressInfo).port,
-    peers,
-    open,
-    async close() {
-      for (const socket of open) socket.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
+  const host = await startOutsideHost(address, { tcp: 'greet' });
+  return { address, port: host.tcpPort, peers: host.peers.tcp, open: host.open, close: host.close };
 }
 
-export interface OutsideUdp {
-  address: string;
-  port: number;
-  peers: Peer[];
-  close(): Promise<void>;
-}
-
-/** An outside UDP host: answers each datagram with "address:port" of its sender. */
+/** An outside UDP host: answers each datagram with its sender's report line. */
 export async function startOutsideUdp(address: string): Promise<OutsideUdp> {
-  const socket = dgram.createSocket('udp4');
-  const peers: Peer[] = [];
-  socket.on('message', (_msg, from) => {
-    const peer = { address: from.address, port: from.port };
-    peers.push(peer);
-    socket.send(peerKey(peer), from.port, from.address);
-  });
-  socket.bind(0, address);
-  await once(socket, 'listening');
-  return {
-    address,
-    port: socket.address().port,
-    peers,
-    close: () => new Promise<void>((resolve) => socket.close(() => resolve())),
-  };
+  const host = await startOutsideHost(address);
+  return { address, port: host.udpPort, peers: host.peers.udp, open: host.open, close: host.close };
 }
 
-/** The first line a connected socket receives (what the outside host saw of it); the socket stays open. */
+/** `address:port` of the peer the outside host reports in its first line to this socket; the socket stays open. */
+export async function peerSeen(socket: net.Socket): Promise<string> {
+  return peerKey(parsePeer(await firstLine(socket)));
+}
+
+/** The first line a connected socket receives; the socket stays open. */
 export function firstLine(socket: net.Socket): Promise<string> {
   return new Promise((resolve, reject) => {
     let text = '';

@@ -5,7 +5,7 @@
  * Usage: node netns-terminal.js <pool address> <interface>
  */
 import { connect } from '../../socket-shim/lib/connect.js';
-import { firstLine, startLab, startOutsideTcp, ZONE } from './lab.js';
+import { peerSeen, startLab, startOutsideTcp, ZONE } from './lab.js';
 
 export type NetnsTerminalOutcome =
   | { ok: true; assigned: string; seen: string; liveAfterClose: number }
@@ -18,7 +18,7 @@ const live = (): number => lab.gateway.service.allocator.stats().live;
 let outcome: NetnsTerminalOutcome;
 try {
   const socket = await connect({ host: `far.${ZONE}`, port: outside.port, capa: { ...lab.terminal('127.10.5.1'), interface: ifname } });
-  const seen = await firstLine(socket);
+  const seen = await peerSeen(socket);
   socket.destroy();
   await socket.capa!.released;
   outcome = { ok: true, assigned: `${socket.capa!.local.address}:${socket.capa!.local.port}`, seen, liveAfterClose: live() };

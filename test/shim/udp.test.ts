@@ -6,6 +6,7 @@ import { once } from 'node:events';
 import { expect } from 'chai';
 import { type CapaUdpSocket, connectUdp } from '../../socket-shim/index.js';
 import { rejection } from '../helpers/expect-error.js';
+import { parsePeer } from '../../common/outside-host.js';
 import { type Lab, type OutsideUdp, peerKey, startLab, startOutsideUdp, ZONE } from './lab.js';
 
 const POOL = '127.64.2.1';
@@ -16,7 +17,7 @@ const HOST = `echo.${ZONE}`;
 async function echo(socket: CapaUdpSocket): Promise<string> {
   socket.send('who am I');
   const [message] = (await once(socket, 'message')) as [Buffer];
-  return String(message);
+  return peerKey(parsePeer(String(message)));
 }
 
 describe('shim: connectUdp() through the real gateway (loopback)', () => {

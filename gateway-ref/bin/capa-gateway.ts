@@ -114,7 +114,7 @@ async function main(): Promise<void> {
       rrtype: capaRrtype(),
     });
   } catch (err) {
-    if (isCapaError(err, 'ERR_CAPA_CONFIG') || isCapaError(err, 'ERR_CAPA_INVALID_ARG') || err instanceof RangeError) {
+    if (isCapaError(err, 'ERR_CAPA_CONFIG') || isCapaError(err, 'ERR_CAPA_INVALID_ARG')) {
       usageError((err as Error).message);
     }
     process.stderr.write(`capa-gateway: ${(err as Error).message}\n`);

@@ -1,4 +1,5 @@
 /** Wire constants of the CAPA contract (../shared/DESIGN.md, "The CAPA record"). */
+import { CapaError } from './errors.js';
 
 /** RR type of CAPA: RFC 6895 private use. Override with the CAPA_RRTYPE environment variable. */
 export const DEFAULT_CAPA_RRTYPE = 65280;
@@ -8,7 +9,7 @@ export function capaRrtype(env: NodeJS.ProcessEnv = process.env): number {
   if (raw === undefined || raw === '') return DEFAULT_CAPA_RRTYPE;
   const n = Number(raw);
   if (!Number.isInteger(n) || n < 1 || n > 65535) {
-    throw new RangeError(`CAPA_RRTYPE must be an RR type number 1-65535, got "${raw}"`);
+    throw new CapaError('ERR_CAPA_CONFIG', `CAPA_RRTYPE must be an RR type number 1-65535, got "${raw}"`);
   }
   return n;
 }

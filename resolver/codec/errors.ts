@@ -24,6 +24,8 @@ export interface CapaErrorDetails {
   server?: string;
   /** DNS rcode name of the answer, if the error came from one. */
   rcode?: string;
+  /** The system error behind it (EEXIST, ENOENT, EPERM), when the tool that failed said. */
+  errno?: string;
   cause?: unknown;
 }
 
@@ -33,6 +35,7 @@ export class CapaError extends Error {
   readonly edeText: string | undefined;
   readonly server: string | undefined;
   readonly rcode: string | undefined;
+  readonly errno: string | undefined;
 
   constructor(code: CapaErrorCode, message: string, details: CapaErrorDetails = {}) {
     super(message, details.cause === undefined ? undefined : { cause: details.cause });
@@ -42,6 +45,7 @@ export class CapaError extends Error {
     this.edeText = details.edeText;
     this.server = details.server;
     this.rcode = details.rcode;
+    this.errno = details.errno;
   }
 }
 

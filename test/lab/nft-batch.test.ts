@@ -1,5 +1,7 @@
 /** Coalescing of nft element updates, against a recording stand-in for the kernel. */
 import { expect } from 'chai';
+import { CapaError } from '../../resolver/codec/errors.js';
+import { errnoOf } from '../../gateway-ref/lib/dataplane/libnftables.js';
 import { BatchWriter } from '../../gateway-ref/lib/dataplane/nft-batch.js';
 import type { ElementOp } from '../../gateway-ref/lib/dataplane/nft-rules.js';
 
@@ -18,8 +20,10 @@ class Kernel {
     const keys = ops.map((o) => `${o.action} ${o.element.key}`);
     this.batches.push(keys);
     const error = this.fail(keys);
-    if (this.hold) return new Promise((resolve, reject) => this.held.push(() => (error ? reject(new Error(error)) : resolve())));
-    return error ? Promise.reject(new Error(error)) : Promise.resolve();
+    // Refused as libnftables refuses: the kernel's errno classified where nft's message is read.
+    const refusal = (text: string): CapaError => new CapaError('ERR_CAPA_SERVER_FAILURE', text, { errno: errnoOf(text) });
+    if (this.hold) return new Promise((resolve, reject) => this.held.push(() => (error ? reject(refusal(error)) : resolve())));
+    return error ? Promise.reject(refusal(error)) : Promise.resolve();
   };
 
   release(): void {
@@ -70,10 +74,10 @@ describe('nft batch writer', () => {
   it('applies the fallback of a unit whose failure matches, and accepts the failure when the fallback is empty', async () => {
     const kernel = new Kernel((keys) => (keys[0] === 'add x' ? 'File exists' : keys[0] === 'delete gone' ? 'No such file or directory' : undefined));
     const writer = new BatchWriter(kernel.apply);
-    await writer.submit({ ops: [op('x')], fallback: { when: /File exists/, ops: [op('x', 'delete'), op('y')] } });
-    await writer.submit({ ops: [op('gone', 'delete')], fallback: { when: /No such file/, ops: [] } });
+    await writer.submit({ ops: [op('x')], fallback: { when: 'EEXIST', ops: [op('x', 'delete'), op('y')] } });
+    await writer.submit({ ops: [op('gone', 'delete')], fallback: { when: 'ENOENT', ops: [] } });
     let failure: unknown;
-    await writer.submit({ ops: [op('x')], fallback: { when: /No such file/, ops: [] } }).catch((err: unknown) => { failure = err; });
+    await writer.submit({ ops: [op('x')], fallback: { when: 'ENOENT', ops: [] } }).catch((err: unknown) => { failure = err; });
     expect(String(failure)).to.match(/File exists/);
     expect(kernel.batches).to.deep.equal([['add x'], ['delete x', 'add y'], ['delete gone'], ['add x']]);
   });

@@ -116,7 +116,7 @@ describe('codec: message vectors', function () {
   it('reads CAPA_RRTYPE and rejects values that are not RR type numbers', function () {
     expect(capaRrtype({})).to.equal(65280);
     expect(capaRrtype({ CAPA_RRTYPE: '65281' })).to.equal(65281);
-    for (const bad of ['0', '65536', 'CAPA', '1.5']) expect(() => capaRrtype({ CAPA_RRTYPE: bad })).to.throw(RangeError);
+    for (const bad of ['0', '65536', 'CAPA', '1.5']) expect(() => capaRrtype({ CAPA_RRTYPE: bad })).to.throw(CapaError).with.property('code', 'ERR_CAPA_CONFIG');
   });
 
   it('round-trips an Extended DNS Error through a real OPT record', function () {

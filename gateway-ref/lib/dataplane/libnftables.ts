@@ -8,6 +8,18 @@ import { CapaError } from '../../../resolver/codec/errors.js';
 
 const LIBRARY = 'libnftables.so.1';
 
+/** The kernel's answer in nft's message (strerror text), classified once, here, where nft said it. */
+const ERRNO_TEXTS: readonly [RegExp, string][] = [
+  [/File exists/, 'EEXIST'],
+  [/No such file or directory/, 'ENOENT'],
+  [/Operation not permitted/, 'EPERM'],
+  [/Device or resource busy/, 'EBUSY'],
+];
+
+export function errnoOf(text: string): string | undefined {
+  return ERRNO_TEXTS.find(([pattern]) => pattern.test(text))?.[1];
+}
+
 export class Libnftables {
   private readonly runScript: (ctx: unknown, script: string) => number;
   private readonly errorText: (ctx: unknown) => string;
@@ -37,7 +49,8 @@ export class Libnftables {
   run(script: string): void {
     if (this.runScript(this.ctx, script) === 0) return;
     const text = this.errorText(this.ctx).trim();
-    throw new CapaError(/Operation not permitted/.test(text) ? 'ERR_CAPA_PERMISSION' : 'ERR_CAPA_SERVER_FAILURE',
-      text === '' ? 'nft: the script failed without a message' : `nft: ${text}`);
+    const errno = errnoOf(text);
+    throw new CapaError(errno === 'EPERM' ? 'ERR_CAPA_PERMISSION' : 'ERR_CAPA_SERVER_FAILURE',
+      text === '' ? 'nft: the script failed without a message' : `nft: ${text}`, errno === undefined ? {} : { errno });
   }
 }

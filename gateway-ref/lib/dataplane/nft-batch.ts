@@ -4,13 +4,14 @@
  * still goes out at once. A failed batch is retried unit by unit, so one bad update cannot fail
  * the others. No I/O of its own: `apply` runs a list of changes as one transaction.
  */
+import { isCapaError } from '../../../resolver/codec/errors.js';
 import type { ElementOp } from './nft-rules.js';
 
 export interface BatchUnit {
   /** Changes that succeed or fail together (e.g. one allocation's element). */
   ops: ElementOp[];
-  /** When the unit alone fails with a matching message, these changes are tried instead (none: accept the failure as done). */
-  fallback?: { when: RegExp; ops: ElementOp[] };
+  /** When the unit alone fails with this system error (CapaError.errno), these changes are tried instead (none: accept the failure as done). */
+  fallback?: { when: 'EEXIST' | 'ENOENT'; ops: ElementOp[] };
 }
 
 interface Queued {
@@ -84,7 +85,7 @@ export class BatchWriter {
 
   private async settleAlone(q: Queued, err: unknown): Promise<void> {
     const fallback = q.unit.fallback;
-    if (fallback === undefined || !fallback.when.test(String((err as Error).message))) { q.reject(err); return; }
+    if (fallback === undefined || !isCapaError(err) || err.errno !== fallback.when) { q.reject(err); return; }
     try {
       if (fallback.ops.length > 0) await this.apply(fallback.ops);
       q.resolve();

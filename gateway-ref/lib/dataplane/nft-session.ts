@@ -1,3 +1,13 @@
+/** A line of the worker as a reply, or undefined when it is not one. */
+function parseReply(line: string): WorkerReply | undefined {
+  try {
+    const reply = JSON.parse(line) as unknown;
+    return typeof reply === 'object' && reply !== null && ('id' in reply || 'ready' in reply || 'fatal' in reply) ? reply as WorkerReply : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The driver's side of the nft worker (nft-worker.ts): one long-lived process, scripts run in order. */
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -35,12 +45,21 @@ export class NftSession {
     // A dead worker is reported by the close handler; writes to it must not crash the process.
     child.stdin.on('error', () => undefined);
     createInterface({ input: child.stdout }).on('line', (line) => {
-      const reply = JSON.parse(line) as WorkerReply;
+      const reply = parseReply(line);
+      if (reply === undefined) {
+        // Not the worker's protocol (a library writing to stdout?): what is in flight cannot be matched any more.
+        this.fail(`the nft worker wrote a line that is not a reply: ${line.slice(0, 200)}`);
+        child.kill();
+        return;
+      }
       if (!('id' in reply)) { ready(reply); return; }
       const waiter = this.pending.get(reply.id);
       this.pending.delete(reply.id);
       if (reply.error === undefined) waiter?.resolve();
-      else waiter?.reject(new CapaError(KNOWN_CODES.has(reply.code ?? '') ? reply.code as CapaErrorCode : 'ERR_CAPA_SERVER_FAILURE', reply.error));
+      else {
+        const code = KNOWN_CODES.has(reply.code ?? '') ? reply.code as CapaErrorCode : 'ERR_CAPA_SERVER_FAILURE';
+        waiter?.reject(new CapaError(code, reply.error, reply.errno === undefined ? {} : { errno: reply.errno }));
+      }
     });
   }
 

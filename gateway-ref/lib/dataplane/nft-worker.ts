@@ -2,7 +2,7 @@
  * The nft worker: a long-lived process (started inside the gateway's network namespace when
  * there is one) that runs nft scripts through libnftables, one JSON line per request and reply:
  *   -> {"id": 1, "script": "add element inet capa state_tcp4 { ... }\n"}
- *   <- {"id": 1} or {"id": 1, "error": "nft: Error: ...", "code": "ERR_CAPA_SERVER_FAILURE"}
+ *   <- {"id": 1} or {"id": 1, "error": "nft: Error: ...", "code": "ERR_CAPA_SERVER_FAILURE", "errno": "EEXIST"}
  * The first line it writes is {"ready": true} or {"fatal": "..."}.
  */
 import { createInterface } from 'node:readline';
@@ -17,7 +17,7 @@ export interface WorkerRequest {
 export type WorkerReply =
   | { ready: true }
   | { fatal: string }
-  | { id: number; error?: string; code?: string };
+  | { id: number; error?: string; code?: string; errno?: string };
 
 function send(reply: WorkerReply): void {
   process.stdout.write(`${JSON.stringify(reply)}\n`);
@@ -39,7 +39,7 @@ function main(): void {
       nft.run(request.script);
       send({ id: request.id });
     } catch (err) {
-      send({ id: request.id, error: (err as Error).message, code: isCapaError(err) ? err.code : undefined });
+      send({ id: request.id, error: (err as Error).message, code: isCapaError(err) ? err.code : undefined, errno: isCapaError(err) ? err.errno : undefined });
     }
   });
 }

@@ -58,8 +58,6 @@ export const DEFAULT_RECONCILE_MS = 30_000;
  */
 export const ORPHAN_SCAN_MAX = 200_000;
 
-const MISSING = /No such file or directory/;
-const EXISTS = /File exists/;
 
 /** Whether the rules at `priority` are exactly the `rule add` lines of `wanted` (their tables). */
 function rulesInPlace(rules: readonly RuleEntry[], wanted: readonly string[], priority: number): boolean {
@@ -203,7 +201,7 @@ export class NftablesDataPlane implements DataPlane {
     try {
       // The allocator found the tuple free, so an element the kernel still holds for it is stale
       // (left by a run that did not journal it): the new state takes it over.
-      await this.writer.submit({ ops, fallback: { when: EXISTS, ops: [{ action: 'delete', element }, { action: 'add', element }] } });
+      await this.writer.submit({ ops, fallback: { when: 'EEXIST', ops: [{ action: 'delete', element }, { action: 'add', element }] } });
     } catch (err) {
       this.elements--;
       if (partial) this.untrackPartial(allocation.id);
@@ -233,7 +231,7 @@ export class NftablesDataPlane implements DataPlane {
     const element = inboundElement(canonicalIp(route.querier), canonicalIp(route.poolAddress), terminal);
     const add: ElementOp = { action: 'add', element, timeoutMs: route.ttlMs };
     // The same key still bound to another terminal (the GRM's binding ended first): replace it.
-    await this.writer.submit({ ops: [add], fallback: { when: EXISTS, ops: [{ action: 'delete', element }, add] } });
+    await this.writer.submit({ ops: [add], fallback: { when: 'EEXIST', ops: [{ action: 'delete', element }, add] } });
   }
 
   /**
@@ -287,7 +285,7 @@ export class NftablesDataPlane implements DataPlane {
       }
     }
     if (orphans.length === 0) return;
-    await this.writer.submit({ ops: orphans, fallback: { when: MISSING, ops: [] } });
+    await this.writer.submit({ ops: orphans, fallback: { when: 'ENOENT', ops: [] } });
     this.elements -= orphans.length;
     for (let i = 0; i < orphans.length; i++) this.events?.mended?.('orphan-element');
   }
@@ -361,7 +359,7 @@ export class NftablesDataPlane implements DataPlane {
   private delete(element: MapElement): Promise<void> {
     this.elements--;
     // Already gone (never installed, or removed twice) is what a delete wants.
-    return this.writer.submit({ ops: [{ action: 'delete', element }], fallback: { when: MISSING, ops: [] } });
+    return this.writer.submit({ ops: [{ action: 'delete', element }], fallback: { when: 'ENOENT', ops: [] } });
   }
 
   /** Stops waiting for a draining state's flow; returns its element, still installed. */

@@ -11,3 +11,6 @@ export * from './lib/servers.js';
 export * from './lib/transport.js';
 export * from './codec/update.js';
 export * from './lib/resolve.js';
+export * from './codec/server-address.js';
+export * from './codec/reply-check.js';
+export * from './codec/tcp-frame.js';

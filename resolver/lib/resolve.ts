@@ -15,6 +15,7 @@ import { askServers, type Reply, startTiming, type Timing, type TimingOptions, t
 import { checkReply, type Question } from '../codec/reply-check.js';
 import { encodeRelease } from '../codec/update.js';
 import { BoundedMap } from '../codec/bounded-map.js';
+import { SpareSockets } from './spare-sockets.js';
 
 export interface Endpoint {
   address: string;
@@ -253,26 +254,6 @@ function buildTarget(host: string, port: number | undefined, protocol: Protocol,
   };
 }
 
-/**
- * Targets already built, by question: the connections to one destination all ask the same
- * thing, and a connection waits for every step before its query leaves. Bounded; a full table
- * starts over.
- */
-const targets = new BoundedMap<string, Target>(1024);
-
-function targetOf(options: ResolveOptions): Target {
-  if (typeof options.host !== 'string') throw invalidArg('host must be a string');
-  const protocol = options.protocol ?? 'tcp';
-  const rrtype = options.rrtype ?? capaRrtype();
-  const key = `${rrtype} ${protocol} ${options.port} ${options.host}`;
-  let target = targets.get(key);
-  if (target === undefined) {
-    target = buildTarget(options.host, options.port, protocol, rrtype);
-    targets.set(key, target);
-  }
-  return target;
-}
-
 /** A copy of the query under another ID. */
 function withId(query: Buffer, id: number): Buffer {
   const copy = Buffer.from(query);
@@ -297,7 +278,10 @@ export type ReplyOutcome =
   | { kind: 'ignore' | 'malformed'; reason: string };
 
 export function judgeReply(bytes: Uint8Array, question: CapaQuestion, id: number, server: ServerAddress): ReplyOutcome {
-  const target = targetOf(question);
+  return defaultResolver().judgeReply(bytes, question, id, server);
+}
+
+function judgeWith(target: Target, bytes: Uint8Array, id: number, server: ServerAddress): ReplyOutcome {
   const check = checkReply(bytes, { id, question: target.question, opcode: 'QUERY', rrtype: target.rrtype });
   if (check.kind === 'truncated') return { kind: 'tcp' };
   if (check.kind === 'ignore') return { kind: check.malformed ? 'malformed' : 'ignore', reason: check.reason };
@@ -328,32 +312,6 @@ async function settle(outcome: CapaOutcome, target: Target, servers: readonly Se
   };
 }
 
-/** Asks for a CAPA allocation for (host, port, protocol); see the DESIGN error table. */
-export async function resolve(options: ResolveOptions): Promise<Resolution> {
-  const target = targetOf(options);
-  const timing = startTiming(options);
-  const servers = configuredServers(options.servers) ?? await resolveServers(undefined);
-  const outcome = await askServers(servers, timing, {
-    encode: (id) => withId(target.query, id),
-    question: target.question,
-    rrtype: target.rrtype,
-  }, (reply) => judgeCapa(reply, target));
-  return settle(outcome, target, servers, timing);
-}
-
-/**
- * What resolve() would make of this one reply to the CAPA query (capa-dig prints it): the
- * Resolution, or the CapaError it fails with; a failure that would ask the next server fails here.
- * Fallback and missing aOB lookups go to `servers` as resolve() sends them.
- */
-export function resolutionOf(reply: Reply, options: ResolveOptions, servers: readonly ServerAddress[]): Promise<Resolution> {
-  const target = targetOf(options);
-  const verdict = judgeCapa(reply, target);
-  if ('fail' in verdict) return Promise.reject(verdict.fail);
-  if ('next' in verdict) return Promise.reject(verdict.next);
-  return settle(verdict.done, target, [reply.server, ...servers.filter((s) => s !== reply.server)], startTiming(options));
-}
-
 export interface ReleaseOptions extends TimingOptions {
   /** Default: capaRrtype(process.env). */
   rrtype?: number;
@@ -375,18 +333,120 @@ function judgeRelease(reply: Reply, endpoint: CapaEndpoint): Verdict<void> {
   }
 }
 
+export interface CapaResolverOptions {
+  /** Servers a call asks when it names none (default: CAPA_SERVER, else the nameservers of /etc/resolv.conf). */
+  servers?: readonly ServerSpec[];
+  /** RR type of CAPA when a call gives none (default: capaRrtype(process.env)). */
+  rrtype?: number;
+}
+
 /**
- * Hands an allocation back to the GRM that made it (DNS UPDATE, see update.ts). Over UDP a lost
- * reply is retried, so a release that did happen may then come back as ERR_CAPA_NO_ALLOCATION.
+ * A stub resolver and what it keeps between calls: UDP query sockets opened ahead of the next
+ * query, and the questions already built. close() releases them; a closed resolver refuses calls.
  */
-export async function release(endpoint: CapaEndpoint, options: ReleaseOptions = {}): Promise<void> {
-  if (endpoint.kind !== 'capa') throw invalidArg('only a CAPA endpoint can be released');
-  const rrtype = options.rrtype ?? capaRrtype();
-  const timing = startTiming(options);
-  await askServers([parseServer(endpoint.server)], timing, {
-    encode: (id) => encodeRelease({ id, zone: endpoint.host, qname: endpoint.qname, record: endpoint.record, rrtype }),
-    question: { name: endpoint.host, type: 'SOA', class: 'IN' },
-    opcode: 'UPDATE',
-    rrtype,
-  }, (reply) => judgeRelease(reply, endpoint));
+export class CapaResolver {
+  private readonly spares = new SpareSockets();
+  /**
+   * Targets already built, by question: the connections to one destination all ask the same
+   * thing, and a connection waits for every step before its query leaves. Bounded.
+   */
+  private readonly targets = new BoundedMap<string, Target>(1024);
+  private closed = false;
+
+  constructor(private readonly defaults: CapaResolverOptions = {}) {}
+
+  /** Asks for a CAPA allocation for (host, port, protocol); see the DESIGN error table. */
+  async resolve(options: ResolveOptions): Promise<Resolution> {
+    const target = this.targetOf(options);
+    const timing = startTiming(options, this.spares);
+    const servers = configuredServers(options.servers ?? this.defaults.servers) ?? await resolveServers(undefined);
+    const outcome = await askServers(servers, timing, {
+      encode: (id) => withId(target.query, id),
+      question: target.question,
+      rrtype: target.rrtype,
+    }, (reply) => judgeCapa(reply, target));
+    return settle(outcome, target, servers, timing);
+  }
+
+  /**
+   * What resolve() would make of this one reply to the CAPA query (capa-dig prints it): the
+   * Resolution, or the CapaError it fails with; a failure that would ask the next server fails here.
+   * Fallback and missing aOB lookups go to `servers` as resolve() sends them.
+   */
+  resolutionOf(reply: Reply, options: ResolveOptions, servers: readonly ServerAddress[]): Promise<Resolution> {
+    const target = this.targetOf(options);
+    const verdict = judgeCapa(reply, target);
+    if ('fail' in verdict) return Promise.reject(verdict.fail);
+    if ('next' in verdict) return Promise.reject(verdict.next);
+    return settle(verdict.done, target, [reply.server, ...servers.filter((s) => s !== reply.server)], startTiming(options, this.spares));
+  }
+
+  /** See the module function judgeReply. */
+  judgeReply(bytes: Uint8Array, question: CapaQuestion, id: number, server: ServerAddress): ReplyOutcome {
+    return judgeWith(this.targetOf(question), bytes, id, server);
+  }
+
+  /**
+   * Hands an allocation back to the GRM that made it (DNS UPDATE, see update.ts). Over UDP a lost
+   * reply is retried, so a release that did happen may then come back as ERR_CAPA_NO_ALLOCATION.
+   */
+  async release(endpoint: CapaEndpoint, options: ReleaseOptions = {}): Promise<void> {
+    if (endpoint.kind !== 'capa') throw invalidArg('only a CAPA endpoint can be released');
+    this.checkOpen();
+    const rrtype = options.rrtype ?? this.defaults.rrtype ?? capaRrtype();
+    const timing = startTiming(options, this.spares);
+    await askServers([parseServer(endpoint.server)], timing, {
+      encode: (id) => encodeRelease({ id, zone: endpoint.host, qname: endpoint.qname, record: endpoint.record, rrtype }),
+      question: { name: endpoint.host, type: 'SOA', class: 'IN' },
+      opcode: 'UPDATE',
+      rrtype,
+    }, (reply) => judgeRelease(reply, endpoint));
+  }
+
+  /** Closes the spare query sockets; calls made after it reject. */
+  close(): void {
+    this.closed = true;
+    this.spares.close();
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new CapaError('ERR_CAPA_CONFIG', 'this CapaResolver was closed');
+  }
+
+  private targetOf(options: CapaQuestion): Target {
+    this.checkOpen();
+    if (typeof options.host !== 'string') throw invalidArg('host must be a string');
+    const protocol = options.protocol ?? 'tcp';
+    const rrtype = options.rrtype ?? this.defaults.rrtype ?? capaRrtype();
+    const key = `${rrtype} ${protocol} ${options.port} ${options.host}`;
+    let target = this.targets.get(key);
+    if (target === undefined) {
+      target = buildTarget(options.host, options.port, protocol, rrtype);
+      this.targets.set(key, target);
+    }
+    return target;
+  }
+}
+
+let shared: CapaResolver | undefined;
+
+/** The process's resolver, made at first use: what resolve(), release() and judgeReply() use. */
+export function defaultResolver(): CapaResolver {
+  shared ??= new CapaResolver();
+  return shared;
+}
+
+/** Asks for a CAPA allocation with the default resolver (see CapaResolver.resolve). */
+export function resolve(options: ResolveOptions): Promise<Resolution> {
+  return defaultResolver().resolve(options);
+}
+
+/** What the default resolver would make of one reply (see CapaResolver.resolutionOf). */
+export function resolutionOf(reply: Reply, options: ResolveOptions, servers: readonly ServerAddress[]): Promise<Resolution> {
+  return defaultResolver().resolutionOf(reply, options, servers);
+}
+
+/** Hands an allocation back with the default resolver (see CapaResolver.release). */
+export function release(endpoint: CapaEndpoint, options: ReleaseOptions = {}): Promise<void> {
+  return defaultResolver().release(endpoint, options);
 }

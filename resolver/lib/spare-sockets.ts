@@ -3,7 +3,8 @@
  * socket is most of what a query does before it leaves, so the stub does it while the terminal
  * waits for an earlier reply instead of in front of the next query. RFC 5452 §9.2 still holds:
  * every socket gets its own random ephemeral port from the kernel and carries exactly one query.
- * Spares hold no event loop open and are closed when left unused for IDLE_MS (at most 1.5x that).
+ * Spares hold no event loop open and are closed when left unused for IDLE_MS (at most 1.5x that),
+ * or by close(). Each CapaResolver owns one set.
  */
 import dgram from 'node:dgram';
 import { ipFamily } from '../codec/ip.js';
@@ -23,25 +24,6 @@ interface Spare {
   openedAt: number;
 }
 
-const routes = new Map<string, Spare[]>();
-/**
- * Closes spares left unused for IDLE_MS. One timer for all of them, set while any exist: a timer
- * per spare would be armed and cleared on every query.
- */
-let sweeper: NodeJS.Timeout | undefined;
-
-function sweep(): void {
-  const before = performance.now() - IDLE_MS;
-  for (const [key, list] of [...routes]) {
-    for (const spare of list.filter((s) => s.openedAt <= before)) discard(key, spare);
-    if (list.length === 0) routes.delete(key);
-  }
-  if (routes.size === 0) {
-    clearInterval(sweeper);
-    sweeper = undefined;
-  }
-}
-
 function routeKey(server: ServerAddress, localAddress: string | undefined): string {
   return `${localAddress ?? '*'} ${server.address} ${server.port}`;
 }
@@ -56,57 +38,86 @@ export function openQuerySocket(server: ServerAddress, localAddress: string | un
   return socket;
 }
 
-function discard(key: string, spare: Spare): void {
-  spare.socket.close();
-  const list = routes.get(key);
-  const at = list?.indexOf(spare) ?? -1;
-  if (at >= 0) list!.splice(at, 1);
-  if (list?.length === 0) routes.delete(key);
-}
+export class SpareSockets {
+  private readonly routes = new Map<string, Spare[]>();
+  /**
+   * Closes spares left unused for IDLE_MS. One timer for all of them, set while any exist: a timer
+   * per spare would be armed and cleared on every query.
+   */
+  private sweeper: NodeJS.Timeout | undefined;
+  private closed = false;
 
-function addSpare(key: string, server: ServerAddress, localAddress: string | undefined): void {
-  let list = routes.get(key);
-  if (list === undefined) {
-    if (routes.size >= MAX_ROUTES) {
-      const [oldest, spares] = routes.entries().next().value as [string, Spare[]];
-      for (const spare of [...spares]) discard(oldest, spare);
+  /**
+   * A ready socket for a query to `server` from `localAddress`, or undefined (the caller opens
+   * one). Either way a replacement is opened once the caller's query has gone out.
+   */
+  take(server: ServerAddress, localAddress: string | undefined): dgram.Socket | undefined {
+    const key = routeKey(server, localAddress);
+    const list = this.routes.get(key);
+    let socket: dgram.Socket | undefined;
+    if (list !== undefined) {
+      this.routes.delete(key); // re-inserted: the Map's order is least recently used first
+      this.routes.set(key, list);
+      const at = list.findIndex((s) => s.ready);
+      if (at >= 0) {
+        const [spare] = list.splice(at, 1) as [Spare];
+        spare.socket.removeAllListeners('error');
+        socket = spare.socket.ref();
+      }
     }
-    list = [];
-    routes.set(key, list);
+    setImmediate(() => {
+      if (!this.closed && (this.routes.get(key)?.length ?? 0) < SPARES_PER_ROUTE) this.add(key, server, localAddress);
+    });
+    return socket;
   }
-  const spare: Spare = {
-    socket: openQuerySocket(server, localAddress, () => { spare.ready = true; }),
-    ready: false,
-    openedAt: performance.now(),
-  };
-  sweeper ??= setInterval(sweep, IDLE_MS / 2).unref();
-  // A spare that cannot be opened (the source address went away, say) is just dropped: the
-  // query that would have used it opens its own socket and reports the failure.
-  spare.socket.on('error', () => discard(key, spare));
-  spare.socket.unref();
-  list.push(spare);
-}
 
-/**
- * A ready socket for a query to `server` from `localAddress`, or undefined (the caller opens
- * one). Either way a replacement is opened once the caller's query has gone out.
- */
-export function takeSpare(server: ServerAddress, localAddress: string | undefined): dgram.Socket | undefined {
-  const key = routeKey(server, localAddress);
-  const list = routes.get(key);
-  let socket: dgram.Socket | undefined;
-  if (list !== undefined) {
-    routes.delete(key); // re-inserted: the Map's order is least recently used first
-    routes.set(key, list);
-    const at = list.findIndex((s) => s.ready);
-    if (at >= 0) {
-      const [spare] = list.splice(at, 1) as [Spare];
-      spare.socket.removeAllListeners('error');
-      socket = spare.socket.ref();
+  /** Closes every spare; later take()s open none. */
+  close(): void {
+    this.closed = true;
+    for (const [key, list] of [...this.routes]) for (const spare of [...list]) this.discard(key, spare);
+    clearInterval(this.sweeper);
+    this.sweeper = undefined;
+  }
+
+  private sweep(): void {
+    const before = performance.now() - IDLE_MS;
+    for (const [key, list] of [...this.routes]) {
+      for (const spare of list.filter((s) => s.openedAt <= before)) this.discard(key, spare);
+    }
+    if (this.routes.size === 0) {
+      clearInterval(this.sweeper);
+      this.sweeper = undefined;
     }
   }
-  setImmediate(() => {
-    if ((routes.get(key)?.length ?? 0) < SPARES_PER_ROUTE) addSpare(key, server, localAddress);
-  });
-  return socket;
+
+  private discard(key: string, spare: Spare): void {
+    spare.socket.close();
+    const list = this.routes.get(key);
+    const at = list?.indexOf(spare) ?? -1;
+    if (at >= 0) list!.splice(at, 1);
+    if (list?.length === 0) this.routes.delete(key);
+  }
+
+  private add(key: string, server: ServerAddress, localAddress: string | undefined): void {
+    let list = this.routes.get(key);
+    if (list === undefined) {
+      if (this.routes.size >= MAX_ROUTES) {
+        const [oldest, spares] = this.routes.entries().next().value as [string, Spare[]];
+        for (const spare of [...spares]) this.discard(oldest, spare);
+      }
+      list = [];
+      this.routes.set(key, list);
+    }
+    const spare: Spare = {
+      socket: openQuerySocket(server, localAddress, () => { spare.ready = true; }),
+      ready: false,
+      openedAt: performance.now(),
+    };
+    this.sweeper ??= setInterval(() => this.sweep(), IDLE_MS / 2).unref();
+    // A spare that cannot be opened (the source address went away, say) is just dropped: the
+    // query that would have used it opens its own socket and reports the failure.
+    spare.socket.on('error', () => this.discard(key, spare));
+    spare.socket.unref();
+    list.push(spare);
+  }
 }

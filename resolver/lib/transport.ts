@@ -12,7 +12,7 @@ import type { Message } from '../codec/message.js';
 import { checkReply, type Expectation, type Question } from '../codec/reply-check.js';
 import { formatServer, type ServerAddress } from '../codec/server-address.js';
 import { frame, unframe } from '../codec/tcp-frame.js';
-import { openQuerySocket, takeSpare } from './spare-sockets.js';
+import { openQuerySocket, type SpareSockets } from './spare-sockets.js';
 
 export const DEFAULT_TIMEOUT_MS = 1000;
 export const DEFAULT_DEADLINE_MS = 5000;
@@ -55,6 +55,8 @@ export interface ExchangeRequest {
   tcp?: boolean;
   /** Source address of the query (IP literal); default: the kernel's choice. */
   localAddress?: string;
+  /** Where a ready query socket may be taken from (a CapaResolver's); without, each query opens its own. */
+  spares?: SpareSockets;
 }
 
 interface Pending<T> {
@@ -114,7 +116,7 @@ function udpTry(req: ExchangeRequest, expect: Expectation, query: Buffer, timeou
     const send = (): void => {
       socket.send(query, (err) => { if (err) pending.reject(unreachable(req.server, 'udp', err)); });
     };
-    const spare = takeSpare(req.server, req.localAddress);
+    const spare = req.spares?.take(req.server, req.localAddress);
     const socket = spare ?? openQuerySocket(req.server, req.localAddress, send);
     socket.on('error', (err) => pending.reject(unreachable(req.server, 'udp', err)));
     socket.on('message', (bytes, from) => {
@@ -190,6 +192,8 @@ export interface Timing {
   deadlineAt: number;
   signal?: AbortSignal;
   localAddress?: string;
+  /** The resolver's spare query sockets. */
+  spares?: SpareSockets;
 }
 
 function positiveMs(value: number | undefined, fallback: number, name: string): number {
@@ -198,11 +202,12 @@ function positiveMs(value: number | undefined, fallback: number, name: string): 
   return value;
 }
 
-export function startTiming(options: TimingOptions): Timing {
+export function startTiming(options: TimingOptions, spares?: SpareSockets): Timing {
   const timeoutMs = positiveMs(options.timeout, DEFAULT_TIMEOUT_MS, 'timeout');
   const deadlineMs = positiveMs(options.deadline, DEFAULT_DEADLINE_MS, 'deadline');
   const timing: Timing = { timeoutMs, deadlineMs, deadlineAt: performance.now() + deadlineMs };
   if (options.signal) timing.signal = options.signal;
+  if (spares) timing.spares = spares;
   if (options.localAddress !== undefined) {
     if (ipFamily(options.localAddress) === 0) throw invalidArg(`localAddress must be an IP address, got ${JSON.stringify(options.localAddress)}`);
     timing.localAddress = options.localAddress;
@@ -246,7 +251,7 @@ function finalError(failures: Failure[], servers: readonly ServerAddress[], timi
  * that stayed silent (or sent only malformed replies) is asked again in the next round.
  */
 export async function askServers<T>(servers: readonly ServerAddress[], timing: Timing,
-  request: Omit<ExchangeRequest, 'server' | 'timeoutMs' | 'signal' | 'localAddress'>,
+  request: Omit<ExchangeRequest, 'server' | 'timeoutMs' | 'signal' | 'localAddress' | 'spares'>,
   judge: (reply: Reply) => Verdict<T>): Promise<T> {
   const failures: Failure[] = [];
   let candidates: readonly ServerAddress[] = servers;
@@ -267,6 +272,7 @@ export async function askServers<T>(servers: readonly ServerAddress[], timing: T
           signal: timing.signal,
           tcp: request.tcp,
           localAddress: timing.localAddress,
+          spares: timing.spares,
         });
       } catch (err) {
         if (!isCapaError(err)) throw err;

@@ -7,7 +7,7 @@
 import type { EventEmitter } from 'node:events';
 import type { Protocol } from '../../resolver/codec/constants.js';
 import { CapaError, isCapaError } from '../../resolver/codec/errors.js';
-import { type CapaEndpoint, type PlainResult, release, type Resolution, resolve } from '../../resolver/lib/resolve.js';
+import type { CapaEndpoint, PlainResult, Resolution } from '../../resolver/lib/resolve.js';
 import { addressAdd, isLocalAddress, sweepAddresses } from '../../native/addon/index.js';
 import type { Settings } from './options.js';
 
@@ -37,7 +37,7 @@ const PIN_TRIES = 3;
 /** A fresh CAPA allocation (never cached: one per socket), or the plain addresses. */
 function resolveDestination(destination: Destination, settings: Settings): Promise<Resolution> {
   const { host, port, protocol, signal } = destination;
-  return resolve({ host, port, protocol, servers: settings.servers, rrtype: settings.rrtype, ...settings.call, signal });
+  return settings.resolver.resolve({ host, port, protocol, servers: settings.servers, rrtype: settings.rrtype, ...settings.call, signal });
 }
 
 /** Interfaces this process put an address on: each gets one tidy-up (the address sweep) at exit. */
@@ -76,7 +76,7 @@ async function configure(address: string, ifname: string | undefined): Promise<v
 /** Hands the allocation back; "no such allocation" means the GRM already ended it (flow gone, lease over). */
 async function giveBack(endpoint: CapaEndpoint, settings: Settings): Promise<Error | undefined> {
   try {
-    await release(endpoint, { rrtype: settings.rrtype, ...settings.call });
+    await settings.resolver.release(endpoint, { rrtype: settings.rrtype, ...settings.call });
     return undefined;
   } catch (err) {
     if (isCapaError(err, 'ERR_CAPA_NO_ALLOCATION')) return undefined;

@@ -8,7 +8,7 @@ import net from 'node:net';
 import { addAbortSignal } from 'node:stream';
 import { invalidArg } from '../../resolver/codec/errors.js';
 import { type Family, ipFamily } from '../../resolver/codec/ip.js';
-import type { CapaEndpoint } from '../../resolver/lib/resolve.js';
+import type { CapaEndpoint, CapaResolver } from '../../resolver/lib/resolve.js';
 import { type Opened, openAllocated, type SocketAllocation } from './allocation.js';
 import { PinnableTcpSocket } from './pinned.js';
 import { type CapaOptions, destinationPort, settingsOf } from './options.js';
@@ -56,8 +56,11 @@ function plainSocket(addresses: string[], port: number, options: CapaConnectOpti
   return net.connect({ ...rest, host: wanted ?? addresses[0]!, port });
 }
 
-/** The family of the last allocation: a pool seldom changes, so the next one likely has it too. */
-let lastFamily: Family = 4;
+/**
+ * The family of each resolver's last allocation: a pool seldom changes, so its next one likely
+ * has it too. Kept with the resolver (it lives as long as that does), not for the whole process.
+ */
+const lastFamilies = new WeakMap<CapaResolver, Family>();
 
 /**
  * The socket of the coming connection, made ready (PinnableTcpSocket) while the CAPA query is
@@ -69,16 +72,18 @@ class SocketInWaiting {
   private pinnable: PinnableTcpSocket | undefined;
   private readonly immediate = setImmediate(() => {
     try {
-      this.pinnable = PinnableTcpSocket.open(lastFamily);
+      this.pinnable = PinnableTcpSocket.open(lastFamilies.get(this.resolver) ?? 4);
     } catch {
       // Out of descriptors, say: take() opens the socket again and reports what fails then.
     }
   });
 
+  constructor(private readonly resolver: CapaResolver) {}
+
   /** The socket made in waiting, or a new one when the reply came first, had another family, or for a retry. */
   take(family: Family): PinnableTcpSocket {
     clearImmediate(this.immediate);
-    lastFamily = family;
+    lastFamilies.set(this.resolver, family);
     const pinnable = this.pinnable?.family === family ? this.pinnable : PinnableTcpSocket.open(family);
     if (pinnable !== this.pinnable) this.pinnable?.destroy();
     this.pinnable = undefined;
@@ -108,7 +113,7 @@ export async function openSocket(options: CapaConnectOptions): Promise<CapaSocke
   const port = checkOptions(options);
   const host = options.host ?? 'localhost';
   const settings = settingsOf(options.capa);
-  const waiting = new SocketInWaiting();
+  const waiting = new SocketInWaiting(settings.resolver);
   let opened: Opened<net.Socket>;
   try {
     opened = await openAllocated({ host, port, protocol: 'tcp', signal: options.signal }, settings, (endpoint) => {

@@ -3,6 +3,7 @@
  * which GRMs to ask, from which inside address, and which interface gets the allocated address.
  */
 import { invalidArg } from '../../resolver/codec/errors.js';
+import { type CapaResolver, defaultResolver } from '../../resolver/lib/resolve.js';
 import type { ServerSpec } from '../../resolver/lib/servers.js';
 import type { TimingOptions } from '../../resolver/lib/transport.js';
 
@@ -30,6 +31,8 @@ export interface CapaOptions {
    * when its data plane sees the flow gone). Default: a process warning.
    */
   onReleaseError?: (err: Error) => void;
+  /** The resolver whose spare query sockets and caches the calls share; default: the process's (defaultResolver()). */
+  resolver?: CapaResolver;
 }
 
 /** CapaOptions with the environment applied, as the resolver calls take them. */
@@ -40,6 +43,7 @@ export interface Settings {
   /** Timing and source address of every resolver call (resolve and release). */
   call: TimingOptions;
   onReleaseError: (err: Error) => void;
+  resolver: CapaResolver;
 }
 
 function warn(err: Error): void {
@@ -58,6 +62,7 @@ export function settingsOf(options: CapaOptions = {}, env: NodeJS.ProcessEnv = p
     rrtype: options.rrtype,
     call,
     onReleaseError: options.onReleaseError ?? warn,
+    resolver: options.resolver ?? defaultResolver(),
   };
 }
 

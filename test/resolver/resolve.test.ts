@@ -13,7 +13,7 @@ import dnsPacket from 'dns-packet';
 import { EDE, EDNS_PAYLOAD } from '../../resolver/codec/constants.js';
 import { CapaError } from '../../resolver/codec/errors.js';
 import { type CapaRecord } from '../../resolver/codec/rdata.js';
-import { resolve, type ResolveOptions } from '../../resolver/lib/resolve.js';
+import { CapaResolver, resolve, type ResolveOptions } from '../../resolver/lib/resolve.js';
 import { configuredServers, parseResolvConf, resolveServers } from '../../resolver/lib/servers.js';
 import { formatServer, parseServer, parseServerList } from '../../resolver/codec/server-address.js';
 import { fromServer } from '../../resolver/lib/transport.js';
@@ -517,6 +517,36 @@ describe('resolver: server selection', () => {
     } finally {
       if (saved === undefined) delete process.env.CAPA_SERVER;
       else process.env.CAPA_SERVER = saved;
+      await s.close();
+    }
+  });
+});
+
+describe('resolver: a CapaResolver of its own', () => {
+  /** UDP sockets this process holds, from its fd table. */
+  const udpSockets = async (): Promise<number> => {
+    const { readdir, readlink } = await import('node:fs/promises');
+    const links = await Promise.all((await readdir('/proc/self/fd')).map((fd) => readlink(`/proc/self/fd/${fd}`).catch(() => '')));
+    return links.filter((l) => l.startsWith('socket:')).length;
+  };
+
+  it('asks its own servers and rrtype by default, keeps spare query sockets, and closes them', async () => {
+    const s = await startFakeDnsServer(gateway());
+    const resolver = new CapaResolver({ servers: [s.server] });
+    try {
+      const before = await udpSockets();
+      const r = await resolver.resolve({ host: HOST, port: 80, ...FAST });
+      expect(r).to.deep.include({ kind: 'capa', server: s.server, local: { address: ALLOC.address, port: ALLOC.port } });
+      await new Promise((done) => setTimeout(done, 50)); // the spare for the next query opens after this one
+      expect(await udpSockets(), 'spare query sockets kept for the next query').to.be.above(before);
+      await resolver.release(r as Parameters<CapaResolver['release']>[0], FAST).catch(() => undefined);
+      resolver.close();
+      await new Promise((done) => setTimeout(done, 50));
+      expect(await udpSockets(), 'close() gives them back').to.be.at.most(before);
+      const err = await capaRejection(resolver.resolve({ host: HOST, port: 80, ...FAST }));
+      expect(err).to.include({ code: 'ERR_CAPA_CONFIG', message: 'this CapaResolver was closed' });
+    } finally {
+      resolver.close();
       await s.close();
     }
   });

@@ -1,4 +1,4 @@
-/* The pending allocation table: see allocations.h. */
+/* The unclaimed allocation table: see allocations.h. */
 #include "allocations.h"
 
 #include <pthread.h>
@@ -12,14 +12,14 @@
  * reclaims it): an app that resolves without connecting cannot grow the table without bound. */
 #define MAX_PENDING 4096
 
-struct pending {
+struct unclaimed {
   struct capa_allocation alloc;
   int64_t due_ms; /* handed back when no connect has taken it by then */
 };
 
 static struct {
   pthread_mutex_t lock;
-  struct pending *items;
+  struct unclaimed *items;
   size_t count, capacity;
   int sweeping; /* a sweeper thread serves this table */
 } table = {.lock = PTHREAD_MUTEX_INITIALIZER};
@@ -52,7 +52,7 @@ static int has_room(void) {
   if (table.count == MAX_PENDING) remove_at(0); /* the oldest */
   if (table.count < table.capacity) return 1;
   size_t capacity = table.capacity ? table.capacity * 2 : 16;
-  struct pending *items = realloc(table.items, capacity * sizeof *items);
+  struct unclaimed *items = realloc(table.items, capacity * sizeof *items);
   if (items == NULL) return 0;
   table.items = items;
   table.capacity = capacity;
@@ -65,7 +65,7 @@ static int64_t due(const struct capa_allocation *a, int64_t now) {
   return now + CAPA_UNUSED_MS < lease ? now + CAPA_UNUSED_MS : lease;
 }
 
-int capa_pending_put(const struct capa_allocation *a) {
+int capa_unclaimed_put(const struct capa_allocation *a) {
   int64_t now = capa_now_ms();
   int start = 0;
   lock_table();
@@ -86,7 +86,7 @@ static int matches(const struct capa_allocation *a, const struct capa_ip *dest, 
          (a->remote_port == port || a->remote_port == 0);
 }
 
-int capa_pending_take(const struct capa_ip *dest, uint16_t port, int proto, struct capa_allocation *out) {
+int capa_unclaimed_take(const struct capa_ip *dest, uint16_t port, int proto, struct capa_allocation *out) {
   size_t best = 0;
   int found = 0;
   lock_table();
@@ -103,12 +103,12 @@ int capa_pending_take(const struct capa_ip *dest, uint16_t port, int proto, stru
   return found;
 }
 
-int capa_pending_reuse(const char *qname, int proto, struct capa_allocation *out) {
+int capa_unclaimed_reuse(const char *qname, int proto, struct capa_allocation *out) {
   int64_t now = capa_now_ms();
   int found = 0;
   lock_table();
   for (size_t i = 0; i < table.count && !found; i++) {
-    struct pending *p = &table.items[i];
+    struct unclaimed *p = &table.items[i];
     if (p->alloc.record.proto != proto || strcasecmp(p->alloc.qname, qname) != 0) continue;
     p->due_ms = due(&p->alloc, now);
     *out = p->alloc;
@@ -118,7 +118,7 @@ int capa_pending_reuse(const char *qname, int proto, struct capa_allocation *out
   return found;
 }
 
-size_t capa_pending_take_due(struct capa_allocation *out, size_t max, int *more) {
+size_t capa_unclaimed_take_due(struct capa_allocation *out, size_t max, int *more) {
   int64_t now = capa_now_ms();
   size_t n = 0;
   lock_table();
@@ -133,7 +133,7 @@ size_t capa_pending_take_due(struct capa_allocation *out, size_t max, int *more)
   return n;
 }
 
-struct capa_allocation *capa_pending_take_all(size_t *n) {
+struct capa_allocation *capa_unclaimed_take_all(size_t *n) {
   struct capa_allocation *all = NULL;
   lock_table();
   *n = 0;

@@ -19,20 +19,20 @@
 
 /* Keeps the allocation (a copy) until taken or due. Returns 1 when the caller must start a
  * sweeper (none runs for this table), else 0. */
-int capa_pending_put(const struct capa_allocation *a);
+int capa_unclaimed_put(const struct capa_allocation *a);
 
 /* Removes and returns the matching allocation with the earliest deadline: 1 found, 0 none. */
-int capa_pending_take(const struct capa_ip *dest, uint16_t port, int proto, struct capa_allocation *out);
+int capa_unclaimed_take(const struct capa_ip *dest, uint16_t port, int proto, struct capa_allocation *out);
 
-/* A copy of the pending allocation asked under the same qname for proto, its wait restarted: a
+/* A copy of the unclaimed allocation asked under the same qname for proto, its wait restarted: a
  * repeated lookup with no connect in between reuses it. 1 found, 0 none. */
-int capa_pending_reuse(const char *qname, int proto, struct capa_allocation *out);
+int capa_unclaimed_reuse(const char *qname, int proto, struct capa_allocation *out);
 
 /* Removes up to max allocations whose wait is over into out; returns how many. When the table
  * is empty it returns 0 with *more = 0, and the sweeper is no longer counted as running. */
-size_t capa_pending_take_due(struct capa_allocation *out, size_t max, int *more);
+size_t capa_unclaimed_take_due(struct capa_allocation *out, size_t max, int *more);
 
 /* Removes every allocation; the caller frees the array. */
-struct capa_allocation *capa_pending_take_all(size_t *n);
+struct capa_allocation *capa_unclaimed_take_all(size_t *n);
 
 #endif

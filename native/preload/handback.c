@@ -26,7 +26,7 @@ static void *sweep(void *unused) {
   (void)unused;
   capa_guard_enter(); /* this thread's DNS goes straight to libc */
   while (more) {
-    size_t n = capa_pending_take_due(due, SWEEP_BATCH, &more);
+    size_t n = capa_unclaimed_take_due(due, SWEEP_BATCH, &more);
     for (size_t i = 0; i < n; i++) capa_release(capa_config(), &due[i], "unused");
     if (n == 0 && more) nanosleep(&pause, NULL);
     more |= n > 0;
@@ -50,8 +50,8 @@ static void start_sweeper(void) {
   pthread_attr_destroy(&attr);
 }
 
-void capa_pending_keep(const struct capa_allocation *a) {
-  if (capa_pending_put(a)) start_sweeper();
+void capa_unclaimed_keep(const struct capa_allocation *a) {
+  if (capa_unclaimed_put(a)) start_sweeper();
 }
 
 /* The process whose tables these are: a vfork child shares the parent's memory, and must never
@@ -68,13 +68,13 @@ __attribute__((constructor)) static void at_load(void) {
 void capa_handback_all(const char *why) {
   const struct capa_config *cfg = capa_config();
   if (getpid() != owner) return;
-  size_t n_pins = 0, n_pending = 0;
+  size_t n_pins = 0, n_unclaimed = 0;
   struct capa_pinned_fd *pins = capa_pins_remove_range(0, UINT_MAX, &n_pins);
-  struct capa_allocation *pending = capa_pending_take_all(&n_pending);
+  struct capa_allocation *unclaimed = capa_unclaimed_take_all(&n_unclaimed);
   for (size_t i = 0; i < n_pins; i++) capa_release_pin(&pins[i].pin, why);
-  for (size_t i = 0; i < n_pending; i++) capa_release(cfg, &pending[i], why);
+  for (size_t i = 0; i < n_unclaimed; i++) capa_release(cfg, &unclaimed[i], why);
   free(pins);
-  free(pending);
+  free(unclaimed);
 }
 
 /* exit() and a return from main run this; _exit and _Exit are hooked (hooks.c). */

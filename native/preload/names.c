@@ -67,15 +67,15 @@ static void log_allocation(const struct capa_config *cfg, const char *via, const
 /* Keeps the allocation for the connect to come, or hands it back when the caller got no result
  * or cannot use it (a family it did not ask for; for a bare host, a protocol the server chose). */
 static void settle(const struct capa_config *cfg, const struct capa_allocation *a, const char *unusable) {
-  if (unusable == NULL) capa_pending_keep(a);
+  if (unusable == NULL) capa_unclaimed_keep(a);
   else capa_release(cfg, a, unusable);
 }
 
 /* A repeated lookup of (host, port, proto) with no connect in between: the allocation it already
- * holds (still pending, its wait restarted) instead of a new one. */
+ * holds (still unclaimed, its wait restarted) instead of a new one. */
 static int reused(const char *host, uint16_t port, int proto, struct capa_allocation *a) {
   char qname[CAPA_NAME_TEXT_MAX];
-  return capa_qname_build(host, port, proto, qname, sizeof qname) == CAPA_OK && capa_pending_reuse(qname, proto, a);
+  return capa_qname_build(host, port, proto, qname, sizeof qname) == CAPA_OK && capa_unclaimed_reuse(qname, proto, a);
 }
 
 /* CAPA does not know the name, and the system would go on to its hosts file after DNS. */

@@ -2,7 +2,7 @@
  * The resolver side of capa-run: getaddrinfo / gethostbyname* answered by a CAPA round trip.
  * The query is `_<port>._<proto>.<host>` when the caller names a port (number or service), else
  * the bare host (a partial allocation, completed by the connect's port). The result is aOB, and
- * the allocation waits in the pending table for the connect that uses it.
+ * the allocation waits in the unclaimed table for the connect that uses it.
  * NODATA / NOTIMP / FORMERR (a server that does not know CAPA) and inside destinations get the
  * server's addresses or, when it sent none, the real resolver's answer. Failures map as
  * lookup.h says. IP literals, "localhost" names and numeric-only requests go to the real

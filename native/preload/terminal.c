@@ -161,12 +161,12 @@ static int pin(const struct capa_config *cfg, int fd, const struct destination *
   return 0;
 }
 
-/* The allocation for this destination: a pending one, or a fresh one asked by reverse name. */
+/* The allocation for this destination: an unclaimed one, or a fresh one asked by reverse name. */
 static int allocation_for(const struct capa_config *cfg, int fd, int proto, const struct destination *d,
                           struct capa_allocation *a) {
   char text[CAPA_ADDRESS_TEXT_MAX];
   struct capa_lookup l;
-  if (capa_pending_take(&d->ip, d->port, proto, a)) return 1;
+  if (capa_unclaimed_take(&d->ip, d->port, proto, a)) return 1;
   capa_ip_format(&d->ip, text, sizeof text);
   capa_lookup(cfg, text, d->port, proto, &l);
   if (l.outcome == CAPA_PLAIN) {
@@ -215,7 +215,7 @@ static int prepare(int fd, const struct destination *d, int connecting) {
   if (proto == 0 || link_only(&d->ip)) return 0;
   if (capa_config_exempts(cfg, &d->ip, d->port)) {
     /* The name lookup could not know the destination is exempt: hand its allocation back. */
-    if (capa_pending_take(&d->ip, d->port, proto, &a)) capa_release(cfg, &a, "exempt destination");
+    if (capa_unclaimed_take(&d->ip, d->port, proto, &a)) capa_release(cfg, &a, "exempt destination");
     return 0;
   }
   if (capa_pins_find(fd, &pinned)) {

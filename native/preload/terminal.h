@@ -4,7 +4,7 @@
  * it (the socket is then never used unpinned). Call only under the guard (real.h).
  *
  * - connect / first send of an unconnected socket to an AF_INET/AF_INET6 TCP or UDP
- *   destination: take the pending allocation for (aOB, pB, proto) or ask by reverse name, put
+ *   destination: take the unclaimed allocation for (aOB, pB, proto) or ask by reverse name, put
  *   aOG on CAPA_INTERFACE when it is not local, pin the socket to (aOG, pA), then let the real
  *   call run (a non-blocking connect stays non-blocking).
  * - Exempt, connected as they are: other families, other protocols, multicast, broadcast and
@@ -33,7 +33,7 @@ int capa_before_connect(int fd, const struct sockaddr *addr, socklen_t len);
 
 /* 1 when a flow to this address never needs CAPA, whatever the socket: not AF_INET/AF_INET6
  * with an address and a port, link-only, a CAPA server or resolv.conf nameserver, exempt. (An
- * exempt destination's pending allocation is still handed back by capa_before_connect.) */
+ * exempt destination's unclaimed allocation is still handed back by capa_before_connect.) */
 int capa_destination_needs_no_capa(const struct sockaddr *addr, socklen_t len);
 
 /* For sendto/sendmsg with a destination address (to may be NULL: nothing to do). */

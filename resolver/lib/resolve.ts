@@ -292,7 +292,7 @@ function judgeWith(target: Target, bytes: Uint8Array, id: number, server: Server
 }
 
 /** The Resolution of a CAPA reply judged done: aOB for an allocation, the addresses of a fallback. */
-async function settle(outcome: CapaOutcome, target: Target, servers: readonly ServerAddress[], timing: Timing): Promise<Resolution> {
+async function resolutionFrom(outcome: CapaOutcome, target: Target, servers: readonly ServerAddress[], timing: Timing): Promise<Resolution> {
   if (outcome.kind === 'fallback') {
     return { kind: 'plain', addresses: await plainAddresses(outcome.reply, target, servers, timing) };
   }
@@ -365,7 +365,7 @@ export class CapaResolver {
       question: target.question,
       rrtype: target.rrtype,
     }, (reply) => judgeCapa(reply, target));
-    return settle(outcome, target, servers, timing);
+    return resolutionFrom(outcome, target, servers, timing);
   }
 
   /**
@@ -378,7 +378,7 @@ export class CapaResolver {
     const verdict = judgeCapa(reply, target);
     if ('fail' in verdict) return Promise.reject(verdict.fail);
     if ('next' in verdict) return Promise.reject(verdict.next);
-    return settle(verdict.done, target, [reply.server, ...servers.filter((s) => s !== reply.server)], startTiming(options, this.spares));
+    return resolutionFrom(verdict.done, target, [reply.server, ...servers.filter((s) => s !== reply.server)], startTiming(options, this.spares));
   }
 
   /** See the module function judgeReply. */

@@ -59,7 +59,7 @@ export interface ExchangeRequest {
   spares?: SpareSockets;
 }
 
-interface Pending<T> {
+interface InFlight<T> {
   resolve(value: T): void;
   reject(err: unknown): void;
 }
@@ -69,7 +69,7 @@ interface Pending<T> {
  * on the first resolve/reject, on the timer (error from `onTimeout`) or on the abort signal.
  */
 function converse<T>(timeoutMs: number, signal: AbortSignal | undefined, onTimeout: () => Error,
-  start: (pending: Pending<T>) => () => void): Promise<T> {
+  start: (inFlight: InFlight<T>) => () => void): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     if (signal?.aborted) { reject(signal.reason); return; }
     let cleanup = (): void => {};
@@ -80,14 +80,14 @@ function converse<T>(timeoutMs: number, signal: AbortSignal | undefined, onTimeo
       signal?.removeEventListener('abort', onAbort);
       cleanup();
     };
-    const pending: Pending<T> = {
+    const inFlight: InFlight<T> = {
       resolve: (value) => { if (!done) { finish(); resolve(value); } },
       reject: (err) => { if (!done) { finish(); reject(err); } },
     };
-    const onAbort = (): void => pending.reject(signal?.reason);
-    const timer = setTimeout(() => pending.reject(onTimeout()), Math.max(0, timeoutMs));
+    const onAbort = (): void => inFlight.reject(signal?.reason);
+    const timer = setTimeout(() => inFlight.reject(onTimeout()), Math.max(0, timeoutMs));
     signal?.addEventListener('abort', onAbort, { once: true });
-    cleanup = start(pending);
+    cleanup = start(inFlight);
     if (done) cleanup();
   });
 }
@@ -110,21 +110,21 @@ type UdpOutcome = { kind: 'accept'; message: Message; bytes: Buffer } | { kind: 
 
 function udpTry(req: ExchangeRequest, expect: Expectation, query: Buffer, timeoutMs: number): Promise<UdpOutcome> {
   let sawMalformed = false;
-  return converse<UdpOutcome>(timeoutMs, req.signal, () => noReply(req.server, 'udp', timeoutMs, sawMalformed), (pending) => {
+  return converse<UdpOutcome>(timeoutMs, req.signal, () => noReply(req.server, 'udp', timeoutMs, sawMalformed), (inFlight) => {
     // A socket of its own per query (opened ahead when a spare is ready): the kernel picks a random
     // ephemeral port (RFC 5452 §9.2), and connect() lets ICMP port-unreachable come back as ECONNREFUSED.
     const send = (): void => {
-      socket.send(query, (err) => { if (err) pending.reject(unreachable(req.server, 'udp', err)); });
+      socket.send(query, (err) => { if (err) inFlight.reject(unreachable(req.server, 'udp', err)); });
     };
     const spare = req.spares?.take(req.server, req.localAddress);
     const socket = spare ?? openQuerySocket(req.server, req.localAddress, send);
-    socket.on('error', (err) => pending.reject(unreachable(req.server, 'udp', err)));
+    socket.on('error', (err) => inFlight.reject(unreachable(req.server, 'udp', err)));
     socket.on('message', (bytes, from) => {
       // connect() already makes the kernel drop other sources; checked again so the rule does not rest on it.
       if (!fromServer(from, req.server)) return;
       const check = checkReply(bytes, expect);
-      if (check.kind === 'accept') pending.resolve({ kind: 'accept', message: check.message, bytes });
-      else if (check.kind === 'truncated') pending.resolve(check);
+      if (check.kind === 'accept') inFlight.resolve({ kind: 'accept', message: check.message, bytes });
+      else if (check.kind === 'truncated') inFlight.resolve(check);
       else sawMalformed ||= check.malformed;
     });
     if (spare) send();
@@ -134,21 +134,21 @@ function udpTry(req: ExchangeRequest, expect: Expectation, query: Buffer, timeou
 
 function tcpTry(req: ExchangeRequest, expect: Expectation, query: Buffer, timeoutMs: number): Promise<Reply> {
   let sawMalformed = false;
-  return converse<Reply>(timeoutMs, req.signal, () => noReply(req.server, 'tcp', timeoutMs, sawMalformed), (pending) => {
+  return converse<Reply>(timeoutMs, req.signal, () => noReply(req.server, 'tcp', timeoutMs, sawMalformed), (inFlight) => {
     const socket = net.connect({ host: req.server.address, port: req.server.port, localAddress: req.localAddress });
     let stream: Buffer = Buffer.alloc(0);
     socket.on('connect', () => socket.write(frame(query)));
-    socket.on('error', (err) => pending.reject(unreachable(req.server, 'tcp', err)));
+    socket.on('error', (err) => inFlight.reject(unreachable(req.server, 'tcp', err)));
     socket.on('data', (chunk: Buffer) => {
       const { frames, rest } = unframe(Buffer.concat([stream, chunk]));
       stream = rest;
       for (const bytes of frames) {
         const check = checkReply(bytes, expect);
-        if (check.kind === 'accept') pending.resolve({ message: check.message, bytes, transport: 'tcp', server: req.server });
+        if (check.kind === 'accept') inFlight.resolve({ message: check.message, bytes, transport: 'tcp', server: req.server });
         else sawMalformed ||= check.kind === 'ignore' && check.malformed;
       }
     });
-    socket.on('end', () => pending.reject(sawMalformed
+    socket.on('end', () => inFlight.reject(sawMalformed
       ? noReply(req.server, 'tcp', timeoutMs, true)
       : new CapaError('ERR_CAPA_SERVER_FAILURE', `DNS server ${formatServer(req.server)} (tcp) closed the connection without an answer`,
         { server: formatServer(req.server) })));

@@ -86,14 +86,14 @@ async function giveBack(endpoint: CapaEndpoint, settings: Settings): Promise<Err
   }
 }
 
-/** A net.Socket (destroy) or a dgram.Socket (close): what adopt can end when its address cannot be kept. */
+/** A net.Socket (destroy) or a dgram.Socket (close): what tieToSocket can end when its address cannot be kept. */
 type Closable = EventEmitter & { destroy?(err?: Error): void; close?(): void };
 
 /**
  * Opens the socket of an allocation (configure, then `open`) and ties the allocation to it:
  * released when the socket emits 'close', or before this rejects when opening fails.
  */
-async function adopt<S extends Closable>(endpoint: CapaEndpoint, settings: Settings, open: () => S | Promise<S>): Promise<S & { capa: SocketAllocation }> {
+async function tieToSocket<S extends Closable>(endpoint: CapaEndpoint, settings: Settings, open: () => S | Promise<S>): Promise<S & { capa: SocketAllocation }> {
   let socket: S;
   try {
     await configure(endpoint.local.address, settings.interface);
@@ -123,7 +123,7 @@ async function adopt<S extends Closable>(endpoint: CapaEndpoint, settings: Setti
 export type Opened<S> = PlainResult | { kind: 'capa'; socket: S & { capa: SocketAllocation } };
 
 /**
- * Asks the GRM and opens the pinned socket of the allocation with `open` (see adopt), or hands
+ * Asks the GRM and opens the pinned socket of the allocation with `open` (see tieToSocket), or hands
  * back the plain addresses where the design allows an unpinned connect. A bind that fails with
  * EADDRINUSE is retried with a fresh allocation, up to PIN_TRIES in all; every other failure,
  * and the last one, rejects.
@@ -134,7 +134,7 @@ export async function openAllocated<S extends Closable>(destination: Destination
     const resolution = await resolveDestination(destination, settings);
     if (resolution.kind === 'plain') return resolution;
     try {
-      return { kind: 'capa', socket: await adopt(resolution, settings, () => open(resolution)) };
+      return { kind: 'capa', socket: await tieToSocket(resolution, settings, () => open(resolution)) };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || tries >= PIN_TRIES) throw err;
     }

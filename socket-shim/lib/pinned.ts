@@ -39,7 +39,7 @@ function familyOf(address: string, name: string): Family {
 }
 
 /** Wraps a freshly pinned fd; the fd is closed if wrapping fails, so nothing leaks. */
-function adopt<T>(fd: number, wrap: (fd: number) => T): T {
+function wrapFd<T>(fd: number, wrap: (fd: number) => T): T {
   try {
     return wrap(fd);
   } catch (err: unknown) {
@@ -61,7 +61,7 @@ export class PinnableTcpSocket {
   readonly socket: Socket;
 
   private constructor(readonly family: Family, private readonly fd: number) {
-    this.socket = adopt(fd, (own) => new Socket({ fd: own, manualStart: true } as SocketConstructorOpts));
+    this.socket = wrapFd(fd, (own) => new Socket({ fd: own, manualStart: true } as SocketConstructorOpts));
   }
 
   static open(family: Family, options: { device?: string | undefined; mark?: number | undefined } = {}): PinnableTcpSocket {
@@ -114,7 +114,7 @@ export function pinnedTcpSocket(options: PinnedTcpOptions): Socket {
  */
 export function pinnedUdpSocket(options: PinnedUdpOptions): dgram.Socket {
   const family = familyOf(options.localAddress, 'localAddress');
-  return adopt(openFor(family, 'udp', options), (pinned) => {
+  return wrapFd(openFor(family, 'udp', options), (pinned) => {
     bindPinned(pinned, options.localAddress, options.localPort);
     const socket = dgram.createSocket(family === 4 ? 'udp4' : 'udp6');
     try {

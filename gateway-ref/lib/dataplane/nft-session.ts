@@ -19,7 +19,7 @@ import type { WorkerReply, WorkerRequest } from './nft-worker.js';
 const WORKER = fileURLToPath(new URL('./nft-worker.js', import.meta.url));
 const START_TIMEOUT_MS = 10_000;
 
-interface Pending {
+interface InFlight {
   resolve(): void;
   reject(err: Error): void;
 }
@@ -27,7 +27,7 @@ interface Pending {
 const KNOWN_CODES = new Set<string>(['ERR_CAPA_PERMISSION', 'ERR_CAPA_CONFIG', 'ERR_CAPA_SERVER_FAILURE']);
 
 export class NftSession {
-  private readonly pending = new Map<number, Pending>();
+  private readonly inFlight = new Map<number, InFlight>();
   private nextId = 1;
   private failure: Error | undefined;
   private readonly exited: Promise<void>;
@@ -53,8 +53,8 @@ export class NftSession {
         return;
       }
       if (!('id' in reply)) { ready(reply); return; }
-      const waiter = this.pending.get(reply.id);
-      this.pending.delete(reply.id);
+      const waiter = this.inFlight.get(reply.id);
+      this.inFlight.delete(reply.id);
       if (reply.error === undefined) waiter?.resolve();
       else {
         const code = KNOWN_CODES.has(reply.code ?? '') ? reply.code as CapaErrorCode : 'ERR_CAPA_SERVER_FAILURE';
@@ -84,7 +84,7 @@ export class NftSession {
     if (this.failure) return Promise.reject(this.failure);
     const request: WorkerRequest = { id: this.nextId++, script };
     return new Promise((resolve, reject) => {
-      this.pending.set(request.id, { resolve, reject });
+      this.inFlight.set(request.id, { resolve, reject });
       this.child.stdin.write(`${JSON.stringify(request)}\n`);
     });
   }
@@ -98,7 +98,7 @@ export class NftSession {
 
   private fail(message: string): void {
     this.failure ??= new CapaError('ERR_CAPA_SERVER_FAILURE', message);
-    for (const waiter of this.pending.values()) waiter.reject(this.failure);
-    this.pending.clear();
+    for (const waiter of this.inFlight.values()) waiter.reject(this.failure);
+    this.inFlight.clear();
   }
 }

@@ -179,7 +179,7 @@ export class Allocator {
     const found = this.restoredScope(tuple);
     if (found === undefined) return undefined;
     const slot = this.place(state.terminal, this.terminals.admit(state.terminal, Infinity), found.scope, found.address, tuple.localPort, state.createdAt);
-    if (state.complete) this.slots.settle(slot);
+    if (state.complete) this.slots.makeComplete(slot);
     return this.view(slot);
   }
 
@@ -219,7 +219,7 @@ export class Allocator {
     const completesPartial = scope instanceof HostScope && remotePort !== undefined;
     if (!completesPartial && !s.isPending(slot)) return this.view(slot);
     if (completesPartial) this.moveToDestination(slot, scope, remotePort);
-    if (s.isPending(slot)) s.settle(slot);
+    if (s.isPending(slot)) s.makeComplete(slot);
     return this.emit('confirm', this.now(), this.view(slot));
   }
 

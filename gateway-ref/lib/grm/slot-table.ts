@@ -59,7 +59,7 @@ export class SlotTable {
 
   /** Frees a live slot (unlinking it from the pending list first). */
   release(slot: number): void {
-    if (this.isPending(slot)) this.settle(slot);
+    if (this.isPending(slot)) this.makeComplete(slot);
     this.flags[slot] = 0;
     this.next[slot] = this.freeHead;
     this.freeHead = slot;
@@ -94,7 +94,7 @@ export class SlotTable {
   }
 
   /** pending -> complete: leaves the lease list. */
-  settle(slot: number): void {
+  makeComplete(slot: number): void {
     const before = this.prev[slot]!;
     const after = this.next[slot]!;
     if (before === NONE) this.pendingHead = after;

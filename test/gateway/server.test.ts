@@ -236,7 +236,9 @@ describe('gateway DNS listener: TCP connection limits', function () {
     try {
       const socket = net.connect(server.port, '127.0.0.1');
       await once(socket, 'connect');
+      const connected = performance.now();
       await once(socket, 'close'); // the mocha timeout bounds this
+      expect(performance.now() - connected, 'closed by the idle timer (200 ms), not at once').to.be.within(150, 5000);
     } finally {
       await server.close();
     }

@@ -5,6 +5,7 @@
   "variables": {
     "capa_core_sources": [
       "native/core/pin.c",
+      "native/core/sockaddr.c",
       "native/core/netlink.c"
     ],
     # capa-run: launcher, supervisor, and the library's socket step they run on the target's sockets.
@@ -23,12 +24,13 @@
       "native/preload/release.c",
       "native/preload/supervisor_link.c",
       "native/preload/terminal.c",
-      "native/preload/update.c",
+      "native/core/capa_update.c",
       "native/core/capa_judge.c",
       "native/core/address_sweep.c",
       "native/core/socket_table.c",
       "native/core/capa_codec.c",
       "native/core/pin.c",
+      "native/core/sockaddr.c",
       "native/core/netlink.c"
     ],
     # Tidying an interface's idle CAPA addresses: capa-socket (through the addon) and capa-run.
@@ -76,7 +78,7 @@
         "native/preload/release.c",
         "native/preload/supervisor_link.c",
         "native/preload/terminal.c",
-        "native/preload/update.c",
+        "native/core/capa_update.c",
         "native/core/capa_codec.c",
         "native/core/capa_judge.c",
         "<@(capa_core_sources)"

@@ -616,16 +616,22 @@ static int label_equals(const uint8_t *label, const char *text, size_t n) {
   return 1;
 }
 
+/*
+ * The label of a (validated, see skip_name) wire name at *off, pointers followed: its length, 0
+ * at the root. Its octets are at msg + *off + 1; the next label is at *off + length + 1. The one
+ * walk the readers of names share.
+ */
+static uint8_t label_at(const uint8_t *msg, size_t *off) {
+  while ((msg[*off] & 0xc0) == 0xc0) *off = ((size_t)(msg[*off] & 0x3f) << 8) | msg[*off + 1];
+  return msg[*off];
+}
+
 /* Whether the (validated) wire name at off spells text, ignoring case and a trailing dot. */
 static int name_equals(const uint8_t *msg, size_t off, const char *text) {
   size_t n = strlen(text), t = 0;
   if (n > 0 && text[n - 1] == '.') n--;
   for (;;) {
-    uint8_t l = msg[off];
-    if ((l & 0xc0) == 0xc0) {
-      off = ((size_t)(l & 0x3f) << 8) | msg[off + 1];
-      continue;
-    }
+    uint8_t l = label_at(msg, &off);
     if (l == 0) return t == n;
     if (t > 0) {
       if (t >= n || text[t] != '.') return 0;
@@ -741,11 +747,7 @@ int capa_response_parse(const uint8_t *msg, size_t len, uint16_t rrtype, uint16_
  * the text form cannot spell. out holds CAPA_NAME_TEXT_MAX octets, enough for any wire name. */
 static int name_text(const uint8_t *msg, size_t off, char *out) {
   size_t n = 0;
-  for (uint8_t l = msg[off]; l != 0; l = msg[off]) {
-    if ((l & 0xc0) == 0xc0) {
-      off = ((size_t)(l & 0x3f) << 8) | msg[off + 1];
-      continue;
-    }
+  for (uint8_t l = label_at(msg, &off); l != 0; l = label_at(msg, &off)) {
     if (memchr(msg + off + 1, '.', l) != NULL || memchr(msg + off + 1, '\0', l) != NULL) return CAPA_EMALFORMED;
     if (n > 0) out[n++] = '.';
     memcpy(out + n, msg + off + 1, l);

@@ -2,6 +2,8 @@
 #define _GNU_SOURCE
 #include "pin.h"
 
+#include "sockaddr.h"
+
 #include <errno.h>
 #include <netinet/in.h>
 #include <string.h>
@@ -76,22 +78,6 @@ static int set_user_options(int fd, const struct capa_pin_opts *opts,
   return rc;
 }
 
-static socklen_t fill_sockaddr(struct sockaddr_storage *ss, int family,
-                               const uint8_t *addr, uint16_t port) {
-  memset(ss, 0, sizeof *ss);
-  if (family == AF_INET) {
-    struct sockaddr_in *sin = (struct sockaddr_in *)ss;
-    sin->sin_family = AF_INET;
-    sin->sin_port = htons(port);
-    memcpy(&sin->sin_addr, addr, 4);
-    return sizeof *sin;
-  }
-  struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
-  sin6->sin6_family = AF_INET6;
-  sin6->sin6_port = htons(port);
-  memcpy(&sin6->sin6_addr, addr, 16);
-  return sizeof *sin6;
-}
 
 int capa_pin_prepare(int fd, int family, const struct capa_pin_opts *opts,
                      enum capa_pin_step *failed) {
@@ -117,7 +103,9 @@ int capa_pin_bind(int fd, int family, const uint8_t *addr, uint16_t port,
     int rc = set_opt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only, CAPA_STEP_V6ONLY, failed);
     if (rc < 0) return rc;
   }
-  socklen_t len = fill_sockaddr(&ss, family, addr, port);
+  struct capa_address a = {.family = family == AF_INET ? 4 : 6};
+  memcpy(a.addr, addr, family == AF_INET ? 4 : 16);
+  socklen_t len = capa_sockaddr(&a, port, &ss);
   return bind(fd, (struct sockaddr *)&ss, len) < 0 ? fail(CAPA_STEP_BIND, failed) : 0;
 }
 

@@ -80,13 +80,13 @@ int capa_unclaimed_put(const struct capa_allocation *a) {
   return start;
 }
 
-static int matches(const struct capa_allocation *a, const struct capa_ip *dest, uint16_t port, int proto) {
+static int matches(const struct capa_allocation *a, const struct capa_address *dest, uint16_t port, int proto) {
   return a->record.proto == proto && a->remote.family == dest->family &&
          memcmp(a->remote.addr, dest->addr, dest->family == 4 ? 4 : 16) == 0 &&
          (a->remote_port == port || a->remote_port == 0);
 }
 
-int capa_unclaimed_take(const struct capa_ip *dest, uint16_t port, int proto, struct capa_allocation *out) {
+int capa_unclaimed_take(const struct capa_address *dest, uint16_t port, int proto, struct capa_allocation *out) {
   size_t best = 0;
   int found = 0;
   lock_table();

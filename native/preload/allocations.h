@@ -22,7 +22,7 @@
 int capa_unclaimed_put(const struct capa_allocation *a);
 
 /* Removes and returns the matching allocation with the earliest deadline: 1 found, 0 none. */
-int capa_unclaimed_take(const struct capa_ip *dest, uint16_t port, int proto, struct capa_allocation *out);
+int capa_unclaimed_take(const struct capa_address *dest, uint16_t port, int proto, struct capa_allocation *out);
 
 /* A copy of the unclaimed allocation asked under the same qname for proto, its wait restarted: a
  * repeated lookup with no connect in between reuses it. 1 found, 0 none. */

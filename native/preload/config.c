@@ -30,11 +30,11 @@ static void set_error(struct capa_config *cfg, const char *fmt, ...) {
   va_end(ap);
 }
 
-void capa_ip_format(const struct capa_ip *ip, char *out, size_t len) {
+void capa_ip_format(const struct capa_address *ip, char *out, size_t len) {
   if (capa_address_format(ip->family, ip->addr, out, len) != CAPA_OK && len > 0) out[0] = '\0';
 }
 
-static int parse_ip(const char *text, size_t n, struct capa_ip *ip) {
+static int parse_ip(const char *text, size_t n, struct capa_address *ip) {
   char buf[CAPA_ADDRESS_TEXT_MAX];
   if (n >= sizeof buf) return -1;
   memcpy(buf, text, n);
@@ -246,11 +246,11 @@ const struct capa_config *capa_config(void) {
 }
 
 
-static int same_ip(const struct capa_ip *a, const struct capa_ip *b) {
+static int same_ip(const struct capa_address *a, const struct capa_address *b) {
   return a->family == b->family && memcmp(a->addr, b->addr, a->family == 4 ? 4 : 16) == 0;
 }
 
-static int in_prefix(const struct capa_prefix *pfx, const struct capa_ip *ip) {
+static int in_prefix(const struct capa_prefix *pfx, const struct capa_address *ip) {
   unsigned full = pfx->bits / 8, rest = pfx->bits % 8;
   if (pfx->ip.family != ip->family || memcmp(pfx->ip.addr, ip->addr, full) != 0) return 0;
   if (rest == 0) return 1;
@@ -258,14 +258,14 @@ static int in_prefix(const struct capa_prefix *pfx, const struct capa_ip *ip) {
   return (pfx->ip.addr[full] & mask) == (ip->addr[full] & mask);
 }
 
-static int is_server(const struct capa_server *list, int n, const struct capa_ip *ip, uint16_t port) {
+static int is_server(const struct capa_server *list, int n, const struct capa_address *ip, uint16_t port) {
   for (int i = 0; i < n; i++) {
     if (list[i].port == port && same_ip(&list[i].ip, ip)) return 1;
   }
   return 0;
 }
 
-int capa_config_exempts(const struct capa_config *cfg, const struct capa_ip *ip, uint16_t port) {
+int capa_config_exempts(const struct capa_config *cfg, const struct capa_address *ip, uint16_t port) {
   if (is_server(cfg->servers, cfg->n_servers, ip, port) || is_server(cfg->nameservers, cfg->n_nameservers, ip, port)) {
     return 1;
   }
@@ -275,18 +275,3 @@ int capa_config_exempts(const struct capa_config *cfg, const struct capa_ip *ip,
   return 0;
 }
 
-socklen_t capa_sockaddr(const struct capa_ip *ip, uint16_t port, struct sockaddr_storage *ss) {
-  memset(ss, 0, sizeof *ss);
-  if (ip->family == 4) {
-    struct sockaddr_in *sin = (struct sockaddr_in *)ss;
-    sin->sin_family = AF_INET;
-    sin->sin_port = htons(port);
-    memcpy(&sin->sin_addr, ip->addr, 4);
-    return sizeof *sin;
-  }
-  struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
-  sin6->sin6_family = AF_INET6;
-  sin6->sin6_port = htons(port);
-  memcpy(&sin6->sin6_addr, ip->addr, 16);
-  return sizeof *sin6;
-}

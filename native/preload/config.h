@@ -22,25 +22,22 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "../core/capa_codec.h"
+#include "../core/sockaddr.h"
+
 #define CAPA_MAX_SERVERS 8
 #define CAPA_MAX_EXEMPT 32
 #define CAPA_DEFAULT_TIMEOUT_MS 2000
 #define CAPA_SERVER_TEXT_MAX 56 /* "[v6]:port" and the NUL */
 
-/* An address as the codec spells families: 4 or 6. */
-struct capa_ip {
-  int family;
-  uint8_t addr[16];
-};
-
 struct capa_server {
-  struct capa_ip ip;
+  struct capa_address ip;
   uint16_t port;
   char text[CAPA_SERVER_TEXT_MAX];
 };
 
 struct capa_prefix {
-  struct capa_ip ip;
+  struct capa_address ip;
   unsigned bits;
 };
 
@@ -82,13 +79,10 @@ void capa_config_load(struct capa_config *cfg, const char *(*env)(const char *na
 
 /* 1 when a flow to (ip, port) goes without CAPA: a CAPA server, a resolv.conf nameserver on
  * port 53, or an exempt prefix. */
-int capa_config_exempts(const struct capa_config *cfg, const struct capa_ip *ip, uint16_t port);
-
-/* Socket address of a server (or any capa_ip + port); returns its length. */
-socklen_t capa_sockaddr(const struct capa_ip *ip, uint16_t port, struct sockaddr_storage *ss);
+int capa_config_exempts(const struct capa_config *cfg, const struct capa_address *ip, uint16_t port);
 
 /* "a.b.c.d" or RFC 5952 IPv6 text. */
-void capa_ip_format(const struct capa_ip *ip, char *out, size_t len);
+void capa_ip_format(const struct capa_address *ip, char *out, size_t len);
 
 /* The first 12 octets of a v4-mapped IPv6 address (::ffff:a.b.c.d). */
 extern const uint8_t CAPA_V4_MAPPED[12];

@@ -27,7 +27,7 @@ struct target {
   uint16_t port;
   int proto;
   int literal;      /* the name is an IP literal: aOB is that address */
-  struct capa_ip literal_ip;
+  struct capa_address literal_ip;
   int64_t until_ms; /* the whole lookup's deadline (capa_now_ms) */
 };
 

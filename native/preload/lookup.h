@@ -21,7 +21,7 @@ enum capa_outcome {
 struct capa_allocation {
   struct capa_record record; /* as received: aOG, pA, proto; a release repeats it */
   uint32_t ttl;              /* lease, seconds */
-  struct capa_ip remote;     /* aOB */
+  struct capa_address remote;     /* aOB */
   uint16_t remote_port;      /* pB; 0 for a partial allocation (bare host) */
   int server;                /* index in the configuration of the GRM that allocated it */
   char host[CAPA_NAME_TEXT_MAX];  /* zone of the release */
@@ -32,7 +32,7 @@ struct capa_lookup {
   enum capa_outcome outcome;
   struct capa_allocation alloc; /* CAPA_ALLOCATED */
   int n_addrs;                  /* CAPA_PLAIN: the destination's addresses (at least one) */
-  struct capa_ip addrs[CAPA_MAX_ADDRS];
+  struct capa_address addrs[CAPA_MAX_ADDRS];
   enum capa_failure failure; /* CAPA_FAILED */
   char message[320];         /* CAPA_FAILED: what happened, for people */
 };

@@ -91,10 +91,10 @@ static void fail_notice(const struct capa_config *cfg, const char *name, const s
 
 /* One node holding its own address, as glibc's freeaddrinfo expects (it frees the node and its
  * canonical name only). */
-static struct addrinfo *new_node(const struct capa_ip *ip, uint16_t port, int mapped, int socktype, int proto) {
+static struct addrinfo *new_node(const struct capa_address *ip, uint16_t port, int mapped, int socktype, int proto) {
   struct addrinfo *ai = calloc(1, sizeof *ai + sizeof(struct sockaddr_in6));
   if (ai == NULL) return NULL;
-  struct capa_ip wire = *ip;
+  struct capa_address wire = *ip;
   if (mapped) {
     wire.family = 6;
     memcpy(wire.addr, CAPA_V4_MAPPED, sizeof CAPA_V4_MAPPED);
@@ -119,7 +119,7 @@ struct request {
 };
 
 /* Addresses of the families the request allows (v4-mapped where asked), in order. */
-static int address_list(const struct request *r, const struct capa_ip *ips, int n, struct addrinfo **res) {
+static int address_list(const struct request *r, const struct capa_address *ips, int n, struct addrinfo **res) {
   struct addrinfo *head = NULL, **tail = &head;
   int family = r->hints->ai_family;
   for (int i = 0; i < n; i++) {
@@ -174,7 +174,7 @@ int capa_getaddrinfo(const char *node, const char *service, const struct addrinf
 /* ---- gethostbyname -------------------------------------------------------------------------- */
 
 /* Lays the hostent out in the caller's buffer: alias list, address list, addresses, name. */
-static int fill_hostent(const char *name, int af, const struct capa_ip *ips, int n, struct hostent *ret, char *buf,
+static int fill_hostent(const char *name, int af, const struct capa_address *ips, int n, struct hostent *ret, char *buf,
                         size_t buflen) {
   size_t addr_len = af == AF_INET ? 4 : 16, name_len = strlen(name) + 1;
   size_t pad = (sizeof(char *) - (uintptr_t)buf % sizeof(char *)) % sizeof(char *);
@@ -197,7 +197,7 @@ static int fill_hostent(const char *name, int af, const struct capa_ip *ips, int
   return 0;
 }
 
-static int host_result(const char *name, int af, const struct capa_ip *ips, int n, struct hostent *ret, char *buf,
+static int host_result(const char *name, int af, const struct capa_address *ips, int n, struct hostent *ret, char *buf,
                        size_t buflen, struct hostent **result, int *h_errnop) {
   int rc = fill_hostent(name, af, ips, n, ret, buf, buflen);
   *result = rc == 0 ? ret : NULL;
@@ -209,7 +209,7 @@ int capa_gethostbyname(const char *name, int af, struct hostent *ret, char *buf,
                        struct hostent **result, int *h_errnop) {
   const struct capa_config *cfg = capa_config();
   struct capa_lookup l;
-  struct capa_ip same_family[CAPA_MAX_ADDRS];
+  struct capa_address same_family[CAPA_MAX_ADDRS];
   int n = 0, family = af == AF_INET ? 4 : 6;
   if (!is_capa_name(name) || (af != AF_INET && af != AF_INET6)) return CAPA_NAMES_REAL;
   if (reused(name, 0, IPPROTO_TCP, &l.alloc)) {

@@ -15,7 +15,7 @@
 
 struct capa_pin {
   struct capa_allocation alloc;
-  struct capa_ip dest; /* the destination it was pinned for (aOB) */
+  struct capa_address dest; /* the destination it was pinned for (aOB) */
   uint16_t dest_port;  /* pB as connected (fills in a partial allocation) */
   int shared;          /* a forked child holds the socket too */
 };

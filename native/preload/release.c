@@ -6,7 +6,7 @@
 #include "dns_client.h"
 #include "ledger.h"
 #include "log.h"
-#include "update.h"
+#include "../core/capa_update.h"
 
 #define UPDATE_MAX 600
 #define HEADER 12

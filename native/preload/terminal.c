@@ -20,14 +20,14 @@
 #define MAX_PIN_TRIES 3
 
 struct destination {
-  struct capa_ip ip;  /* v4-mapped IPv6 destinations as IPv4 */
+  struct capa_address ip;  /* v4-mapped IPv6 destinations as IPv4 */
   uint16_t port;
   int sock_family;    /* AF_INET or AF_INET6: the socket's family */
   int mapped;         /* an AF_INET6 socket talking to a v4-mapped address */
 };
 
 /* An AF_INET/AF_INET6 socket address as (ip, port), v4-mapped IPv6 as IPv4; 0 for others. */
-static int read_sockaddr(const struct sockaddr *sa, socklen_t len, struct capa_ip *ip, uint16_t *port, int *mapped) {
+static int read_sockaddr(const struct sockaddr *sa, socklen_t len, struct capa_address *ip, uint16_t *port, int *mapped) {
   memset(ip, 0, sizeof *ip);
   *mapped = 0;
   if (sa == NULL) return 0;
@@ -59,7 +59,7 @@ static int read_destination(const struct sockaddr *sa, socklen_t len, struct des
 }
 
 /* The socket's local (address, port); 0 when it is not an AF_INET/AF_INET6 socket. */
-static int local_address(int fd, struct capa_ip *ip, uint16_t *port) {
+static int local_address(int fd, struct capa_address *ip, uint16_t *port) {
   struct sockaddr_storage ss;
   socklen_t len = sizeof ss;
   int mapped;
@@ -68,7 +68,7 @@ static int local_address(int fd, struct capa_ip *ip, uint16_t *port) {
 
 /* Whether the descriptor still is the socket we pinned: bound to its (aOG, pA). */
 static int pin_is_live(int fd, const struct capa_pin *p) {
-  struct capa_ip ip;
+  struct capa_address ip;
   uint16_t port = 0;
   const struct capa_record *r = &p->alloc.record;
   return local_address(fd, &ip, &port) && port == r->port && ip.family == r->family &&
@@ -76,7 +76,7 @@ static int pin_is_live(int fd, const struct capa_pin *p) {
 }
 
 /* Multicast, broadcast and link-local destinations never leave the link: no gateway, no CAPA. */
-static int link_only(const struct capa_ip *ip) {
+static int link_only(const struct capa_address *ip) {
   const uint8_t *a = ip->addr;
   if (ip->family == 4) return (a[0] & 0xf0) == 224 || (a[0] == 169 && a[1] == 254) || (a[0] & a[1] & a[2] & a[3]) == 255;
   return a[0] == 0xff || (a[0] == 0xfe && (a[1] & 0xc0) == 0x80);
@@ -184,7 +184,7 @@ static int allocation_for(const struct capa_config *cfg, int fd, int proto, cons
 /* The program bound the socket itself (nc -s/-p, curl --local-port, ssh -b) and now connects it
  * to a destination that needs CAPA: its source cannot be the allocation, so the connect fails. */
 static int refuse_bound(const struct capa_config *cfg, int fd, int proto, const struct destination *d,
-                        const struct capa_ip *local, uint16_t local_port, const struct capa_allocation *a) {
+                        const struct capa_address *local, uint16_t local_port, const struct capa_allocation *a) {
   char from[CAPA_ADDRESS_TEXT_MAX], to[CAPA_ADDRESS_TEXT_MAX];
   capa_ip_format(local, from, sizeof from);
   capa_ip_format(&d->ip, to, sizeof to);
@@ -224,7 +224,7 @@ static int prepare(int fd, const struct destination *d, int connecting) {
      * its number reused: that flow is over, and this is a new socket. */
     if (capa_pins_remove(fd, &pinned)) capa_release(cfg, &pinned.alloc, "socket gone");
   }
-  struct capa_ip local;
+  struct capa_address local;
   uint16_t local_port = 0;
   int bound = local_address(fd, &local, &local_port) && local_port != 0;
   /* A UDP socket the program bound to a port of its own answers its clients from it. */
@@ -263,7 +263,7 @@ int capa_before_send(int fd, const struct sockaddr *to, socklen_t len) {
 
 int capa_bind_deferred(int fd, const struct sockaddr *addr, socklen_t len) {
   static const uint8_t any[16];
-  struct capa_ip ip;
+  struct capa_address ip;
   uint16_t port = 1;
   int mapped;
   return read_sockaddr(addr, len, &ip, &port, &mapped) && !mapped && port == 0 && memcmp(ip.addr, any, sizeof any) == 0 &&

@@ -1,5 +1,5 @@
 /**
- * The C release encoder (native/preload/update.c), loaded through koffi, must produce the same
+ * The C release encoder (native/core/capa_update.c), loaded through koffi, must produce the same
  * bytes as resolver/lib/update.ts encodeRelease for every zone, owner, record and ID.
  */
 import { expect } from 'chai';
@@ -31,7 +31,7 @@ describe('preload: C release encoder = encodeRelease', function () {
   before(function () {
     this.timeout(60_000);
     requireTool(this, 'cc', 'building the release encoder');
-    build = buildC({ sources: ['native/preload/update.c', 'native/core/capa_codec.c'], kind: 'shared' });
+    build = buildC({ sources: ['native/core/capa_update.c', 'native/core/capa_codec.c'], kind: 'shared' });
     lib = koffi.load(build.path);
     koffi.struct('capa_release_record', {
       flags: 'uint8_t', proto: 'uint8_t', port: 'uint16_t', family: 'int', addr: koffi.array('uint8_t', 16, 'Array'),

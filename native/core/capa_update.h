@@ -3,13 +3,13 @@
  * RFC 2136 §2.5.4, byte for byte what resolver/codec/update.ts encodeRelease produces.
  * Pure, no I/O.
  */
-#ifndef CAPA_PRELOAD_UPDATE_H
-#define CAPA_PRELOAD_UPDATE_H
+#ifndef CAPA_CORE_UPDATE_H
+#define CAPA_CORE_UPDATE_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../core/capa_codec.h"
+#include "capa_codec.h"
 
 /* zone: the destination host (or its reverse name); qname: the owner the allocation was asked
  * under. Returns CAPA_OK or a capa_status. */

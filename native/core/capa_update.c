@@ -1,5 +1,5 @@
 /* DNS UPDATE release encoder: see update.h. */
-#include "update.h"
+#include "capa_update.h"
 
 #include <string.h>
 

@@ -139,6 +139,11 @@ export interface IpBatch {
   lines: string[];
 }
 
+/** An interface with its IPv4 (with prefix length) and IPv6 /64 address, then up; DAD off, so v6 works at once. */
+function interfaceUp(ifname: string, address: string, prefixLength: number, address6: string): string[] {
+  return [`address add ${address}/${prefixLength} dev ${ifname}`, `address add ${address6}/64 dev ${ifname} nodad`, `link set ${ifname} up`];
+}
+
 /** The ip commands that wire the plan, after its namespaces exist. */
 export function renderLinks(plan: LabPlan): IpBatch[] {
   const gw = plan.gateway;
@@ -154,23 +159,15 @@ export function renderLinks(plan: LabPlan): IpBatch[] {
     netns: gw.netns,
     lines: [
       'link set lo up',
-      `address add ${gw.outsideAddress}/${OUTSIDE_PREFIX_LENGTH} dev ${gw.outsideIfname}`,
-      `address add ${gw.outsideAddress6}/64 dev ${gw.outsideIfname} nodad`,
-      `link set ${gw.outsideIfname} up`,
-      ...plan.terminals.flatMap((t) => [
-        `address add ${t.gatewayAddress}/${LINK_PREFIX_LENGTH} dev ${t.gatewayIfname}`,
-        `address add ${t.gatewayAddress6}/64 dev ${t.gatewayIfname} nodad`,
-        `link set ${t.gatewayIfname} up`,
-      ]),
+      ...interfaceUp(gw.outsideIfname, gw.outsideAddress, OUTSIDE_PREFIX_LENGTH, gw.outsideAddress6),
+      ...plan.terminals.flatMap((t) => interfaceUp(t.gatewayIfname, t.gatewayAddress, LINK_PREFIX_LENGTH, t.gatewayAddress6)),
     ],
   };
   const outside: IpBatch = {
     netns: out.netns,
     lines: [
       'link set lo up',
-      `address add ${out.address}/${OUTSIDE_PREFIX_LENGTH} dev ${out.ifname}`,
-      `address add ${out.address6}/64 dev ${out.ifname} nodad`,
-      `link set ${out.ifname} up`,
+      ...interfaceUp(out.ifname, out.address, OUTSIDE_PREFIX_LENGTH, out.address6),
       `route add ${plan.poolPrefix} via ${gw.outsideAddress}`,
       `route add ${plan.poolPrefix6} via ${gw.outsideAddress6}`,
     ],
@@ -179,9 +176,7 @@ export function renderLinks(plan: LabPlan): IpBatch[] {
     netns: t.netns,
     lines: [
       'link set lo up',
-      `address add ${t.address}/${LINK_PREFIX_LENGTH} dev ${t.ifname}`,
-      `address add ${t.address6}/64 dev ${t.ifname} nodad`,
-      `link set ${t.ifname} up`,
+      ...interfaceUp(t.ifname, t.address, LINK_PREFIX_LENGTH, t.address6),
       `route add default via ${t.gatewayAddress}`,
       `route add ::/0 via ${t.gatewayAddress6}`,
     ],

@@ -186,12 +186,3 @@ export function extendedErrors(message: Message): ExtendedError[] {
   }
   return out;
 }
-
-/** Encodes an EDE option body: info-code and UTF-8 text. */
-export function encodeExtendedError(ede: ExtendedError): { code: number; data: Buffer } {
-  const text = Buffer.from(ede.text, 'utf8');
-  const data = Buffer.alloc(2 + text.length);
-  data.writeUInt16BE(ede.code, 0);
-  text.copy(data, 2);
-  return { code: EDE_OPTION_CODE, data };
-}

@@ -8,7 +8,8 @@ import net from 'node:net';
 import { once } from 'node:events';
 import dnsPacket from 'dns-packet';
 import { DEFAULT_CAPA_RRTYPE, EDNS_PAYLOAD, dnsPacketTypeName } from '../../resolver/codec/constants.js';
-import { decodeMessage, encodeExtendedError, type ExtendedError, type Message } from '../../resolver/codec/message.js';
+import { encodeExtendedError } from '../../gateway-ref/lib/dns/ede.js';
+import { decodeMessage, type ExtendedError, type Message } from '../../resolver/codec/message.js';
 import { type CapaRecord, encode as encodeRdata } from '../../resolver/codec/rdata.js';
 import { frame, unframe } from '../../resolver/codec/tcp-frame.js';
 

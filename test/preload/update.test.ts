@@ -8,7 +8,8 @@ import koffi, { type LibraryHandle } from 'koffi';
 import { ipToBytes } from '../../resolver/codec/ip.js';
 import { buildQueryName, normalizeHost } from '../../resolver/codec/qname.js';
 import type { CapaRecord } from '../../resolver/codec/rdata.js';
-import { decodeRelease, encodeRelease } from '../../resolver/codec/update.js';
+import { decodeRelease } from '../../gateway-ref/lib/dns/release.js';
+import { encodeRelease } from '../../resolver/codec/update.js';
 import { type CBuild, type CRecord, buildC, requireTool } from '../helpers/c-build.js';
 
 const CAPA_OK = 0;

@@ -4,7 +4,8 @@ import dnsPacket from 'dns-packet';
 import { capaRrtype, dnsPacketTypeName } from '../../resolver/codec/constants.js';
 import { CapaError, type CapaErrorCode } from '../../resolver/codec/errors.js';
 import { addressFromReverseName, bytesToIp, canonicalIp, ipToBytes, reverseName } from '../../resolver/codec/ip.js';
-import { capaAnswers, decodeMessage, encodeExtendedError, encodeQuery, extendedErrors } from '../../resolver/codec/message.js';
+import { encodeExtendedError } from '../../gateway-ref/lib/dns/ede.js';
+import { capaAnswers, decodeMessage, encodeQuery, extendedErrors } from '../../resolver/codec/message.js';
 import { usualMessage } from '../../resolver/codec/usual-message.js';
 import {
   formatGenericRdata, formatRR, formatRdata, parseRR, parseRdata,

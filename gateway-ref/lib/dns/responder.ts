@@ -7,10 +7,11 @@
 import { EDE, EDE_TEXT, EDNS_PAYLOAD, dnsPacketTypeName } from '../../../resolver/codec/constants.js';
 import { isCapaError } from '../../../resolver/codec/errors.js';
 import { ipFamily } from '../../../resolver/codec/ip.js';
-import { type ExtendedError, type Message, type WireRecord, decodeMessage, encodeExtendedError } from '../../../resolver/codec/message.js';
+import { type ExtendedError, type Message, type WireRecord, decodeMessage } from '../../../resolver/codec/message.js';
 import { type ParsedQueryName, parseQueryName } from '../../../resolver/codec/qname.js';
 import { encode as encodeRdata } from '../../../resolver/codec/rdata.js';
-import { decodeRelease } from '../../../resolver/codec/update.js';
+import { encodeExtendedError } from './ede.js';
+import { decodeRelease } from './release.js';
 import { skipName } from '../../../resolver/codec/validate.js';
 import type { Allocation, Destination, OutsideTuple, ProtoNumber, ReleaseOutcome } from '../grm/types.js';
 import type { LookupResult } from '../zone/upstream.js';

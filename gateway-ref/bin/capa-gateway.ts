@@ -10,6 +10,7 @@ import { isCapaError } from '../../resolver/codec/errors.js';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { formatServer, parseServer, type ServerAddress } from '../../resolver/codec/server-address.js';
+import { setMmapThreshold } from '../../native/addon/index.js';
 import { DATA_PLANES } from '../lib/dataplane/index.js';
 import { type RunningGateway, parseListen, startGateway } from '../lib/gateway.js';
 import { DEFAULT_HOLD_DOWN_MS, DEFAULT_LEASE_MS } from '../lib/grm/allocator.js';
@@ -88,8 +89,21 @@ const argv = commandLine('capa-gateway', process.argv.slice(2), usageError, (y) 
   .coerce('hold-down', positiveInteger('hold-down', 0)))
   .parseSync();
 
+/**
+ * The loopback plane copies whole socket tables (megabytes under churn) on a worker thread, and
+ * the main thread frees them; glibc then raises its mmap threshold and keeps such blocks in its
+ * heaps (RSS +40-100 % over a 10-minute soak, live objects flat). A fixed threshold hands each
+ * back to the kernel when freed. Without the addon (not built) the gateway runs as before.
+ */
+const MMAP_THRESHOLD = 128 * 1024;
+
 async function main(): Promise<void> {
   let gateway: RunningGateway;
+  try {
+    setMmapThreshold(MMAP_THRESHOLD);
+  } catch {
+    // Only the nftables plane needs the addon, and it reports its absence itself.
+  }
   try {
     const listen = parseListen(argv.listen ?? DEFAULT_LISTEN); // typed optional only because of the coerce
     const stateDir = argv['state-dir'] === 'none' ? undefined : argv['state-dir'] ?? defaultStateDir(listen);

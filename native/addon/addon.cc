@@ -5,6 +5,7 @@
 #include <uv.h>
 
 #include <arpa/inet.h>
+#include <malloc.h>
 #include <net/if.h>
 #include <sys/socket.h>
 
@@ -306,6 +307,15 @@ Napi::Value IsLocalAddress(const Napi::CallbackInfo& info) {
                               "looking up the route of " + addr.text, IsOne);
 }
 
+// setMmapThreshold(bytes) -> whether glibc took it: allocations from `bytes` up are mmapped and
+// go back to the kernel when freed. A fixed threshold also stops glibc raising it after each
+// large free, which otherwise keeps such blocks in its heaps.
+Napi::Value SetMmapThreshold(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t bytes = ParseInteger(env, info[0], "bytes", 32 * 1024 * 1024);
+  return Napi::Boolean::New(env, mallopt(M_MMAP_THRESHOLD, static_cast<int>(bytes)) == 1);
+}
+
 // nftOpen([netns]) -> fd of a NETLINK_NETFILTER socket, in network namespace /run/netns/<netns> if given.
 Napi::Value NftOpen(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -478,6 +488,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("addressCheck", Napi::Function::New(env, AddressCheck, "addressCheck"));
   exports.Set("isLocalAddress", Napi::Function::New(env, IsLocalAddress, "isLocalAddress"));
   exports.Set("sweepAddresses", Napi::Function::New(env, SweepAddresses, "sweepAddresses"));
+  exports.Set("setMmapThreshold", Napi::Function::New(env, SetMmapThreshold, "setMmapThreshold"));
   exports.Set("nftOpen", Napi::Function::New(env, NftOpen, "nftOpen"));
   exports.Set("nftApply", Napi::Function::New(env, NftApply, "nftApply"));
   exports.Set("nftDump", Napi::Function::New(env, NftDump, "nftDump"));

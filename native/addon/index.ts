@@ -61,6 +61,7 @@ interface CapaAddon {
   addressCheck(ifname: string, address: string): Promise<boolean>;
   isLocalAddress(address: string): Promise<boolean>;
   sweepAddresses(ifname: string, idleMs?: number): number;
+  setMmapThreshold(bytes: number): boolean;
 }
 
 // dist/native/addon/index.js -> <package root>/build/Release/capa.node
@@ -130,6 +131,14 @@ export function sweepAddresses(ifname: string, idleMs?: number): number {
 /** Whether the kernel delivers `address` locally (every 127/8 address, any configured one). */
 export function isLocalAddress(address: string): Promise<boolean> {
   return addon().isLocalAddress(address);
+}
+
+/**
+ * glibc's M_MMAP_THRESHOLD for this process: allocations of `bytes` and more are mmapped, and go
+ * back to the kernel when freed. False when glibc refused it (not glibc, or out of range).
+ */
+export function setMmapThreshold(bytes: number): boolean {
+  return addon().setMmapThreshold(bytes);
 }
 
 /**

@@ -10,6 +10,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { expect } from 'chai';
 import {
   addressAdd, addressCheck, addressRemove, bindPinned, isLocalAddress, type NativeSystemError, type OpenOptions, openPinnable,
+  setMmapThreshold,
 } from '../../native/addon/index.js';
 import { PinnableTcpSocket, pinnedTcpSocket, pinnedUdpSocket } from '../../socket-shim/lib/pinned.js';
 import { unavailable } from '../helpers/ci.js';
@@ -373,6 +374,14 @@ describe('native addon: local addresses', function () {
     const err = (await addressCheck('nope0', '127.0.0.1').then(() => expect.fail('resolved'), (e: unknown) => e)) as NativeSystemError;
     expect(err).to.include({ code: 'ENODEV', syscall: 'netlink' });
     expect(err.message).to.equal('checking 127.0.0.1 on nope0 failed: ENODEV (no such device)');
+  });
+});
+
+describe('native addon: malloc policy', function () {
+  it('sets glibc\'s mmap threshold (what capa-gateway does at start) and checks its argument', function () {
+    expect(setMmapThreshold(128 * 1024)).to.equal(true);
+    expect(() => setMmapThreshold(-1)).to.throw(TypeError, /"bytes" argument must be an integer from 0 to 33554432/);
+    expect(() => setMmapThreshold(64 * 1024 * 1024)).to.throw(TypeError);
   });
 });
 

@@ -86,10 +86,52 @@ function carries(tuple: OutsideTuple, socket: SocketEntry): boolean {
   return socket.remoteAddress === tuple.remoteAddress && (tuple.remotePort === undefined || socket.remotePort === tuple.remotePort);
 }
 
-/** The watches an index holds at `key`. */
-function watchesAt(index: Map<EndpointKey, Watch | Watch[]>, key: EndpointKey): readonly Watch[] {
-  const found = index.get(key);
-  return found === undefined ? [] : Array.isArray(found) ? found : [found];
+const NO_WATCHES: readonly Watch[] = [];
+
+/** A slot's watches with one more: the array only once a second one shares it. */
+function joined(sharing: Watch | Watch[] | undefined, watch: Watch): Watch | Watch[] {
+  if (sharing === undefined) return watch;
+  if (!Array.isArray(sharing)) return [sharing, watch];
+  sharing.push(watch);
+  return sharing;
+}
+
+/**
+ * Watches by the local endpoint a table shows them at (see endpointKey), for one read. IPv4
+ * keys (address word x 65536 + port) pass 2^31, where a Map hashes them as heap numbers: a
+ * million restored watches took half a second to index. They go into an array per address
+ * word, indexed by port, instead; IPv6 keys (strings) stay in a Map. A slot holds its watch, or
+ * its watches when several destinations share one (aOG, pA) (an array only then).
+ */
+class WatchIndex {
+  private readonly byWord = new Map<number, (Watch | Watch[] | undefined)[]>();
+  private readonly byText = new Map<string, Watch | Watch[]>();
+
+  add(key: EndpointKey, watch: Watch): void {
+    if (typeof key === 'string') {
+      this.byText.set(key, joined(this.byText.get(key), watch));
+      return;
+    }
+    const word = Math.floor(key / 65536);
+    let ports = this.byWord.get(word);
+    if (ports === undefined) this.byWord.set(word, (ports = new Array<Watch | Watch[] | undefined>(65536)));
+    const port = key - word * 65536;
+    ports[port] = joined(ports[port], watch);
+  }
+
+  has(key: EndpointKey): boolean {
+    return typeof key === 'string' ? this.byText.has(key) : this.slot(key) !== undefined;
+  }
+
+  at(key: EndpointKey): readonly Watch[] {
+    const found = typeof key === 'string' ? this.byText.get(key) : this.slot(key);
+    return found === undefined ? NO_WATCHES : Array.isArray(found) ? found : [found];
+  }
+
+  private slot(key: number): Watch | Watch[] | undefined {
+    const word = Math.floor(key / 65536);
+    return this.byWord.get(word)?.[key - word * 65536];
+  }
 }
 
 export class LoopbackDataPlane implements DataPlane {
@@ -174,7 +216,7 @@ export class LoopbackDataPlane implements DataPlane {
     // Indexed only when there is something to look up (a restart may bring back a million watches).
     const byKey = held.length > 0 ? this.index() : undefined;
     for (const { key, socket } of held) {
-      if (watchesAt(byKey![socket.proto], key).some((w) => carries(w.tuple, socket))) continue;
+      if (byKey![socket.proto].at(key).some((w) => carries(w.tuple, socket))) continue;
       adopt({ proto: socket.proto, remoteAddress: socket.remoteAddress, remotePort: socket.remotePort, localAddress: socket.localAddress, localPort: socket.localPort });
     }
   }
@@ -307,13 +349,12 @@ export class LoopbackDataPlane implements DataPlane {
   }
 
   /**
-   * Per protocol, (aOG, pA) as the tables show it -> its watch, or its watches when several
-   * destinations share it (an array only then: a million restored states made a million). Built
-   * for each read rather than kept up to date: reads are far fewer than states, and a read then
-   * costs O(lines + states), no parse per line.
+   * Per protocol, (aOG, pA) as the tables show it -> its watches. Built for each read rather
+   * than kept up to date: reads are far fewer than states, and a read then costs O(lines +
+   * states), no parse per line.
    */
-  private index(): Record<ProtoNumber, Map<EndpointKey, Watch | Watch[]>> {
-    const byKey: Record<ProtoNumber, Map<EndpointKey, Watch | Watch[]>> = { 6: new Map(), 17: new Map() };
+  private index(): Record<ProtoNumber, WatchIndex> {
+    const byKey: Record<ProtoNumber, WatchIndex> = { 6: new WatchIndex(), 17: new WatchIndex() };
     let lastAddress = '';
     let lastKey: number | string = 0;
     for (const watch of this.watches.values()) {
@@ -322,12 +363,7 @@ export class LoopbackDataPlane implements DataPlane {
         lastAddress = localAddress;
         lastKey = this.addressKey(localAddress);
       }
-      const key = endpointKey(lastKey, localPort);
-      const map = byKey[proto];
-      const sharing = map.get(key);
-      if (sharing === undefined) map.set(key, watch);
-      else if (Array.isArray(sharing)) sharing.push(watch);
-      else map.set(key, [sharing, watch]);
+      byKey[proto].add(endpointKey(lastKey, localPort), watch);
     }
     return byKey;
   }
@@ -355,7 +391,7 @@ export class LoopbackDataPlane implements DataPlane {
           continue;
         }
         if (socket.proto === 6 && socket.state === TCP_LISTEN) continue;
-        for (const watch of watchesAt(watched, key)) {
+        for (const watch of watched.at(key)) {
           if (!carries(watch.tuple, socket)) continue;
           present.add(watch);
           if (watch.started) continue;
